@@ -1,0 +1,96 @@
+"""Settings: the only place that reads the environment.
+
+One frozen Struct, built once at startup by `Settings.from_env()`. Each field is named after its
+environment variable (`redis_url` <- `REDIS_URL`); a bad value raises `SettingsError` naming that
+variable, and the command line turns it into a one-line message and exit status 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import msgspec
+
+from contract.errors import SettingsError
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+DAY = 86_400
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
+    """Everything the roles can be told; defaults run the whole pipeline on one machine."""
+
+    # Redis: the queue and the dedup marks.
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    # Receiver.
+    webhook_tokens: tuple[str, ...] = ()
+    webhook_allowed_ips: tuple[str, ...] = ()
+    webhook_trusted_proxies: tuple[str, ...] = ()
+    webhook_dedup_ttl: int = 7 * DAY
+    webhook_max_body: int = 64 * 1024
+    # How long an enqueued job waits for a worker before Redis forgets it. Defaults to the dedup
+    # window: a call marked seen must stay queued at least as long as it is remembered.
+    job_expiry: int = 7 * DAY
+    queue_name: str = "wavix:queue"
+    log_level: str = "INFO"
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Builds the settings from `environ` (default `os.environ`); empty values count as unset."""
+        env = os.environ if environ is None else environ
+        raw: dict[str, Any] = {}
+        for field in msgspec.structs.fields(cls):
+            value = env.get(field.encode_name, "").strip()
+            if value:
+                raw[field.encode_name] = _split(value) if _is_list(field.type) else value
+        try:
+            settings = msgspec.convert(raw, cls, strict=False)
+        except msgspec.ValidationError as e:
+            raise SettingsError(_variable_in(str(e)), str(e).split(" - at ")[0]) from e
+        settings._check()
+        return settings
+
+    def _check(self) -> None:
+        for name in ("webhook_dedup_ttl", "webhook_max_body", "job_expiry"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(name.upper(), "must be a positive whole number")
+        if self.job_expiry < self.webhook_dedup_ttl:
+            raise SettingsError("JOB_EXPIRY", "must be at least WEBHOOK_DEDUP_TTL, or a seen call could expire unrun")
+        for token in self.webhook_tokens:
+            if len(token) < 16:
+                raise SettingsError("WEBHOOK_TOKENS", "each token must be at least 16 characters long")
+        self.allowed_networks()
+        self.trusted_proxy_networks()
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+
+    def allowed_networks(self) -> tuple[Network, ...]:
+        return _networks("WEBHOOK_ALLOWED_IPS", self.webhook_allowed_ips)
+
+    def trusted_proxy_networks(self) -> tuple[Network, ...]:
+        return _networks("WEBHOOK_TRUSTED_PROXIES", self.webhook_trusted_proxies)
+
+
+def _networks(variable: str, values: tuple[str, ...]) -> tuple[Network, ...]:
+    try:
+        return tuple(ipaddress.ip_network(v, strict=False) for v in values)
+    except ValueError as e:
+        raise SettingsError(variable, f"not an address or CIDR range ({e})") from e
+
+
+def _is_list(annotation: Any) -> bool:
+    return getattr(annotation, "__origin__", None) is tuple
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _variable_in(message: str) -> str:
+    """msgspec says `... - at `$.WEBHOOK_DEDUP_TTL``: the variable is the last path element."""
+    _, _, path = message.partition("`$.")
+    return path.split("`")[0].split("[")[0] or "environment"

@@ -1,0 +1,67 @@
+"""The HTTP app: `create_app(settings)` is the only way to build it.
+
+Resources (the Redis pool, the enqueuer, the auth gate, the metrics) are built in the lifespan, put on
+`app.state`, and closed in reverse order when the app stops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from redis.asyncio import Redis
+
+from contract import logs
+from contract.settings import Settings
+from service.auth import Gate
+from service.enqueue import Enqueuer
+from service.errors import exception_handlers
+from service.health import healthz, metrics, readyz
+from service.metrics import ReceiverMetrics
+from service.openapi import document_webhook_bodies
+from service.webhooks import receive_webhook
+
+log = logs.get("service")
+
+
+def connect_redis(settings: Settings) -> Redis:
+    """Short timeouts: when Redis is down a webhook should get its 503 quickly, not hang."""
+    return Redis.from_url(
+        settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, max_connections=256
+    )
+
+
+def create_app(settings: Settings) -> Litestar:
+    @asynccontextmanager
+    async def resources(app: Litestar) -> AsyncIterator[None]:
+        redis = connect_redis(settings)
+        app.state.redis = redis
+        app.state.enqueuer = Enqueuer(
+            redis,
+            queue_name=settings.queue_name,
+            dedup_ttl_s=settings.webhook_dedup_ttl,
+            job_expiry_s=settings.job_expiry,
+        )
+        log.info("receiver.started", tokens=len(settings.webhook_tokens), allowlist=len(settings.webhook_allowed_ips))
+        try:
+            yield
+        finally:
+            await redis.aclose()
+
+    app = Litestar(
+        route_handlers=[receive_webhook, healthz, readyz, metrics],
+        lifespan=[resources],
+        exception_handlers=exception_handlers,
+        request_max_body_size=settings.webhook_max_body,
+        openapi_config=OpenAPIConfig(title="wavix-events receiver", version="0.1.0"),
+        logging_config=None,
+    )
+    document_webhook_bodies(app.openapi_schema)
+    app.state.settings = settings
+    app.state.metrics = ReceiverMetrics()
+    app.state.gate = Gate(
+        settings.webhook_tokens, settings.allowed_networks(), settings.trusted_proxy_networks()
+    )
+    return app

@@ -1,0 +1,57 @@
+"""Enqueue: the dedup mark and the arq job, written in one Redis round trip that cannot half-happen.
+
+A Lua script runs atomically in Redis: if the call was seen within the dedup window it does nothing;
+otherwise it writes arq's job record and queue entry (as `ArqRedis.enqueue_job` would, with our
+msgpack serializer) and only then the dedup mark. Were a write ever to fail part-way, what remains is a
+queued job without its mark (a possible repeat, which the worker tolerates), never a call marked seen
+but not queued. arq's own `_job_id` uniqueness is not enough: it only holds while the job or its result
+exists, not for the whole dedup window.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from arq.constants import job_key_prefix, result_key_prefix
+from redis.asyncio import Redis
+
+from contract.jobs import Receipt, encode_job, function_for
+from contract.webhooks import Webhook
+
+SEEN_PREFIX = "wavix:seen:"
+
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[2], KEYS[3]) == 0 then
+  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
+end
+redis.call('SET', KEYS[1], ARGV[5], 'EX', ARGV[1])
+return 1
+"""
+
+
+class Enqueuer:
+    """Turns an accepted webhook into a queued job, once per dedup key."""
+
+    def __init__(self, redis: Redis, *, queue_name: str, dedup_ttl_s: int, job_expiry_s: int) -> None:
+        self._script: Any = redis.register_script(_ENQUEUE)
+        self._queue = queue_name
+        self._dedup_ttl_s = dedup_ttl_s
+        self._job_expiry_ms = job_expiry_s * 1000
+
+    async def enqueue(self, webhook: Webhook, body: bytes) -> bool:
+        """True when a job was queued, False when the same work was already seen.
+
+        Raises redis' `ConnectionError`/`TimeoutError` when Redis does not answer: nothing is marked.
+        """
+        now_ms = time.time_ns() // 1_000_000
+        job_id = webhook.dedup_key
+        receipt = Receipt(
+            kind=webhook.kind, call_id=webhook.call_id, event=webhook.event, received_at_ms=now_ms, body=body
+        )
+        job = encode_job(function_for(webhook), receipt, now_ms)
+        keys = [SEEN_PREFIX + job_id, job_key_prefix + job_id, result_key_prefix + job_id, self._queue]
+        args = [self._dedup_ttl_s, self._job_expiry_ms, job, job_id, now_ms]
+        return bool(await self._script(keys=keys, args=args))

@@ -1,0 +1,80 @@
+"""Receive: `POST /webhooks/wavix/{token}`, the front door Wavix calls when a call changes state.
+
+raw body -> authenticate -> decode -> dedup + enqueue (one atomic Redis round trip) -> 200.
+It answers 200 only once the job is in Redis, so a 2xx always means "will be processed"; every other
+answer is a JSON error (service/errors.py) and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from litestar import Request, post
+from litestar.datastructures import State
+from litestar.exceptions import HTTPException
+
+from contract import logs
+from contract.webhooks import classify
+from service.enqueue import Enqueuer
+from service.errors import WebhookRejected
+from service.metrics import ReceiverMetrics
+from service.openapi import WebhookOperation
+
+log = logs.get("service.webhooks")
+
+
+def _json_type(content_type: str | None) -> bool:
+    if not content_type:
+        return True  # Wavix always sends one; a sender that omits it is judged by its body
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+@post(
+    "/webhooks/wavix/{token:str}",
+    status_code=200,
+    operation_class=WebhookOperation,
+    summary="Receive a Wavix call webhook",
+    description="Post-call, on-call and transcription-completed webhooks, in every variant Wavix has used.",
+    tags=["webhooks"],
+)
+async def receive_webhook(request: Request[Any, Any, Any], token: str, state: State) -> dict[str, Any]:
+    metrics: ReceiverMetrics = state.metrics
+    gate = state.gate
+    client = request.client.host if request.client else None
+    if not gate.source_ok(client, request.headers.get("x-forwarded-for")):
+        metrics.webhooks.labels("unknown", "rejected_source").inc()
+        log.warning("webhook.rejected", reason="source", client=client)
+        raise WebhookRejected(403, "forbidden", "this source address may not send webhooks")
+    if not gate.token_ok(token):
+        metrics.webhooks.labels("unknown", "rejected_token").inc()
+        log.warning("webhook.rejected", reason="token", client=client)
+        raise WebhookRejected(404, "not_found", "no such webhook endpoint")
+    if not _json_type(request.headers.get("content-type")):
+        metrics.webhooks.labels("unknown", "rejected_type").inc()
+        raise WebhookRejected(415, "unsupported_media_type", "send the webhook as application/json")
+    try:
+        body = await request.body()
+    except HTTPException as e:
+        metrics.webhooks.labels("unknown", "rejected_size" if e.status_code == 413 else "rejected_body").inc()
+        raise
+    try:
+        webhook = classify(body)
+    except Exception:
+        metrics.webhooks.labels("unknown", "rejected_payload").inc()
+        raise
+    if not webhook.starts_work:
+        metrics.webhooks.labels(webhook.kind, "ignored").inc()
+        return {"status": "ignored", "call_id": webhook.call_id, "event": webhook.event}
+
+    enqueuer: Enqueuer = state.enqueuer
+    try:
+        with metrics.enqueue_seconds.time():
+            queued = await enqueuer.enqueue(webhook, body)
+    except Exception:
+        metrics.webhooks.labels(webhook.kind, "unavailable").inc()
+        raise
+    outcome = "accepted" if queued else "duplicate"
+    metrics.webhooks.labels(webhook.kind, outcome).inc()
+    log.info(f"webhook.{outcome}", call_id=webhook.call_id, kind=webhook.kind, event=webhook.event)
+    return {"status": outcome, "call_id": webhook.call_id, "event": webhook.event}

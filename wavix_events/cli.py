@@ -1,0 +1,85 @@
+"""`wavix-events`: one command, a subcommand per role.
+
+    wavix-events serve      the webhook receiver (Litestar on Granian)
+    wavix-events worker     an arq worker
+    wavix-events simulate   the Wavix sandbox
+
+Settings come from the environment (README); a bad one ends the command with a line naming it, exit 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from contract import logs
+from contract.errors import SettingsError
+from contract.settings import Settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    if not settings.webhook_tokens:
+        raise SettingsError("WEBHOOK_TOKENS", "set at least one secret token (openssl rand -hex 24)")
+    from service.serve import run
+
+    return run(settings, host=args.host, port=args.port, workers=args.workers, server=args.server)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    from workers.settings import create_worker
+
+    create_worker(settings, burst=args.burst).run()
+    return 0
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    from sandbox.cli import run
+
+    return run(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wavix-events", description=__doc__.split("\n\n")[0])
+    roles = parser.add_subparsers(dest="role", required=True, metavar="ROLE")
+
+    serve = roles.add_parser("serve", help="run the webhook receiver")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    serve.add_argument("--server", choices=["granian", "uvicorn"], default="granian", help=argparse.SUPPRESS)
+    serve.set_defaults(run=_serve)
+
+    worker = roles.add_parser("worker", help="run an arq worker")
+    worker.add_argument("--burst", action="store_true", help="stop once the queue is empty")
+    worker.set_defaults(run=_worker)
+
+    try:
+        from sandbox.cli import add_arguments
+    except ImportError:
+        pass
+    else:
+        simulate = roles.add_parser("simulate", help="run the Wavix sandbox (a simulator of Wavix's API)")
+        add_arguments(simulate)
+        simulate.set_defaults(run=_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    command: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return command(args)
+    except SettingsError as e:
+        print(f"wavix-events: configuration error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
