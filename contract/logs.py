@@ -46,21 +46,21 @@ class Logger:
     def __init__(self, name: str) -> None:
         self._logger = logging.getLogger(name)
 
-    def _log(self, level: int, event: str, exc_info: bool, fields: dict[str, Any]) -> None:
+    def _log(self, level: int, message: str, exc_info: bool, fields: dict[str, Any]) -> None:
         if self._logger.isEnabledFor(level):
-            self._logger.log(level, event, exc_info=exc_info, extra={"fields": fields})
+            self._logger.log(level, message, exc_info=exc_info, extra={"fields": fields})
 
-    def debug(self, event: str, **fields: Any) -> None:
-        self._log(logging.DEBUG, event, False, fields)
+    def debug(self, message: str, /, **fields: Any) -> None:
+        self._log(logging.DEBUG, message, False, fields)
 
-    def info(self, event: str, **fields: Any) -> None:
-        self._log(logging.INFO, event, False, fields)
+    def info(self, message: str, /, **fields: Any) -> None:
+        self._log(logging.INFO, message, False, fields)
 
-    def warning(self, event: str, **fields: Any) -> None:
-        self._log(logging.WARNING, event, False, fields)
+    def warning(self, message: str, /, **fields: Any) -> None:
+        self._log(logging.WARNING, message, False, fields)
 
-    def error(self, event: str, *, exc_info: bool = False, **fields: Any) -> None:
-        self._log(logging.ERROR, event, exc_info, fields)
+    def error(self, message: str, /, *, exc_info: bool = False, **fields: Any) -> None:
+        self._log(logging.ERROR, message, exc_info, fields)
 
 
 def get(name: str) -> Logger:
@@ -75,3 +75,6 @@ def configure(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx and httpcore log every request's full URL at INFO; a Slack webhook URL is itself a secret.
+    for chatty in ("httpx", "httpcore"):
+        logging.getLogger(chatty).setLevel(logging.WARNING)

@@ -37,6 +37,22 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     job_expiry: int = 7 * DAY
     queue_name: str = "wavix:queue"
     log_level: str = "INFO"
+    # Wavix API (the worker's fetches).
+    wavix_api_url: str = "https://api.wavix.com"
+    wavix_api_key: str = ""
+    wavix_cdr_path: str = "/v1/cdr/{uuid}"  # or "/v1/cdrs/{call_id}", the current spec's family
+    transcript_wait: int = 30 * 60
+    # Downstream: the Redis Stream every event lands in, and the dead letters.
+    events_stream: str = "wavix:events"
+    events_stream_maxlen: int = 1_000_000
+    dead_letter_stream: str = "wavix:dead"
+    # Slack alerts: an incoming webhook, or a bot token and channel.
+    slack_webhook_url: str = ""
+    slack_bot_token: str = ""
+    slack_channel: str = ""
+    slack_api_url: str = "https://slack.com/api"
+    alert_rules: tuple[str, ...] = ("failed", "machine")
+    alert_digest_threshold: int = 5  # alerts waiting at once above this are sent as one digest
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

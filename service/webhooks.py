@@ -12,6 +12,7 @@ from typing import Any
 from litestar import Request, post
 from litestar.datastructures import State
 from litestar.exceptions import HTTPException
+from litestar.params import FromPath
 
 from contract import logs
 from contract.webhooks import classify
@@ -38,7 +39,7 @@ def _json_type(content_type: str | None) -> bool:
     description="Post-call, on-call and transcription-completed webhooks, in every variant Wavix has used.",
     tags=["webhooks"],
 )
-async def receive_webhook(request: Request[Any, Any, Any], token: str, state: State) -> dict[str, Any]:
+async def receive_webhook(request: Request[Any, Any, Any], token: FromPath[str], state: State) -> dict[str, Any]:
     metrics: ReceiverMetrics = state.metrics
     gate = state.gate
     client = request.client.host if request.client else None

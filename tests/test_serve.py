@@ -1,0 +1,75 @@
+"""`wavix-events serve` as a process on Granian: the real server, the source allowlist, trusted proxies."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from tests import payloads
+from tests.conftest import REDIS_URL, TOKEN, call_id
+from tests.servers import free_port, running
+
+JSON = {"content-type": "application/json"}
+
+
+@pytest.fixture(scope="module")
+def serve() -> Iterator[object]:
+    """Starts a receiver with the given allowlist and proxy settings; yields its base URL."""
+    started: list[object] = []
+
+    def start(allowed: str, proxies: str = "") -> str:
+        port = free_port()
+        env = {
+            "REDIS_URL": REDIS_URL, "WEBHOOK_TOKENS": TOKEN, "WEBHOOK_ALLOWED_IPS": allowed,
+            "WEBHOOK_TRUSTED_PROXIES": proxies, "QUEUE_NAME": f"test:queue:{uuid.uuid4().hex}",
+        }
+        base = f"http://127.0.0.1:{port}"
+        context = running(["serve", "--host", "127.0.0.1", "--port", str(port)], env, f"{base}/healthz")
+        context.__enter__()
+        started.append(context)
+        return base
+
+    yield start
+    for context in started:
+        context.__exit__(None, None, None)  # type: ignore[attr-defined]
+
+
+def post(base: str, headers: dict[str, str] | None = None) -> httpx.Response:
+    body = payloads.encode(payloads.post_call(call_id()))
+    return httpx.post(f"{base}/webhooks/wavix/{TOKEN}", content=body, headers={**JSON, **(headers or {})})
+
+
+def test_the_served_app_accepts_a_webhook_and_is_ready(serve):
+    """The console script serves the app: /readyz answers 200 and a webhook is accepted."""
+    base = serve("")
+    assert httpx.get(f"{base}/readyz").status_code == 200
+    response = post(base)
+    assert response.status_code == 200
+    assert response.json()["status"] == "accepted"
+
+
+def test_sources_outside_the_allowlist_get_403(serve):
+    """With WEBHOOK_ALLOWED_IPS set to Wavix's address, a loopback sender is refused with 403."""
+    base = serve("62.212.73.112/32")
+    response = post(base)
+    assert response.status_code == 403
+    assert response.json()["error"] == "forbidden"
+
+
+def test_an_allowed_source_is_accepted(serve):
+    """A sender inside an allowed range is accepted."""
+    base = serve("127.0.0.0/8,62.212.73.112")
+    assert post(base).status_code == 200
+
+
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(serve):
+    """Behind a trusted proxy the rightmost untrusted X-Forwarded-For entry is the sender; else it is ignored."""
+    trusted = serve("62.212.73.112/32", proxies="127.0.0.1/32")
+    assert post(trusted, {"x-forwarded-for": "62.212.73.112"}).status_code == 200
+    assert post(trusted, {"x-forwarded-for": "62.212.73.112, 10.9.9.9"}).status_code == 403
+    assert post(trusted, {"x-forwarded-for": "1.2.3.4"}).status_code == 403
+    untrusted = serve("62.212.73.112/32")
+    assert post(untrusted, {"x-forwarded-for": "62.212.73.112"}).status_code == 403

@@ -1,0 +1,63 @@
+"""Settings come from the environment; a bad value names its variable and the command exits 2."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from contract.errors import SettingsError
+from contract.settings import Settings
+
+
+def test_defaults_need_no_environment():
+    """With nothing set, the defaults point at local Redis with a seven-day dedup window."""
+    settings = Settings.from_env({})
+    assert settings.redis_url == "redis://127.0.0.1:6379/0"
+    assert settings.webhook_dedup_ttl == 7 * 86_400
+    assert settings.webhook_tokens == ()
+
+
+def test_lists_are_comma_separated_and_numbers_parsed():
+    """WEBHOOK_TOKENS and WEBHOOK_ALLOWED_IPS split on commas; WEBHOOK_DEDUP_TTL becomes an int."""
+    settings = Settings.from_env(
+        {"WEBHOOK_TOKENS": "t" * 16 + ", " + "u" * 16, "WEBHOOK_ALLOWED_IPS": "62.212.73.112, 10.0.0.0/8",
+         "WEBHOOK_DEDUP_TTL": "3600"}
+    )
+    assert settings.webhook_tokens == ("t" * 16, "u" * 16)
+    assert [str(n) for n in settings.allowed_networks()] == ["62.212.73.112/32", "10.0.0.0/8"]
+    assert settings.webhook_dedup_ttl == 3600
+
+
+@pytest.mark.parametrize(
+    ("env", "variable"),
+    [
+        ({"WEBHOOK_DEDUP_TTL": "a week"}, "WEBHOOK_DEDUP_TTL"),
+        ({"WEBHOOK_DEDUP_TTL": "-1"}, "WEBHOOK_DEDUP_TTL"),
+        ({"WEBHOOK_ALLOWED_IPS": "not-an-ip"}, "WEBHOOK_ALLOWED_IPS"),
+        ({"WEBHOOK_TOKENS": "short"}, "WEBHOOK_TOKENS"),
+        ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
+        ({"WEBHOOK_DEDUP_TTL": "100", "JOB_EXPIRY": "10"}, "JOB_EXPIRY"),
+    ],
+)
+def test_a_bad_value_names_its_variable(env, variable):
+    """Each bad value raises SettingsError carrying the variable's name."""
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env(env)
+    assert raised.value.variable == variable
+    assert str(raised.value).startswith(variable)
+
+
+def test_the_command_exits_2_with_a_message_naming_the_variable():
+    """`wavix-events serve` with a bad setting prints one line naming it and exits 2."""
+    result = subprocess.run(
+        [sys.executable, "-m", "wavix_events.cli", "serve"],
+        env={"WEBHOOK_DEDUP_TTL": "soon", "PATH": ""}, capture_output=True, text=True, timeout=30,
+    )
+    assert result.returncode == 2
+    assert "WEBHOOK_DEDUP_TTL" in result.stderr
+    command = [sys.executable, "-m", "wavix_events.cli", "serve"]
+    missing = subprocess.run(command, env={"PATH": ""}, capture_output=True, text=True, timeout=30)
+    assert missing.returncode == 2
+    assert "WEBHOOK_TOKENS" in missing.stderr
