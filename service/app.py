@@ -21,25 +21,25 @@ from service.errors import exception_handlers
 from service.health import healthz, metrics, readyz
 from service.metrics import ReceiverMetrics
 from service.openapi import document_webhook_bodies
+from service.resp import PipelinedRedis
 from service.webhooks import receive_webhook
 
 log = logs.get("service")
 
 
 def connect_redis(settings: Settings) -> Redis:
-    """Short timeouts: when Redis is down a webhook should get its 503 quickly, not hang."""
-    return Redis.from_url(
-        settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, max_connections=256
-    )
+    """For everything but the hot path (readiness); short timeouts so that a probe answers quickly."""
+    return Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, max_connections=8)
 
 
 def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
         redis = connect_redis(settings)
+        pipe = PipelinedRedis(settings.redis_url, connect_timeout=1.0, timeout=2.0)
         app.state.redis = redis
         app.state.enqueuer = Enqueuer(
-            redis,
+            pipe,
             queue_name=settings.queue_name,
             dedup_ttl_s=settings.webhook_dedup_ttl,
             job_expiry_s=settings.job_expiry,
@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> Litestar:
         try:
             yield
         finally:
+            await pipe.aclose()
             await redis.aclose()
 
     app = Litestar(

@@ -10,14 +10,15 @@ exists, not for the whole dedup window.
 
 from __future__ import annotations
 
+import hashlib
 import time
-from typing import Any
 
 from arq.constants import job_key_prefix, result_key_prefix
-from redis.asyncio import Redis
+from redis.exceptions import ResponseError
 
 from contract.jobs import Receipt, encode_job, function_for
 from contract.webhooks import Webhook
+from service.resp import PipelinedRedis, pack
 
 SEEN_PREFIX = "wavix:seen:"
 
@@ -35,8 +36,10 @@ return 1
 class Enqueuer:
     """Turns an accepted webhook into a queued job, once per dedup key."""
 
-    def __init__(self, redis: Redis, *, queue_name: str, dedup_ttl_s: int, job_expiry_s: int) -> None:
-        self._script: Any = redis.register_script(_ENQUEUE)
+    def __init__(self, redis: PipelinedRedis, *, queue_name: str, dedup_ttl_s: int, job_expiry_s: int) -> None:
+        self._redis = redis
+        self._sha = hashlib.sha1(_ENQUEUE.encode()).hexdigest()
+        redis.on_connect.append(pack("SCRIPT", "LOAD", _ENQUEUE))
         self._queue = queue_name
         self._dedup_ttl_s = dedup_ttl_s
         self._job_expiry_ms = job_expiry_s * 1000
@@ -52,6 +55,14 @@ class Enqueuer:
             kind=webhook.kind, call_id=webhook.call_id, event=webhook.event, received_at_ms=now_ms, body=body
         )
         job = encode_job(function_for(webhook), receipt, now_ms)
-        keys = [SEEN_PREFIX + job_id, job_key_prefix + job_id, result_key_prefix + job_id, self._queue]
-        args = [self._dedup_ttl_s, self._job_expiry_ms, job, job_id, now_ms]
-        return bool(await self._script(keys=keys, args=args))
+        keys_and_args = (
+            4, SEEN_PREFIX + job_id, job_key_prefix + job_id, result_key_prefix + job_id, self._queue,
+            self._dedup_ttl_s, self._job_expiry_ms, job, job_id, now_ms,
+        )
+        try:
+            return bool(await self._redis.call(pack("EVALSHA", self._sha, *keys_and_args)))
+        except ResponseError as e:
+            if not str(e).startswith("NOSCRIPT"):
+                raise
+            # The script cache was flushed under a live connection: send the script itself this once.
+            return bool(await self._redis.call(pack("EVAL", _ENQUEUE, *keys_and_args)))

@@ -7,15 +7,16 @@ Access logs are off: the request path holds the secret token. The receiver logs 
 
 from __future__ import annotations
 
-from contract.settings import Settings
 
-
-def run(settings: Settings, *, host: str, port: int, workers: int = 1, server: str = "granian") -> int:
+def run(
+    *, host: str, port: int, workers: int = 1, server: str = "granian", target: str = "service.asgi:app"
+) -> int:
+    """Serves `target` (an app factory that reads its settings from the environment) until stopped."""
     if server == "uvicorn":
         import uvicorn
 
         uvicorn.run(
-            "service.asgi:app", factory=True, host=host, port=port, workers=workers,
+            target, factory=True, host=host, port=port, workers=workers,
             access_log=False, log_config=None, loop="uvloop", http="httptools", lifespan="on",
         )
         return 0
@@ -23,7 +24,7 @@ def run(settings: Settings, *, host: str, port: int, workers: int = 1, server: s
     from granian.server import Server
 
     Server(
-        "service.asgi:app", address=host, port=port, interface=Interfaces.ASGI, workers=workers,
+        target, address=host, port=port, interface=Interfaces.ASGI, workers=workers,
         factory=True, loop=Loops.uvloop, log_access=False, log_enabled=False,
     ).serve()
     return 0

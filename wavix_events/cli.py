@@ -25,7 +25,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise SettingsError("WEBHOOK_TOKENS", "set at least one secret token (openssl rand -hex 24)")
     from service.serve import run
 
-    return run(settings, host=args.host, port=args.port, workers=args.workers, server=args.server)
+    return run(host=args.host, port=args.port, workers=args.workers, server=args.server, target=args.app)
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -51,7 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
+    # For the benchmarks only: the other server measured, and the app with its baseline route.
     serve.add_argument("--server", choices=["granian", "uvicorn"], default="granian", help=argparse.SUPPRESS)
+    serve.add_argument("--app", default="service.asgi:app", help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
     worker = roles.add_parser("worker", help="run an arq worker")

@@ -1,0 +1,182 @@
+"""Retry policy for outbound calls: the only place that decides "try again in N seconds" or "give up".
+
+A client (`workers.wavix`) turns every failure into one of these errors; the error's type decides the rule,
+the delay travels with it (`Transient.retry_after`):
+
+    CallError(reason, status)            an outbound call failed; str(e) is the reason, never a secret
+    ├── Transient(retry_after)           timeout, dropped connection, 408, 429, 5xx: capped backoff
+    ├── NotYet                           404 of a CDR right after the call: it may not exist yet (few tries)
+    │   └── TranscriptNotReady           404 of a transcript: usually ready "within 10 minutes" (longer wait)
+    └── Permanent                        401, other 4xx, an undecodable 200: never retried
+        └── NotProvisioned               403 on the transcript: the feature is off for the account
+
+    GiveUp(error, reason, attempts)      not a CallError: what the policy hands back when the caller must
+                                         dead-letter (it is never retried by arq)
+
+arq retries a job only when the job raises `arq.Retry`, up to the worker's `max_tries`. The worker's
+`max_tries` is therefore only a backstop (set it above `RetryPolicy.longest`, e.g. 25): arq fails a job that
+is past it without running it, so nothing would be dead-lettered. The real limit per error class lives here.
+
+`attempt` is the job's try number (arq's `ctx["job_try"]`, 1 for the first run), counted across error
+classes: a NotYet after three transient failures has used four of its tries.
+
+    try:
+        cdr = await client.get_cdr(call_id, attempt=ctx["job_try"])
+    except CallError as e:
+        raise policy.retry_or_give_up(e, ctx["job_try"]) from e   # arq.Retry or GiveUp
+
+and the job's outermost layer catches `GiveUp` and dead-letters with `give_up.reason` and `.attempts`.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+
+from arq import Retry
+
+
+class CallError(Exception):
+    """Base of the outbound-call errors. `reason` names the endpoint family and status, never a URL."""
+
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class Transient(CallError):
+    """Worth retrying soon: the peer was slow, unreachable, rate-limiting or broken for a moment."""
+
+    def __init__(self, reason: str, retry_after: float | None = None, *, status: int | None = None) -> None:
+        super().__init__(reason, status=status)
+        self.retry_after = retry_after
+
+
+class NotYet(CallError):
+    """The record is missing, but may appear: Wavix can answer 404 for a CDR right after the call."""
+
+
+class TranscriptNotReady(NotYet):
+    """The transcript is missing: transcription runs after the call and takes minutes."""
+
+
+class Permanent(CallError):
+    """Retrying cannot help (bad key, bad parameter, a body we cannot read): dead-letter it."""
+
+
+class NotProvisioned(Permanent):
+    """Transcription is not enabled for the account (403). Callers may publish without a transcript."""
+
+
+class GiveUp(Exception):
+    """The policy's verdict that `error` will not be retried; the caller dead-letters with `reason`."""
+
+    def __init__(self, error: CallError, reason: str, attempts: int) -> None:
+        super().__init__(reason)
+        self.error = error
+        self.reason = reason
+        self.attempts = attempts
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """One error class's rule: capped exponential backoff with full jitter above a floor.
+
+    The delay before retry n (n = the attempt that just failed) is uniform in
+    [floor, max(floor, min(cap, base * 2**(n-1)))]. Give up once `max_attempts` tries have failed, or
+    (when the caller says how long the work has been going) once the next try would start after `max_elapsed`.
+    """
+
+    base: float
+    cap: float
+    max_attempts: int
+    floor: float = 0.0
+    max_elapsed: float | None = None
+
+    def ceiling(self, attempt: int) -> float:
+        """The largest delay after `attempt` failed tries (exponent clamped: no overflow at any attempt)."""
+        return max(self.floor, min(self.cap, self.base * 2.0 ** min(max(attempt - 1, 0), 60)))
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Retry after `delay` seconds, or give up (`retry` False, `delay` 0). `reason` is ready to log."""
+
+    retry: bool
+    delay: float
+    reason: str
+    attempt: int
+
+    def to_arq(self) -> Retry:
+        """arq's exception that re-runs the job after `delay`; only for a decision to retry."""
+        if not self.retry:
+            raise ValueError("a decision to give up has no arq.Retry")
+        return Retry(defer=self.delay)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Decides retry-or-give-up per error class. Pass a seeded `random.Random` for repeatable delays."""
+
+    transient: Backoff = Backoff(base=1.0, cap=300.0, max_attempts=20, floor=0.5)
+    not_yet: Backoff = Backoff(base=5.0, cap=60.0, max_attempts=5, floor=2.0)
+    transcript: Backoff = Backoff(base=30.0, cap=180.0, max_attempts=20, floor=30.0, max_elapsed=1800.0)
+    retry_after_cap: float = 600.0  # never wait longer than this, whatever Retry-After says
+    retry_after_jitter: float = 1.0  # spread clients told the same Retry-After
+    rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+
+    @classmethod
+    def for_transcript_wait(cls, seconds: float, rng: random.Random | None = None) -> RetryPolicy:
+        """The default policy, waiting at most `seconds` (settings' TRANSCRIPT_WAIT) for a transcript."""
+        policy = cls() if rng is None else cls(rng=rng)
+        return replace(policy, transcript=replace(policy.transcript, max_elapsed=float(seconds)))
+
+    @property
+    def longest(self) -> int:
+        """The most tries any rule allows: arq's `max_tries` must be at least this."""
+        return max(self.transient.max_attempts, self.not_yet.max_attempts, self.transcript.max_attempts)
+
+    def rule_for(self, error: CallError) -> Backoff | None:
+        """The rule for `error`'s class; None means never retry."""
+        if isinstance(error, Permanent):
+            return None
+        if isinstance(error, TranscriptNotReady):
+            return self.transcript
+        if isinstance(error, NotYet):
+            return self.not_yet
+        if isinstance(error, Transient):
+            return self.transient
+        return None  # an unknown CallError subclass: do not loop on something nobody classified
+
+    def decide(self, error: CallError, attempt: int, elapsed: float | None = None) -> Decision:
+        """Retry `error`, raised by try `attempt` (1-based)? `elapsed`: seconds since the work began."""
+        kind = type(error).__name__
+        rule = self.rule_for(error)
+        if rule is None:
+            return Decision(False, 0.0, f"{kind}: {error.reason}; not retryable", attempt)
+        if attempt >= rule.max_attempts:
+            return Decision(False, 0.0, f"{kind}: {error.reason}; gave up after {attempt} attempts", attempt)
+        delay = self._delay(error, rule, attempt)
+        if rule.max_elapsed is not None and elapsed is not None and elapsed + delay > rule.max_elapsed:
+            reason = f"{kind}: {error.reason}; gave up after {elapsed:.0f}s (limit {rule.max_elapsed:.0f}s)"
+            return Decision(False, 0.0, reason, attempt)
+        reason = f"{kind}: {error.reason}; retry {attempt + 1} in {delay:.1f}s"
+        return Decision(True, delay, reason, attempt)
+
+    def retry_or_give_up(
+        self, error: CallError, attempt: int, elapsed: float | None = None
+    ) -> Retry | GiveUp:
+        """The exception for a job to raise: `arq.Retry(defer=...)`, or `GiveUp` to dead-letter."""
+        decision = self.decide(error, attempt, elapsed)
+        if decision.retry:
+            return decision.to_arq()
+        return GiveUp(error, decision.reason, attempt)
+
+    def _delay(self, error: CallError, rule: Backoff, attempt: int) -> float:
+        retry_after = error.retry_after if isinstance(error, Transient) else None
+        if retry_after is not None:
+            # Honour the server: at least what it asked for (plus a little spread), at most our cap.
+            asked = max(retry_after, 0.0) + self.rng.uniform(0.0, self.retry_after_jitter)
+            return min(asked, self.retry_after_cap)
+        return self.rng.uniform(rule.floor, rule.ceiling(attempt))

@@ -1,0 +1,208 @@
+"""The Wavix API client: one CDR and one transcript per call, every failure mapped to `workers.retry`.
+
+`WavixClient` wraps ONE shared `httpx.AsyncClient`, built at worker startup by `create_http_client` and
+closed at shutdown; nothing is created at import. The path family is configurable (FACTS.md): the older
+`/v1/cdr/{uuid}` or the current `/v1/cdrs/{call_id}`; the transcript lives under it at `/transcription`.
+
+Secrets: the API key travels only in the `Authorization` header. Errors and logs name the path family and
+the status (`GET /v1/cdrs/{call_id} -> 503`), never a URL with its query. The transcript reference
+(`show_transcription=true`) can carry the key as `?appid=`: `redact_url` strips it from everything returned.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable
+from typing import TypeVar
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
+
+import httpx
+import msgspec
+
+from contract import logs
+from contract.errors import SettingsError
+from contract.settings import Settings
+from contract.wavix import Cdr, Transcript, decode_cdr, decode_error, decode_transcript
+from workers.retry import CallError, NotProvisioned, NotYet, Permanent, TranscriptNotReady, Transient
+
+log = logs.get("workers.wavix")
+
+OnResponse = Callable[[str, int | str, float], None]
+"""Metrics hook: (endpoint "cdr" | "transcript", HTTP status or "timeout" | "transport_error", seconds)."""
+
+SECRET_PARAMS = frozenset({"appid", "api_key", "apikey", "key", "token", "access_token", "signature", "sig"})
+_PLACEHOLDERS = ("{uuid}", "{call_id}")
+_MAX_MESSAGE = 200  # Wavix's `message` is short; a proxy's HTML error page is not
+
+T = TypeVar("T")
+
+
+def redact_url(url: str) -> str:
+    """`url` without secret query parameters (appid, api_key, key, token, signature...) or user:password."""
+    try:
+        parts = urlsplit(url)
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+        query = [(k, v) for k, v in pairs if k.lower() not in SECRET_PARAMS]
+        netloc = parts.netloc.rpartition("@")[2]
+        return urlunsplit((parts.scheme, netloc, parts.path, urlencode(query), ""))
+    except ValueError:
+        return "[unparseable url]"
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date; None if absent or bad."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+def create_http_client(
+    settings: Settings, concurrency: int, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The one shared HTTP client: explicit timeouts, a pool as large as the worker's concurrency, Bearer auth.
+
+    `transport` is for tests (`httpx.MockTransport`). Redirects are not followed: the API answers JSON.
+    """
+    if not settings.wavix_api_key:
+        raise SettingsError("WAVIX_API_KEY", "must be set for the workers to fetch CDRs")
+    size = max(concurrency, 1)
+    return httpx.AsyncClient(
+        base_url=settings.wavix_api_url,
+        headers={"Authorization": f"Bearer {settings.wavix_api_key}", "Accept": "application/json"},
+        timeout=httpx.Timeout(connect=5.0, read=10.0, write=10.0, pool=5.0),
+        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        follow_redirects=False,
+        transport=transport,
+    )
+
+
+class WavixClient:
+    """Fetches CDRs and transcripts; raises only `workers.retry.CallError` subclasses."""
+
+    def __init__(
+        self, http: httpx.AsyncClient, *, cdr_path: str = "/v1/cdr/{uuid}", on_response: OnResponse | None = None
+    ) -> None:
+        found = [p for p in _PLACEHOLDERS if p in cdr_path]
+        if len(found) != 1 or cdr_path.count(found[0]) != 1:
+            raise SettingsError("WAVIX_CDR_PATH", "must hold exactly one {uuid} or {call_id} placeholder")
+        self._http = http
+        self._cdr_path = cdr_path.rstrip("/")
+        self._placeholder = found[0]
+        self._on_response = on_response
+        auth = http.headers.get("Authorization", "")
+        self._secret = auth.partition(" ")[2] or None  # scrubbed from any text we pass on
+
+    @classmethod
+    def from_settings(
+        cls, http: httpx.AsyncClient, settings: Settings, on_response: OnResponse | None = None
+    ) -> WavixClient:
+        return cls(http, cdr_path=settings.wavix_cdr_path, on_response=on_response)
+
+    @property
+    def cdr_template(self) -> str:
+        return self._cdr_path
+
+    @property
+    def transcript_template(self) -> str:
+        return f"{self._cdr_path}/transcription"
+
+    async def get_cdr(self, call_id: str, *, attempt: int | None = None) -> Cdr:
+        """The call's CDR with its transcription reference (URLs redacted). A 404 is `NotYet`."""
+        response = await self._get("cdr", self.cdr_template, call_id, attempt, {"show_transcription": "true"})
+        cdr = self._decode(decode_cdr, response, self.cdr_template)
+        return _redacted(cdr)
+
+    async def get_transcript(self, call_id: str, *, attempt: int | None = None) -> Transcript:
+        """The call's transcript. 404 is `TranscriptNotReady`, 403 `NotProvisioned`."""
+        response = await self._get("transcript", self.transcript_template, call_id, attempt, None)
+        return self._decode(decode_transcript, response, self.transcript_template)
+
+    async def _get(
+        self, endpoint: str, template: str, call_id: str, attempt: int | None, params: dict[str, str] | None
+    ) -> httpx.Response:
+        label = f"GET {template}"
+        if not call_id.strip():
+            raise Permanent(f"{label}: empty call id")
+        path = template.replace(self._placeholder, quote(call_id, safe=""))
+        started = time.perf_counter()
+        try:
+            response = await self._http.get(path, params=params)
+        except httpx.TimeoutException as e:
+            self._record(endpoint, "timeout", started, call_id, attempt, label)
+            raise Transient(f"{label}: timeout ({type(e).__name__})") from e
+        except httpx.RequestError as e:  # dropped connection, refused, protocol error, bad encoding
+            self._record(endpoint, "transport_error", started, call_id, attempt, label)
+            raise Transient(f"{label}: connection failed ({type(e).__name__})") from e
+        self._record(endpoint, response.status_code, started, call_id, attempt, label)
+        if response.status_code != 200:
+            raise self._error(endpoint, label, response)
+        return response
+
+    def _error(self, endpoint: str, label: str, response: httpx.Response) -> CallError:
+        """Maps a non-200 answer to the retry tree; the reason carries Wavix's `message`, scrubbed."""
+        status = response.status_code
+        reason = f"{label} -> {status}: {self._message(response)}"
+        if status == 429 or status == 408 or status >= 500:
+            retry_after = parse_retry_after(response.headers.get("Retry-After"))
+            return Transient(reason, retry_after, status=status)
+        if status == 404 and endpoint == "transcript":
+            return TranscriptNotReady(reason, status=status)
+        if status == 404:
+            return NotYet(reason, status=status)
+        if status == 403 and endpoint == "transcript":
+            return NotProvisioned(reason, status=status)
+        return Permanent(reason, status=status)
+
+    def _message(self, response: httpx.Response) -> str:
+        try:
+            message = decode_error(response.content).message
+        except msgspec.MsgspecError:
+            message = None
+        return self._scrub((message or response.reason_phrase or "no message")[:_MAX_MESSAGE])
+
+    def _decode(self, decode: Callable[[bytes], T], response: httpx.Response, template: str) -> T:
+        try:
+            return decode(response.content)
+        except msgspec.MsgspecError as e:
+            raise Permanent(f"GET {template} -> 200: undecodable body ({self._scrub(str(e))})", status=200) from e
+
+    def _record(
+        self, endpoint: str, status: int | str, started: float, call_id: str, attempt: int | None, label: str
+    ) -> None:
+        seconds = time.perf_counter() - started
+        expected = status in (200, 404)  # a 404 is the usual "not there yet", not a problem
+        emit = log.info if expected else log.warning
+        emit("wavix.response", request=label, call_id=call_id, status=status,
+             latency_ms=round(seconds * 1000, 1), attempt=attempt)
+        if self._on_response is not None:
+            try:
+                self._on_response(endpoint, status, seconds)
+            except Exception:  # a metrics bug must not fail the fetch
+                log.error("wavix.on_response_failed", endpoint=endpoint, exc_info=True)
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._secret, "[redacted]") if self._secret else text
+
+
+def _redacted(cdr: Cdr) -> Cdr:
+    """The CDR with secret query parameters removed from the URLs it carries."""
+    changes: dict[str, object] = {}
+    if cdr.recording_url:
+        changes["recording_url"] = redact_url(cdr.recording_url)
+    if cdr.transcription is not None and cdr.transcription.url:
+        changes["transcription"] = msgspec.structs.replace(
+            cdr.transcription, url=redact_url(cdr.transcription.url)
+        )
+    return msgspec.structs.replace(cdr, **changes) if changes else cdr
