@@ -1,0 +1,201 @@
+"""The events we publish: CloudEvents 1.0 in structured JSON mode, one frozen Struct per event type.
+
+Every event is the same envelope (`specversion`, `id`, `source`, `type`, `subject`, `time`,
+`datacontenttype`, `dataschema`, our extension `schema`) around a `data` Struct:
+
+    wavix.call.completed                   CallCompleted: the normalised CDR, as soon as it is in
+    wavix.call.transcribed                 CallTranscribed: the transcript, with talk time and roles
+    wavix.call.transcription_unavailable   TranscriptionUnavailable: why there will be no transcript
+
+The envelope's `type` is msgspec's tag, so `decode_event` picks the right Struct by itself. An event's
+`id` is a function of call id and type alone: a repeat (a retried job, a duplicate webhook) carries the
+same id and consumers can drop it. Money and durations are `Decimal`, encoded as JSON strings: a float
+would turn 0.01 into 0.01000000000000000020816...
+
+`python -m contract.events > docs/schema/wavix.call.v1.json` writes the JSON Schema of the data; a
+test keeps the committed copy equal to the generated one. A change to the data Structs that is not
+backward compatible needs a new `SCHEMA` version and a new schema file.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Generic, Literal, TypeVar
+
+import msgspec
+
+SPECVERSION = "1.0"
+SOURCE = "wavix-events"
+SCHEMA = "wavix.call/1"  # the `schema` extension attribute: data family and major version
+SCHEMA_ID = "urn:wavix-events:schema:wavix.call:1"  # `$id` of the schema document
+SCHEMA_FILE = "docs/schema/wavix.call.v1.json"  # the committed copy, relative to the repository
+CONTENT_TYPE = "application/cloudevents+json"  # a structured-mode event's transport content type
+
+COMPLETED = "wavix.call.completed"
+TRANSCRIBED = "wavix.call.transcribed"
+UNAVAILABLE = "wavix.call.transcription_unavailable"
+
+# Why a transcript will not come: Wavix said failed, the account lacks the feature (403), we gave up waiting.
+UNAVAILABLE_REASONS = frozenset({"failed", "not_provisioned", "timed_out"})
+
+Direction = Literal["inbound", "outbound", "unknown"]
+Outcome = Literal["answered_human", "answered_machine", "answered_unknown", "no_answer", "busy", "failed"]
+Role = Literal["agent", "client", "unknown"]
+UnavailableReason = Literal["failed", "not_provisioned", "timed_out"]
+
+# A fixed namespace, so every deployment derives the same id for the same call and type.
+_ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:wavix-events:event")
+
+
+def event_id(call_id: str, event_type: str) -> str:
+    """The event id: uuid5 of "call_id:type", so repeats of one event share it and other events do not."""
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{call_id}:{event_type}"))
+
+
+def dataschema_for(data_type: type[msgspec.Struct]) -> str:
+    """The `dataschema` URI: the schema document plus a JSON pointer to this data type's definition."""
+    return f"{SCHEMA_ID}#/$defs/{data_type.__name__}"
+
+
+class Party(msgspec.Struct, frozen=True):
+    """One end of the call: E.164 when the number parses, else the raw text with `country` null."""
+
+    number: str | None
+    country: str | None  # ISO 3166-1 alpha-2, e.g. "US"
+
+
+class CallEssentials(msgspec.Struct, frozen=True, kw_only=True):
+    """What every event's data repeats, so a consumer of one event type needs no other."""
+
+    call_id: str
+    direction: Direction
+    from_: Party = msgspec.field(name="from")
+    to: Party
+    outcome: Outcome
+
+
+class CallCompleted(CallEssentials, frozen=True, kw_only=True):
+    """`wavix.call.completed`: the CDR, normalised, with what each consumer would otherwise compute."""
+
+    parent_call_id: str | None
+    date: datetime | None  # the call's date, UTC
+    disposition: str | None  # lower case: answered, noanswer, busy, failed (other values as sent, lowered)
+    answered_by: str | None  # human, machine, or null
+    duration_s: Decimal | None
+    currency: Literal["USD"]
+    per_minute: Decimal | None
+    charge: Decimal | None
+    forward_fee: Decimal | None
+    destination: str | None
+    sip_trunk: str | None
+    recording_url: str | None  # without query string or credentials: those carry secrets
+    alert_reasons: tuple[str, ...]  # e.g. ("failed",), ("machine",); empty when nothing to alert
+
+
+class Speaker(msgspec.Struct, frozen=True, kw_only=True):
+    """One speaker's talk time: the sum of its turns, and its fraction of everyone's."""
+
+    speaker: str | None  # E.164 when it parses
+    role: Role
+    talk_s: Decimal
+    share: Decimal  # 0..1, four decimal places
+
+
+class Turn(msgspec.Struct, frozen=True, kw_only=True):
+    """One stretch of speech, times in ms from answer."""
+
+    speaker: str | None
+    role: Role
+    start_ms: int
+    end_ms: int
+    text: str
+    sentiment: str | None
+
+
+class CallTranscribed(CallEssentials, frozen=True, kw_only=True):
+    """`wavix.call.transcribed`: the transcript, with speakers matched to agent and client."""
+
+    transcription_id: str | None
+    language: str | None
+    summary: str | None
+    score: Decimal | None  # Wavix's call score, 1.0 (negative) to 5.0 (positive)
+    speakers: tuple[Speaker, ...]
+    sentiment: dict[str, int]  # lower-cased turn sentiment -> number of turns
+    turns: tuple[Turn, ...]
+
+
+class TranscriptionUnavailable(CallEssentials, frozen=True, kw_only=True):
+    """`wavix.call.transcription_unavailable`: no transcript will come, and why."""
+
+    reason: UnavailableReason
+
+
+DATA_TYPES: tuple[type[msgspec.Struct], ...] = (CallCompleted, CallTranscribed, TranscriptionUnavailable)
+
+D = TypeVar("D", bound=CallEssentials)
+
+
+class _Envelope(msgspec.Struct, Generic[D], frozen=True, kw_only=True, tag_field="type"):
+    """CloudEvents 1.0 attributes; `type` is the tag each event class sets."""
+
+    specversion: Literal["1.0"] = "1.0"
+    id: str
+    source: str = SOURCE
+    subject: str  # the call id
+    time: datetime
+    datacontenttype: Literal["application/json"] = "application/json"
+    dataschema: str
+    schema: str = SCHEMA
+    data: D
+
+    @property
+    def type(self) -> str:
+        """The CloudEvents `type` (the Struct's tag: it is encoded, and decoded, as `type`)."""
+        return str(self.__struct_config__.tag)
+
+
+class CallCompletedEvent(_Envelope[CallCompleted], tag=COMPLETED, frozen=True, kw_only=True):
+    pass
+
+
+class CallTranscribedEvent(_Envelope[CallTranscribed], tag=TRANSCRIBED, frozen=True, kw_only=True):
+    pass
+
+
+class TranscriptionUnavailableEvent(_Envelope[TranscriptionUnavailable], tag=UNAVAILABLE, frozen=True, kw_only=True):
+    pass
+
+
+CloudEvent = CallCompletedEvent | CallTranscribedEvent | TranscriptionUnavailableEvent
+
+encode_event = msgspec.json.Encoder(decimal_format="string").encode
+decode_event = msgspec.json.Decoder(CloudEvent).decode
+
+
+def data_schema() -> dict[str, Any]:
+    """The JSON Schema (2020-12) of every event's `data`, generated from the Structs above.
+
+    One document: `$defs` holds each data type (the target of its events' `dataschema` pointer) and
+    the top level accepts any of them.
+    """
+    refs, defs = msgspec.json.schema_components(DATA_TYPES, ref_template="#/$defs/{name}")
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": SCHEMA_ID,
+        "title": f"Data of the {SCHEMA} events",
+        "description": f"`data` of {COMPLETED}, {TRANSCRIBED} and {UNAVAILABLE}; money is a decimal string.",
+        "anyOf": list(refs),
+        "$defs": defs,
+    }
+
+
+def schema_json() -> str:
+    """`data_schema()` as the text committed in `SCHEMA_FILE` (stable key order, final newline)."""
+    return json.dumps(data_schema(), indent=2, sort_keys=True) + "\n"
+
+
+if __name__ == "__main__":
+    print(schema_json(), end="")
