@@ -49,6 +49,15 @@ def encode_job(function: str, receipt: Receipt, enqueue_time_ms: int, job_try: i
     return _encoder.encode({"t": job_try, "f": function, "a": [receipt], "k": {}, "et": enqueue_time_ms})
 
 
+def encode_receipt(receipt: Receipt) -> bytes:
+    """A receipt on its own (a dead letter's payload), msgpack like the queue."""
+    return _encoder.encode(receipt)
+
+
+def decode_receipt(data: bytes) -> Receipt:
+    return msgspec.msgpack.decode(data, type=Receipt)
+
+
 def receipt_from(arg: Any) -> Receipt:
     """The job argument back as a `Receipt` (the deserializer yields plain maps)."""
     return msgspec.convert(arg, Receipt)

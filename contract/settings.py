@@ -36,12 +36,21 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # window: a call marked seen must stay queued at least as long as it is remembered.
     job_expiry: int = 7 * DAY
     queue_name: str = "wavix:queue"
+    key_prefix: str = "wavix:"  # every key of ours but arq's own: dedup marks, publish marks, alerts
     log_level: str = "INFO"
     # Wavix API (the worker's fetches).
     wavix_api_url: str = "https://api.wavix.com"
     wavix_api_key: str = ""
     wavix_cdr_path: str = "/v1/cdr/{uuid}"  # or "/v1/cdrs/{call_id}", the current spec's family
+    wavix_timeout: float = 10.0  # seconds to wait for an answer (connect: 5)
     transcript_wait: int = 30 * 60
+    transcript_poll: int = 30  # first transcript poll after the call, then backing off
+    # Worker behaviour.
+    worker_concurrency: int = 64  # jobs at once per process (arq max_jobs); Wavix calls are mostly waiting
+    job_timeout: int = 300
+    worker_poll_delay: float = 0.5
+    job_completion_wait: int = 30  # on SIGTERM, how long running jobs may finish before they are re-queued
+    worker_health_port: int = 9100  # /healthz and /metrics per worker process; 0 turns it off
     # Downstream: the Redis Stream every event lands in, and the dead letters.
     events_stream: str = "wavix:events"
     events_stream_maxlen: int = 1_000_000
@@ -71,7 +80,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         return settings
 
     def _check(self) -> None:
-        for name in ("webhook_dedup_ttl", "webhook_max_body", "job_expiry"):
+        for name in ("webhook_dedup_ttl", "webhook_max_body", "job_expiry", "transcript_wait", "transcript_poll",
+                     "worker_concurrency", "job_timeout"):
             if getattr(self, name) <= 0:
                 raise SettingsError(name.upper(), "must be a positive whole number")
         if self.job_expiry < self.webhook_dedup_ttl:

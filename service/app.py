@@ -41,6 +41,7 @@ def create_app(settings: Settings) -> Litestar:
         app.state.enqueuer = Enqueuer(
             pipe,
             queue_name=settings.queue_name,
+            key_prefix=settings.key_prefix,
             dedup_ttl_s=settings.webhook_dedup_ttl,
             job_expiry_s=settings.job_expiry,
         )

@@ -20,8 +20,6 @@ from contract.jobs import Receipt, encode_job, function_for
 from contract.webhooks import Webhook
 from service.resp import PipelinedRedis, pack
 
-SEEN_PREFIX = "wavix:seen:"
-
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[2], KEYS[3]) == 0 then
@@ -36,8 +34,11 @@ return 1
 class Enqueuer:
     """Turns an accepted webhook into a queued job, once per dedup key."""
 
-    def __init__(self, redis: PipelinedRedis, *, queue_name: str, dedup_ttl_s: int, job_expiry_s: int) -> None:
+    def __init__(
+        self, redis: PipelinedRedis, *, queue_name: str, key_prefix: str, dedup_ttl_s: int, job_expiry_s: int
+    ) -> None:
         self._redis = redis
+        self._seen = f"{key_prefix}seen:"
         self._sha = hashlib.sha1(_ENQUEUE.encode()).hexdigest()
         redis.on_connect.append(pack("SCRIPT", "LOAD", _ENQUEUE))
         self._queue = queue_name
@@ -56,7 +57,7 @@ class Enqueuer:
         )
         job = encode_job(function_for(webhook), receipt, now_ms)
         keys_and_args = (
-            4, SEEN_PREFIX + job_id, job_key_prefix + job_id, result_key_prefix + job_id, self._queue,
+            4, self._seen + job_id, job_key_prefix + job_id, result_key_prefix + job_id, self._queue,
             self._dedup_ttl_s, self._job_expiry_ms, job, job_id, now_ms,
         )
         try:

@@ -29,6 +29,7 @@ def settings() -> Settings:
             "REDIS_URL": REDIS_URL,
             "WEBHOOK_TOKENS": f"{TOKEN},second-token-{'y' * 20}",
             "QUEUE_NAME": f"test:queue:{uuid.uuid4().hex}",
+            "KEY_PREFIX": f"test:{uuid.uuid4().hex}:",
         }
     )
 

@@ -14,7 +14,6 @@ from redis.asyncio import Redis
 from contract.jobs import FETCH_TRANSCRIPT, PROCESS_CALL, job_deserializer, receipt_from
 from contract.settings import Settings
 from service.app import create_app
-from service.enqueue import SEEN_PREFIX
 from tests import payloads
 from tests.conftest import TOKEN, call_id
 
@@ -81,7 +80,7 @@ async def test_non_terminal_on_call_events_are_acknowledged_and_counted_only(cli
     assert response.status_code == 200
     assert response.json()["status"] == "ignored"
     assert await queued(redis, settings) == []
-    assert await redis.exists(SEEN_PREFIX + f"call:{cid}") == 0
+    assert await redis.exists(settings.key_prefix + f"seen:call:{cid}") == 0
     metrics = (await client.get("/metrics")).text
     assert 'wavix_webhooks_total{kind="on_call",outcome="ignored"} 1.0' in metrics
 
@@ -94,7 +93,7 @@ async def test_post_call_and_on_call_completed_for_one_call_make_one_job(client,
         answers.append((await client.post(URL, content=payloads.encode(body), headers=JSON)).json()["status"])
     assert answers == ["accepted", "duplicate", "duplicate"]
     assert await queued(redis, settings) == [f"call:{cid}"]
-    ttl = await redis.ttl(SEEN_PREFIX + f"call:{cid}")
+    ttl = await redis.ttl(settings.key_prefix + f"seen:call:{cid}")
     assert settings.webhook_dedup_ttl - 5 < ttl <= settings.webhook_dedup_ttl
 
 
@@ -203,7 +202,7 @@ async def test_redis_down_answers_503_and_marks_nothing_seen(settings, redis):
         assert response.headers["retry-after"] == "5"
         assert (await broken.get("/readyz")).status_code == 503
         assert (await broken.get("/healthz")).status_code == 200
-    assert await redis.exists(SEEN_PREFIX + f"call:{cid}") == 0
+    assert await redis.exists(settings.key_prefix + f"seen:call:{cid}") == 0
     async with AsyncTestClient(app=create_app(settings)) as healthy:
         retried = await healthy.post(URL, content=body, headers=JSON)
         assert retried.json()["status"] == "accepted"

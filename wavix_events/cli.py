@@ -3,6 +3,7 @@
     wavix-events serve      the webhook receiver (Litestar on Granian)
     wavix-events worker     an arq worker
     wavix-events simulate   the Wavix sandbox
+    wavix-events dlq        look at dead letters and replay them
 
 Settings come from the environment (README); a bad one ends the command with a line naming it, exit 2.
 """
@@ -37,6 +38,16 @@ def _worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    import asyncio
+
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    from workers.dlq import run
+
+    return asyncio.run(run(settings, args.action, args.ids, replay_all=args.all, limit=args.limit))
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from sandbox.cli import run
 
@@ -59,6 +70,13 @@ def build_parser() -> argparse.ArgumentParser:
     worker = roles.add_parser("worker", help="run an arq worker")
     worker.add_argument("--burst", action="store_true", help="stop once the queue is empty")
     worker.set_defaults(run=_worker)
+
+    dlq = roles.add_parser("dlq", help="list dead letters, or replay them (one, several or all)")
+    dlq.add_argument("action", choices=["list", "replay"])
+    dlq.add_argument("ids", nargs="*", help="entry ids to replay (from `dlq list`)")
+    dlq.add_argument("--all", action="store_true", help="replay every dead letter")
+    dlq.add_argument("--limit", type=int, default=100, help="entries to list (default 100)")
+    dlq.set_defaults(run=_dlq)
 
     try:
         from sandbox.cli import add_arguments

@@ -10,20 +10,33 @@ from arq.worker import Worker
 
 from contract.jobs import FETCH_TRANSCRIPT, PROCESS_CALL, job_deserializer, job_serializer
 from contract.settings import Settings
-from workers import jobs
+from workers import context, process
+
+# arq fails a job past max_tries without running it (nothing would be dead-lettered), so this is only a
+# backstop above the retry policy's own limits (workers/retry.py, at most 20 tries per error class).
+MAX_TRIES = 25
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
     """Keyword arguments for `arq.worker.Worker`; tests add `burst=True, poll_delay=0`."""
     return {
         "functions": [
-            func(jobs.process_call, name=PROCESS_CALL),
-            func(jobs.fetch_transcript, name=FETCH_TRANSCRIPT),
+            func(process.process_call, name=PROCESS_CALL, max_tries=MAX_TRIES),
+            func(process.fetch_transcript, name=FETCH_TRANSCRIPT, max_tries=MAX_TRIES),
         ],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": settings.queue_name,
         "job_serializer": job_serializer,
         "job_deserializer": job_deserializer,
+        "max_jobs": settings.worker_concurrency,
+        "job_timeout": settings.job_timeout,
+        "poll_delay": settings.worker_poll_delay,
+        "job_completion_wait": settings.job_completion_wait,
+        "max_tries": MAX_TRIES,
+        "keep_result": 3600,
+        "ctx": {"settings": settings},
+        "on_startup": context.startup,
+        "on_shutdown": context.shutdown,
         "handle_signals": True,
     }
 

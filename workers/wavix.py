@@ -81,7 +81,7 @@ def create_http_client(
     return httpx.AsyncClient(
         base_url=settings.wavix_api_url,
         headers={"Authorization": f"Bearer {settings.wavix_api_key}", "Accept": "application/json"},
-        timeout=httpx.Timeout(connect=5.0, read=10.0, write=10.0, pool=5.0),
+        timeout=httpx.Timeout(connect=5.0, read=settings.wavix_timeout, write=10.0, pool=5.0),
         limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
         follow_redirects=False,
         transport=transport,

@@ -1,0 +1,143 @@
+"""The worker's resources: built once in arq's `on_startup`, closed in reverse order in `on_shutdown`.
+
+One `httpx.AsyncClient` per process (pool as large as the worker's concurrency) serves Wavix; Slack gets
+a small client of its own, so that Wavix's Bearer key can never travel to another host. The Slack
+dispatcher runs as a background task next to the jobs. Job functions reach everything through
+`ctx["resources"]`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from arq.connections import ArqRedis
+
+from contract import logs
+from contract.events import CallCompletedEvent, CloudEvent
+from contract.settings import Settings
+from contract.wavix import Cdr
+from workers import health
+from workers.alerts import Alert, DeliveryPolicy
+from workers.metrics import WorkerMetrics
+from workers.publish import StreamPublisher
+from workers.retry import Backoff, RetryPolicy
+from workers.slack import Sender, queue_alert, run_dispatcher, sender_for
+from workers.wavix import WavixClient, create_http_client
+
+log = logs.get("workers")
+
+
+@dataclass
+class Resources:
+    settings: Settings
+    redis: ArqRedis
+    wavix: WavixClient
+    policy: RetryPolicy
+    publisher: StreamPublisher
+    slack: Sender | None
+    queue: str
+    step_timeout_s: float
+    alert_rules: frozenset[str]
+    metrics: WorkerMetrics
+    alert_policy: DeliveryPolicy
+    tasks: list[asyncio.Task[None]] = field(default_factory=list)
+    health: asyncio.Server | None = None
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def not_provisioned_key(self) -> str:
+        """Set for a while after Wavix answers 403 for a transcript: no one asks again until it expires."""
+        return f"{self.settings.key_prefix}transcripts:not_provisioned"
+
+    async def publish(self, event: CloudEvent, attempt: int) -> None:
+        entry = await self.publisher.publish(event)
+        outcome = "published" if entry else "already_published"
+        if entry:
+            self.metrics.events.labels(self.publisher.name, event.type).inc()
+        log.info(f"event.{outcome}", call_id=event.subject, event_id=event.id, type=event.type,
+                 sink=self.publisher.name, attempt=attempt)
+
+    async def alert(self, cdr: Cdr, event: CallCompletedEvent) -> None:
+        """Queues one alert per reason; the dispatcher paces and groups them (workers/slack.py)."""
+        if self.slack is None:
+            log.warning("alert.disabled", call_id=event.subject, reasons=",".join(event.data.alert_reasons))
+            return
+        for reason in event.data.alert_reasons:
+            if await queue_alert(self.redis, alert_for(event, reason), policy=self.alert_policy):
+                self.metrics.alerts.labels(reason).inc()
+
+
+def alert_for(event: CallCompletedEvent, reason: str) -> Alert:
+    data = event.data
+    return Alert(
+        call_id=data.call_id,
+        reason=reason,  # type: ignore[arg-type]
+        occurred_at=event.time.isoformat(),
+        from_number=data.from_.number or "",
+        to_number=data.to.number or "",
+        direction=data.direction,
+        disposition=data.disposition or "",
+        answered_by=data.answered_by,
+        duration_s=str(data.duration_s or 0),
+        cost=str(data.charge or 0),
+        destination=data.destination or "",
+        recording_url=data.recording_url,
+    )
+
+
+def transcript_policy(settings: Settings) -> RetryPolicy:
+    """Polls for the transcript from TRANSCRIPT_POLL seconds after the call, backing off, for TRANSCRIPT_WAIT."""
+    first = float(settings.transcript_poll)
+    wait = float(settings.transcript_wait)
+    backoff = Backoff(base=first, cap=first * 6, max_attempts=20, floor=first, max_elapsed=wait)
+    return RetryPolicy(transcript=backoff)
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    settings: Settings = ctx["settings"]
+    metrics = WorkerMetrics()
+    http = create_http_client(settings, concurrency=settings.worker_concurrency + 4)
+    slack_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False)
+    slack = sender_for(
+        slack_http, webhook_url=settings.slack_webhook_url, bot_token=settings.slack_bot_token,
+        channel=settings.slack_channel, api_url=settings.slack_api_url,
+    )
+    redis: ArqRedis = ctx["redis"]
+    resources = Resources(
+        settings=settings, redis=redis,
+        wavix=WavixClient.from_settings(http, settings, on_response=metrics.on_response),
+        policy=transcript_policy(settings),
+        publisher=StreamPublisher(redis, stream=settings.events_stream, maxlen=settings.events_stream_maxlen,
+                                  mark_ttl_s=settings.webhook_dedup_ttl, key_prefix=settings.key_prefix),
+        slack=slack, queue=settings.queue_name, step_timeout_s=max(1.0, settings.job_timeout - 5.0),
+        alert_rules=frozenset(settings.alert_rules), metrics=metrics,
+        alert_policy=DeliveryPolicy(prefix=settings.key_prefix),
+    )
+    resources.health = await health.start(
+        settings.worker_health_port, {"/healthz": lambda: (200, "text/plain", b"ok\n"), "/metrics": metrics.page}
+    )
+    if slack is not None:
+        resources.tasks.append(asyncio.create_task(run_dispatcher(
+            redis, slack, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
+            dead_letter_stream=settings.dead_letter_stream, policy=resources.alert_policy,
+        )))
+    ctx["resources"], ctx["http"], ctx["slack_http"] = resources, http, slack_http
+    log.info("worker.started", concurrency=settings.worker_concurrency, slack=slack is not None)
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    resources: Resources | None = ctx.get("resources")
+    if resources is not None:
+        if resources.health is not None:
+            resources.health.close()
+        resources.stop.set()
+        for task in resources.tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.wait_for(task, 10)
+    for client in ("slack_http", "http"):
+        if client in ctx:
+            await ctx[client].aclose()

@@ -1,0 +1,39 @@
+"""The worker's numbers, one registry per process, served on the worker's health port (`/metrics`).
+
+Label sets are bounded: job function, outcome, endpoint family, status, sink, event type; never call ids.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class WorkerMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.jobs = Counter(
+            "wavix_jobs", "Jobs finished, by function and outcome.", ["function", "outcome"], registry=r
+        )
+        self.job_seconds = Histogram(
+            "wavix_job_seconds", "Job run time, by function.", ["function"], buckets=_SECONDS, registry=r
+        )
+        self.api = Counter("wavix_api_requests", "Wavix API answers, by endpoint and status.", ["endpoint", "status"],
+                           registry=r)
+        self.api_seconds = Histogram(
+            "wavix_api_seconds", "Wavix API latency, by endpoint.", ["endpoint"], buckets=_SECONDS, registry=r
+        )
+        self.events = Counter("wavix_events_published", "Events published, by sink and type.", ["sink", "type"],
+                              registry=r)
+        self.alerts = Counter("wavix_alerts_queued", "Slack alerts queued, by reason.", ["reason"], registry=r)
+        self.dead_letters = Counter("wavix_dead_letters", "Dead letters written, by kind.", ["kind"], registry=r)
+
+    def on_response(self, endpoint: str, status: int | str, seconds: float) -> None:
+        """The Wavix client's hook: one call per API answer (or timeout / transport error)."""
+        self.api.labels(endpoint, str(status)).inc()
+        self.api_seconds.labels(endpoint).observe(seconds)
+
+    def page(self) -> tuple[int, str, bytes]:
+        return 200, "text/plain; version=0.0.4; charset=utf-8", generate_latest(self.registry)
