@@ -45,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     wavix_timeout: float = 10.0  # seconds to wait for an answer (connect: 5)
     transcript_wait: int = 30 * 60
     transcript_poll: int = 30  # first transcript poll after the call, then backing off
+    retry_max_delay: float = 300.0  # the longest wait between two tries of a failing Wavix call
     # Worker behaviour.
     worker_concurrency: int = 64  # jobs at once per process (arq max_jobs); Wavix calls are mostly waiting
     job_timeout: int = 300

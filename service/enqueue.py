@@ -38,6 +38,7 @@ class Enqueuer:
         self, redis: PipelinedRedis, *, queue_name: str, key_prefix: str, dedup_ttl_s: int, job_expiry_s: int
     ) -> None:
         self._redis = redis
+        self._prefix = key_prefix
         self._seen = f"{key_prefix}seen:"
         self._sha = hashlib.sha1(_ENQUEUE.encode()).hexdigest()
         redis.on_connect.append(pack("SCRIPT", "LOAD", _ENQUEUE))
@@ -51,13 +52,13 @@ class Enqueuer:
         Raises redis' `ConnectionError`/`TimeoutError` when Redis does not answer: nothing is marked.
         """
         now_ms = time.time_ns() // 1_000_000
-        job_id = webhook.dedup_key
+        job_id = self._prefix + webhook.dedup_key  # arq's keys are global: namespace our job ids too
         receipt = Receipt(
             kind=webhook.kind, call_id=webhook.call_id, event=webhook.event, received_at_ms=now_ms, body=body
         )
         job = encode_job(function_for(webhook), receipt, now_ms)
         keys_and_args = (
-            4, self._seen + job_id, job_key_prefix + job_id, result_key_prefix + job_id, self._queue,
+            4, self._seen + webhook.dedup_key, job_key_prefix + job_id, result_key_prefix + job_id, self._queue,
             self._dedup_ttl_s, self._job_expiry_ms, job, job_id, now_ms,
         )
         try:

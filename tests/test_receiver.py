@@ -52,8 +52,8 @@ async def test_every_terminal_variant_queues_one_job_with_the_raw_body(client, r
     response = await client.post(URL, content=body, headers=JSON)
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "accepted"
-    assert await queued(redis, settings) == [f"call:{cid}"]
-    job = await job_record(redis, f"call:{cid}")
+    assert await queued(redis, settings) == [settings.key_prefix + f"call:{cid}"]
+    job = await job_record(redis, settings.key_prefix + f"call:{cid}")
     assert job["f"] == PROCESS_CALL
     receipt = receipt_from(job["a"][0])
     assert receipt.call_id == cid
@@ -67,9 +67,9 @@ async def test_transcription_webhook_queues_the_transcript_fetch(client, redis, 
     response = await client.post(URL, content=payloads.encode(payloads.transcription(cid)), headers=JSON)
     assert response.status_code == 200
     assert response.json()["status"] == "accepted"
-    job = await job_record(redis, f"transcript:{cid}:completed")
+    job = await job_record(redis, settings.key_prefix + f"transcript:{cid}:completed")
     assert job["f"] == FETCH_TRANSCRIPT
-    assert sorted(await queued(redis, settings)) == sorted([f"call:{cid}", f"transcript:{cid}:completed"])
+    assert sorted(await queued(redis, settings)) == sorted(settings.key_prefix + k for k in (f"call:{cid}", f"transcript:{cid}:completed"))
 
 
 @pytest.mark.parametrize("event", ["call_setup", "ringing", "early_media", "answered", "on_call_event"])
@@ -92,7 +92,7 @@ async def test_post_call_and_on_call_completed_for_one_call_make_one_job(client,
     for body in (payloads.post_call(cid), payloads.on_call(cid, "completed"), payloads.post_call(cid)):
         answers.append((await client.post(URL, content=payloads.encode(body), headers=JSON)).json()["status"])
     assert answers == ["accepted", "duplicate", "duplicate"]
-    assert await queued(redis, settings) == [f"call:{cid}"]
+    assert await queued(redis, settings) == [settings.key_prefix + f"call:{cid}"]
     ttl = await redis.ttl(settings.key_prefix + f"seen:call:{cid}")
     assert settings.webhook_dedup_ttl - 5 < ttl <= settings.webhook_dedup_ttl
 
@@ -102,8 +102,8 @@ async def test_dedup_outlives_the_job_and_its_result(client, redis, settings):
     cid = call_id()
     body = payloads.encode(payloads.post_call(cid))
     await client.post(URL, content=body, headers=JSON)
-    await redis.delete(job_key_prefix + f"call:{cid}")
-    await redis.zrem(settings.queue_name, f"call:{cid}")
+    await redis.delete(job_key_prefix + settings.key_prefix + f"call:{cid}")
+    await redis.zrem(settings.queue_name, settings.key_prefix + f"call:{cid}")
     response = await client.post(URL, content=body, headers=JSON)
     assert response.json()["status"] == "duplicate"
     assert await queued(redis, settings) == []
@@ -118,7 +118,7 @@ async def test_fifty_identical_webhooks_at_once_give_exactly_one_job(client, red
     assert [r.status_code for r in responses] == [200] * 50
     assert statuses.count("accepted") == 1
     assert statuses.count("duplicate") == 49
-    assert await queued(redis, settings) == [f"call:{cid}"]
+    assert await queued(redis, settings) == [settings.key_prefix + f"call:{cid}"]
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,7 @@ from workers import health
 from workers.alerts import Alert, DeliveryPolicy
 from workers.metrics import WorkerMetrics
 from workers.publish import StreamPublisher
-from workers.retry import Backoff, RetryPolicy
+from workers.retry import RetryPolicy
 from workers.slack import Sender, queue_alert, run_dispatcher, sender_for
 from workers.wavix import WavixClient, create_http_client
 
@@ -89,14 +89,6 @@ def alert_for(event: CallCompletedEvent, reason: str) -> Alert:
     )
 
 
-def transcript_policy(settings: Settings) -> RetryPolicy:
-    """Polls for the transcript from TRANSCRIPT_POLL seconds after the call, backing off, for TRANSCRIPT_WAIT."""
-    first = float(settings.transcript_poll)
-    wait = float(settings.transcript_wait)
-    backoff = Backoff(base=first, cap=first * 6, max_attempts=20, floor=first, max_elapsed=wait)
-    return RetryPolicy(transcript=backoff)
-
-
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     metrics = WorkerMetrics()
@@ -110,7 +102,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     resources = Resources(
         settings=settings, redis=redis,
         wavix=WavixClient.from_settings(http, settings, on_response=metrics.on_response),
-        policy=transcript_policy(settings),
+        policy=RetryPolicy.from_settings(settings),
         publisher=StreamPublisher(redis, stream=settings.events_stream, maxlen=settings.events_stream_maxlen,
                                   mark_ttl_s=settings.webhook_dedup_ttl, key_prefix=settings.key_prefix),
         slack=slack, queue=settings.queue_name, step_timeout_s=max(1.0, settings.job_timeout - 5.0),

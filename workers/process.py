@@ -130,9 +130,10 @@ async def _process_call(resources: Resources, receipt: Receipt, attempt: int) ->
     if event.data.disposition == "answered":
         poll = msgspec.structs.replace(receipt, kind=Kind.TRANSCRIPTION, event="poll")
         delay = resources.policy.transcript.ceiling(1)
+        poll_id = f"{resources.settings.key_prefix}transcript:{receipt.call_id}:poll"
         await resources.redis.enqueue_job(
-            FETCH_TRANSCRIPT, poll, _job_id=f"transcript:{receipt.call_id}:poll", _queue_name=resources.queue,
-            _defer_by=delay, _expires=resources.settings.job_expiry,
+            FETCH_TRANSCRIPT, poll, _job_id=poll_id, _queue_name=resources.queue, _defer_by=delay,
+            _expires=resources.settings.job_expiry,
         )
     return "published"
 

@@ -35,6 +35,8 @@ from dataclasses import dataclass, field, replace
 
 from arq import Retry
 
+from contract.settings import Settings
+
 
 class CallError(Exception):
     """Base of the outbound-call errors. `reason` names the endpoint family and status, never a URL."""
@@ -131,6 +133,18 @@ class RetryPolicy:
         """The default policy, waiting at most `seconds` (settings' TRANSCRIPT_WAIT) for a transcript."""
         policy = cls() if rng is None else cls(rng=rng)
         return replace(policy, transcript=replace(policy.transcript, max_elapsed=float(seconds)))
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RetryPolicy:
+        """The worker's policy: RETRY_MAX_DELAY caps transient backoff; the transcript is first polled
+        TRANSCRIPT_POLL seconds after the call, then less often, for at most TRANSCRIPT_WAIT."""
+        policy = cls()
+        first, cap = float(settings.transcript_poll), float(settings.retry_max_delay)
+        transcript = Backoff(base=first, cap=first * 6, max_attempts=20, floor=first,
+                             max_elapsed=float(settings.transcript_wait))
+        transient = replace(policy.transient, cap=cap, floor=min(policy.transient.floor, cap))
+        return replace(policy, transient=transient, transcript=transcript,
+                       retry_after_cap=max(cap, policy.retry_after_cap))
 
     @property
     def longest(self) -> int:
