@@ -27,4 +27,8 @@ async def readyz(state: State) -> Response[Any]:
 
 @get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=False)
 async def metrics(state: State) -> Response[bytes]:
+    try:
+        await state.metrics.sample_queue(state.redis, state.settings.queue_name)
+    except Exception:  # Redis down: the other numbers still matter, and readyz says what is wrong
+        state.metrics.queue_depth.set(float("nan"))
     return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

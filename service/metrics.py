@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from redis.asyncio import Redis
 
 
 class ReceiverMetrics:
@@ -20,3 +23,21 @@ class ReceiverMetrics:
             buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
             registry=self.registry,
         )
+        self.queue_depth = Gauge(
+            "wavix_queue_depth", "Jobs due to run now and not yet taken (deferred retries and polls excluded).",
+            registry=self.registry,
+        )
+        self.queue_oldest_age = Gauge(
+            "wavix_queue_oldest_age_seconds", "How long the oldest due job has waited (0 when none).",
+            registry=self.registry,
+        )
+
+    async def sample_queue(self, redis: Redis, queue: str) -> None:
+        """Reads the queue's depth and age at scrape time: the numbers to scale workers on."""
+        now_ms = time.time() * 1000
+        async with redis.pipeline(transaction=False) as pipe:
+            pipe.zcount(queue, "-inf", now_ms)
+            pipe.zrange(queue, 0, 0, withscores=True)
+            depth, oldest = await pipe.execute()
+        self.queue_depth.set(depth)
+        self.queue_oldest_age.set(max(0.0, (now_ms - oldest[0][1]) / 1000) if depth and oldest else 0.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 import msgspec
 import pytest
@@ -230,3 +231,14 @@ async def test_metrics_count_outcomes(client):
     assert 'wavix_webhooks_total{kind="post_call",outcome="accepted"} 1.0' in text
     assert 'wavix_webhooks_total{kind="post_call",outcome="duplicate"} 1.0' in text
     assert 'wavix_webhooks_total{kind="unknown",outcome="rejected_payload"} 1.0' in text
+
+
+async def test_metrics_report_queue_depth_and_oldest_age(client, settings):
+    """/metrics samples the queue at scrape time: two accepted calls are a depth of 2 with a positive age."""
+    for _ in range(2):
+        await client.post(URL, content=payloads.encode(payloads.post_call(call_id())), headers=JSON)
+    await asyncio.sleep(0.05)
+    text = (await client.get("/metrics")).text
+    assert "wavix_queue_depth 2.0" in text
+    age = float(re.search(r"^wavix_queue_oldest_age_seconds (\S+)$", text, re.M).group(1))
+    assert 0.0 < age < 60.0
