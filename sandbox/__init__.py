@@ -1,0 +1,37 @@
+"""The Wavix sandbox: a local Wavix for the demo, the benchmarks and the end-to-end tests (issue #3).
+
+Built from the official spec (../shared/wavix/wavix-api.yaml) and ../shared/wavix/FACTS.md. The stages:
+
+    config.py    SandboxConfig (seed, api_key, transcript timing and shares, faults): frozen
+    calls.py     SimCall and generate_call(config, index): seeded, pure    (world.py, speech.py: its data)
+    state.py     Sandbox(config): placed calls, transcript clocks, live faults, request counters
+    wire.py      SimCalls rendered as the spec's response bodies
+    faults.py    Faults: shares of 429 (with/without Retry-After), 5xx, slow answers, drops, 403 + latency
+    api.py       create_app(sandbox): the raw ASGI app (Wavix's API + /_sandbox admin endpoints)
+    server.py    serve(sandbox) in this loop, spawn(config) in a subprocess: both yield the base URL
+    webhooks.py  Variant, deliveries(...), send_webhooks(...) -> list[Result]
+    cli.py       `wavix-events simulate` / `python -m sandbox`
+
+In a test or benchmark:
+
+    sandbox = Sandbox(SandboxConfig(seed=7, api_key=KEY, transcript_delay_s=2))
+    async with serve(sandbox) as wavix_url:
+        calls = sandbox.place(100)
+        results = await send_webhooks(calls, receiver_url, rate=200, duplicates=0.1, reorder=True,
+                                      on_call_events=True, on_first_send=sandbox.mark_sent)
+
+Where the spec and FACTS.md differ, the API answers what the spec says:
+- `CDRTranscriptionResponse` requires `call_date`, `call_uuid`, `call_score`, `call_summary` and its turns
+  allow only `type` (additionalProperties false); the older docs' shape (`phone_number`, last four fields
+  missing) is served only for `SandboxConfig.legacy_transcript_share` of transcripts (default 0).
+- The spec requires `call_score`/`call_summary` as strings even for a `failed` transcript: they are "".
+- `CDR` (list items) has no `recording_url` and no `transcription`; only `CDRResponse` (one CDR) has them.
+- `GET /v1/recordings/{call_id}` is documented as "200 ... redirects, URL in Location"; the sandbox answers
+  302 with `Location`, as FACTS.md says, so clients that follow redirects get the file.
+- The older path family `/v1/cdr/...` is not in the spec; it answers the same bodies as `/v1/cdrs/...`.
+- The list's 400 uses `ValidationErrorResponse` (what the spec's `BadRequestErrorResponse` points to).
+- 429 and 5xx are not in the spec; their bodies use Wavix's `{"success": false, "message"}`.
+- Webhooks: only the `spec` variant matches `CallStatusWebhook`/`Call`; the others are FACTS.md's older
+  shapes on purpose (whole CDR, JSON numbers with uppercase `ANSWERED`, `uuid`-only, `id`-only,
+  `call_finished`), which the spec's `additionalProperties: false` schemas reject.
+"""

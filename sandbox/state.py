@@ -1,0 +1,104 @@
+"""The running sandbox's state: which calls exist, when their transcripts are ready, what was asked of it.
+
+`Sandbox(config)` is created once and shared by the API (`sandbox.api.create_app`), the admin endpoints
+and the webhook sender, all in one event loop: nothing here blocks or locks. A call exists (its CDR is
+servable) from the moment it is placed, which is before any of its webhooks is sent; its transcript is
+ready `transcript_delay_s` after its first webhook (`mark_sent`) or, if none is ever sent, after it was
+placed. Faults can be swapped while running (`set_faults`), e.g. by a test between two phases.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
+
+import msgspec
+
+from sandbox.calls import SimCall, Transcript, format_time, generate_call, parse_time
+from sandbox.config import SandboxConfig
+from sandbox.faults import Faults
+
+
+class Sandbox:
+    """The calls placed so far, their transcript clocks, the live fault shares and request counters."""
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        *,
+        wall: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.faults: Faults = config.faults
+        self.fault_rng = random.Random(f"wavix-sandbox:{config.seed}:faults")
+        self.requests: Counter[str] = Counter()  # "GET /v1/cdrs/{id} 200", "fault 429", ...
+        self._wall = wall
+        self._monotonic = monotonic
+        self._calls: dict[str, SimCall] = {}
+        self._ready_at: dict[str, float] = {}
+        self._sent: set[str] = set()
+        self._next_index = 0
+        self._listings: dict[str, list[SimCall]] = {}  # direction -> calls by (date, index); reset by add()
+
+    def place(self, count: int) -> list[SimCall]:
+        """Generates the next `count` calls of the seed, dates them, and makes them servable."""
+        calls = []
+        for _ in range(count):
+            call = generate_call(self.config, self._next_index)
+            calls.append(msgspec.structs.replace(call, date=self._date_for(call)))
+            self._next_index += 1
+        self.add(calls)
+        return calls
+
+    def add(self, calls: Iterable[SimCall]) -> None:
+        """Makes calls servable (e.g. calls generated elsewhere); their transcript clock starts now."""
+        ready = self._monotonic() + self.config.transcript_delay_s
+        for call in calls:
+            self._calls[call.call_id] = call
+            self._ready_at.setdefault(call.call_id, ready)
+        self._listings.clear()
+
+    def mark_sent(self, call_id: str) -> None:
+        """The call's first webhook is going out: its transcript is ready `transcript_delay_s` from now."""
+        if call_id in self._calls and call_id not in self._sent:
+            self._sent.add(call_id)
+            self._ready_at[call_id] = self._monotonic() + self.config.transcript_delay_s
+
+    def set_faults(self, faults: Faults) -> None:
+        self.faults = faults
+
+    def get(self, call_id: str) -> SimCall | None:
+        return self._calls.get(call_id)
+
+    def calls(self) -> list[SimCall]:
+        """Every call placed, in the order they were placed."""
+        return list(self._calls.values())
+
+    def listing(self, direction: str) -> list[SimCall]:
+        """The calls of one direction sorted by (date, index), kept until the next call is placed."""
+        if direction not in self._listings:
+            mine = [c for c in self._calls.values() if c.direction == direction]
+            self._listings[direction] = sorted(mine, key=lambda c: (c.date, c.index))
+        return self._listings[direction]
+
+    def transcript(self, call: SimCall) -> Transcript | None:
+        """The call's transcript once it is ready; None while pending or if the call has none."""
+        if call.transcript is None or self._monotonic() < self._ready_at.get(call.call_id, 0.0):
+            return None
+        return call.transcript
+
+    def transcription_date(self, call: SimCall) -> str:
+        """When the transcript was made: the call's end plus the configured delay."""
+        ended = call.times()[2]
+        return format_time(ended + timedelta(seconds=self.config.transcript_delay_s))
+
+    def _date_for(self, call: SimCall) -> str:
+        if self.config.start is not None:
+            return format_time(parse_time(self.config.start) + timedelta(seconds=call.index * self.config.spacing_s))
+        # Undated: the call ends now, so it is "today's" call for a reconciliation that lists today.
+        now = datetime.fromtimestamp(self._wall(), UTC)
+        return format_time(now - timedelta(seconds=call.ring_s + call.duration))

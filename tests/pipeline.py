@@ -1,0 +1,133 @@
+"""The whole pipeline in one event loop for end-to-end tests: sandbox, Slack stand-in, receiver, worker.
+
+Everything is real but Wavix and Slack: the Litestar app (in-process ASGI), Redis, arq's Worker in burst
+mode with our settings. Names are unique per pipeline, so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+from arq.connections import ArqRedis
+from litestar.testing import AsyncTestClient
+from redis.asyncio import Redis
+
+from contract.events import CloudEvent, decode_event
+from contract.jobs import PROCESS_CALL, Receipt, job_deserializer, job_serializer
+from contract.settings import Settings
+from contract.webhooks import Kind
+from sandbox.calls import SimCall
+from sandbox.config import SandboxConfig
+from sandbox.server import serve as serve_sandbox
+from sandbox.slack import SlackStandIn
+from sandbox.slack import serve as serve_slack
+from sandbox.state import Sandbox
+from sandbox.webhooks import Result, send_webhooks
+from service.app import create_app
+from tests.conftest import REDIS_URL, TOKEN
+from workers.alerts import DeliveryPolicy
+from workers.deadletter import replay
+from workers.settings import create_worker
+from workers.slack import dispatch_pending, sender_for
+
+
+@dataclass
+class Pipeline:
+    settings: Settings
+    sandbox: Sandbox
+    slack: SlackStandIn
+    receiver: AsyncTestClient  # type: ignore[type-arg]
+    redis: Redis
+
+    async def place_and_send(self, count: int, **options: Any) -> tuple[list[SimCall], list[Result]]:
+        calls = self.sandbox.place(count)
+        results = await send_webhooks(
+            calls, f"/webhooks/wavix/{TOKEN}", client=self.receiver, on_first_send=self.sandbox.mark_sent,
+            rate=options.pop("rate", 500.0), **options,
+        )
+        return calls, results
+
+    async def run_worker(self, **overrides: Any) -> Any:
+        """Runs the real arq worker until the queue (deferred retries and polls included) is empty."""
+        worker = create_worker(self.settings, burst=True, poll_delay=0, handle_signals=False, **overrides)
+        try:
+            await worker.main()
+        finally:
+            await worker.close()
+        return worker
+
+    async def flush_alerts(self) -> None:
+        """Sends what the dispatcher has pending (the worker's own dispatcher stops with it)."""
+        import httpx
+
+        async with httpx.AsyncClient() as http:
+            sender = sender_for(http, webhook_url=self.settings.slack_webhook_url)
+            assert sender is not None
+            await dispatch_pending(
+                self.redis, sender, digest_threshold=self.settings.alert_digest_threshold,
+                dead_letter_stream=self.settings.dead_letter_stream,
+                policy=DeliveryPolicy(prefix=self.settings.key_prefix),
+            )
+
+    async def rerun_call(self, call_id: str) -> None:
+        """Queues process_call for a call again under a fresh job id, as arq would re-run a crashed job."""
+        receipt = Receipt(kind=Kind.POST_CALL, call_id=call_id, event="", received_at_ms=int(time.time() * 1000),
+                          body=b"{}")
+        await self.arq().enqueue_job(PROCESS_CALL, receipt, _job_id=f"rerun:{uuid.uuid4().hex}",
+                                     _queue_name=self.settings.queue_name)
+
+    def arq(self) -> ArqRedis:
+        return ArqRedis(connection_pool=self.redis.connection_pool, job_serializer=job_serializer,
+                        job_deserializer=job_deserializer)
+
+    async def replay(self, entry_id: str) -> str:
+        return await replay(self.arq(), self.settings.dead_letter_stream, entry_id,
+                            queue_name=self.settings.queue_name, key_prefix=self.settings.key_prefix)
+
+    async def with_settings(self, **env: str) -> Pipeline:
+        """The same pipeline with some settings changed (e.g. an operator fixing a key)."""
+        changed = msgspec.structs.replace(self.settings, **{k.lower(): v for k, v in env.items()})
+        return Pipeline(changed, self.sandbox, self.slack, self.receiver, self.redis)
+
+    async def events(self) -> list[CloudEvent]:
+        return [decode_event(fields[b"event"]) for _, fields in await self.redis.xrange(self.settings.events_stream)]
+
+    async def dead_letters(self) -> list[dict[bytes, bytes]]:
+        return [fields for _, fields in await self.redis.xrange(self.settings.dead_letter_stream)]
+
+
+@asynccontextmanager
+async def pipeline(config: SandboxConfig, **env: str) -> AsyncIterator[Pipeline]:
+    sandbox = Sandbox(config)
+    slack = SlackStandIn()
+    run = uuid.uuid4().hex
+    async with serve_sandbox(sandbox) as wavix_url, serve_slack(slack) as slack_url:
+        settings = Settings.from_env({
+            "REDIS_URL": REDIS_URL, "WEBHOOK_TOKENS": TOKEN, "QUEUE_NAME": f"test:queue:{run}",
+            "KEY_PREFIX": f"test:{run}:", "EVENTS_STREAM": f"test:events:{run}",
+            "DEAD_LETTER_STREAM": f"test:dead:{run}",
+            "WAVIX_API_URL": wavix_url, "WAVIX_API_KEY": config.api_key,
+            "SLACK_WEBHOOK_URL": f"{slack_url}/services/T000/B000/XXXX", "WORKER_HEALTH_PORT": "0",
+            "TRANSCRIPT_POLL": "1", "TRANSCRIPT_WAIT": "6", **env,
+        })
+        redis = Redis.from_url(REDIS_URL)
+        try:
+            async with AsyncTestClient(app=create_app(settings)) as receiver:
+                yield Pipeline(settings, sandbox, slack, receiver, redis)
+        finally:
+            await redis.delete(settings.events_stream, settings.dead_letter_stream, settings.queue_name)
+            await redis.aclose()
+
+
+def by_type(events: Sequence[CloudEvent], event_type: str) -> dict[str, list[CloudEvent]]:
+    out: dict[str, list[CloudEvent]] = {}
+    for event in events:
+        if event.type == event_type:
+            out.setdefault(event.subject, []).append(event)
+    return out

@@ -1,0 +1,94 @@
+"""`wavix-events simulate` as a user runs it, and the sandbox in a subprocess as benchmarks run it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+
+import httpx
+import msgspec
+
+from contract.webhooks import classify
+from sandbox.calls import SimCall
+from sandbox.cli import add_arguments, config_from
+from sandbox.config import SandboxConfig
+from sandbox.faults import Faults
+from sandbox.server import READY_PREFIX, spawn
+from sandbox.webhooks import on_call_events
+from tests.sandbox_helpers import Receiver, receiving
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    return parser
+
+
+def test_help_explains_every_option() -> None:
+    """`wavix-events simulate --help` lists every option, and each one has its own explanation."""
+    shown = subprocess.run([sys.executable, "-m", "wavix_events.cli", "simulate", "--help"],
+                           capture_output=True, text=True, check=True).stdout
+    options = [a for a in _parser()._actions if a.option_strings and a.dest != "help"]
+    assert len(options) >= 25
+    for action in options:
+        assert action.help and len(action.help) > 10, action.option_strings
+        assert action.option_strings[0] in shown, action.option_strings
+
+
+def test_options_build_the_config() -> None:
+    """The fault, transcript and call options end up in the SandboxConfig the sandbox runs with."""
+    args = _parser().parse_args(["--seed", "7", "--api-key", "K", "--fault-429", "0.02", "--fault-5xx", "0.1",
+                                 "--latency", "0.1", "--transcript-delay", "5", "--fault-403", "0.5"])
+    config = config_from(args)
+    assert (config.seed, config.api_key, config.transcript_delay_s) == (7, "K", 5.0)
+    assert config.faults == Faults(rate_limit=0.02, server_error=0.1, latency_s=0.1, forbidden_transcript=0.5)
+    whole = _parser().parse_args(["--config-json", msgspec.json.encode(SandboxConfig(seed=9)).decode()])
+    assert config_from(whole).seed == 9
+
+
+def test_contradicting_shares_exit_2() -> None:
+    """Fault shares adding up to more than 1 are refused with exit status 2 and a message."""
+    done = subprocess.run([sys.executable, "-m", "sandbox", "--fault-429", "0.6", "--fault-5xx", "0.6"],
+                          capture_output=True, text=True, timeout=20)
+    assert done.returncode == 2 and "at most 1" in done.stderr
+
+
+async def test_simulate_places_calls_sends_their_webhooks_and_serves_them() -> None:
+    """With --target, the CLI sends every call's events, then serves the API until --linger ends."""
+    receiver = Receiver()
+    async with receiving(receiver) as url:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "wavix_events.cli", "simulate", "--port", "0", "--api-key", "cli-key",
+            "--seed", "4", "--calls", "12", "--rate", "400", "--target", url, "--on-call-events",
+            "--duplicates", "0.2", "--reorder", "--linger", "2",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )
+        assert process.stdout is not None
+        line = (await asyncio.wait_for(process.stdout.readline(), 20)).decode()
+        assert line.startswith(READY_PREFIX)
+        base = line[len(READY_PREFIX):].strip()
+        async with httpx.AsyncClient(base_url=base, headers={"Authorization": "Bearer cli-key"}) as client:
+            calls = (await client.get("/_sandbox/calls")).json()["calls"]  # placed before it listens
+            assert len(calls) == 12
+            expected = sum(len(on_call_events(msgspec.convert(c, type=SimCall))) + 1 for c in calls)
+            for _ in range(200):
+                if len(set(receiver.bodies)) >= expected:
+                    break
+                await asyncio.sleep(0.02)
+            assert len(set(receiver.bodies)) == expected
+            assert {classify(b).call_id for b in receiver.bodies} == {c["call_id"] for c in calls}
+            assert (await client.get(f"/v1/cdrs/{calls[0]['call_id']}")).status_code == 200
+        assert await asyncio.wait_for(process.wait(), 10) == 0
+
+
+async def test_spawn_runs_the_sandbox_in_a_subprocess_with_the_config() -> None:
+    """`spawn(config, calls=N)` serves N calls of the seed from another process, with its faults."""
+    config = SandboxConfig(seed=5, api_key="spawned", faults=Faults(rate_limit_bare=1.0))
+    async with spawn(config, calls=4) as base, httpx.AsyncClient(
+        base_url=base, headers={"Authorization": "Bearer spawned"}
+    ) as client:
+        calls = (await client.get("/_sandbox/calls")).json()["calls"]
+        assert [c["index"] for c in calls] == [0, 1, 2, 3]
+        assert (await client.get(f"/v1/cdrs/{calls[0]['call_id']}")).status_code == 429
