@@ -70,7 +70,8 @@ async def test_transcription_webhook_queues_the_transcript_fetch(client, redis, 
     assert response.json()["status"] == "accepted"
     job = await job_record(redis, settings.key_prefix + f"transcript:{cid}:completed")
     assert job["f"] == FETCH_TRANSCRIPT
-    assert sorted(await queued(redis, settings)) == sorted(settings.key_prefix + k for k in (f"call:{cid}", f"transcript:{cid}:completed"))
+    expected = sorted(settings.key_prefix + k for k in (f"call:{cid}", f"transcript:{cid}:completed"))
+    assert sorted(await queued(redis, settings)) == expected
 
 
 @pytest.mark.parametrize("event", ["call_setup", "ringing", "early_media", "answered", "on_call_event"])
