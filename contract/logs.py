@@ -75,6 +75,7 @@ def configure(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # httpx and httpcore log every request's full URL at INFO; a Slack webhook URL is itself a secret.
-    for chatty in ("httpx", "httpcore"):
+    # httpx and httpcore log every request's full URL at INFO (a Slack webhook URL is itself a secret);
+    # aiormq logs a traceback for a dropped connection that the RabbitMQ sink already reports.
+    for chatty in ("httpx", "httpcore", "aiormq"):
         logging.getLogger(chatty).setLevel(logging.WARNING)

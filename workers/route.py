@@ -1,0 +1,299 @@
+"""Routing: which destinations want an event. A YAML file names them; `route()` picks, purely.
+
+The file (its path comes from settings; without one, every event goes to the single Redis Stream
+destination "redis", `default_destinations(url)`):
+
+    destinations:
+      - name: events                          # [A-Za-z0-9_.-]+, unique; part of the idempotency key
+        url: redis://127.0.0.1:6379/0?stream=wavix:events&maxlen=100000
+      - name: rabbit
+        url: amqp://wavix:${RABBIT_PASSWORD}@mq.internal:5672/?exchange=wavix.events
+        filter:
+          types: ["wavix.call.*"]             # globs on the event type; absent = every type
+      - name: crm
+        url: https://crm.example.com/hooks/wavix
+        secret_env: CRM_WEBHOOK_SECRET        # or `secret: whsec_...` in the file; webhooks need one
+        filter:
+          types: [wavix.call.completed]
+          disposition: [answered]             # lists match any of their values, case-insensitively
+          answered_by: [human, unknown]       # "unknown" matches a null answered_by (or disposition)
+          direction: [outbound]               # inbound, outbound, unknown
+          min_duration_s: 10                  # bounds are inclusive
+          max_duration_s: 3600
+          country: [US, CA]                   # the caller's or the callee's country (ISO alpha-2)
+
+`${VAR}` in a `url` is replaced from the environment mapping the loader is given (so passwords stay out
+of the file); an unset variable is an error. A destination gets every event its filter does not exclude;
+the fields of a filter must all match. A field the event does not carry (`disposition`, `answered_by`,
+`duration_s` exist only on `wavix.call.completed`) does not match: a filter on them selects completed events.
+
+Everything is checked at load: unknown or repeated fields, types, duplicate names, the URL's scheme and
+parameters, secrets. Errors name the file and line, e.g.
+`sinks.yaml:12: destination "crm": filter: unknown field "dispositon" (did you mean "disposition"?)`.
+Errors never repeat a URL or a secret.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from contract.events import CloudEvent
+from workers.sinks.base import SinkError, check_url, redact
+
+NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_DESTINATION_FIELDS = ("name", "url", "secret", "secret_env", "filter")
+_LIST_FIELDS = ("types", "disposition", "answered_by", "direction", "country")
+_FILTER_FIELDS = (*_LIST_FIELDS, "min_duration_s", "max_duration_s")
+_DIRECTIONS = frozenset({"inbound", "outbound", "unknown"})
+_MISSING = object()
+
+Fields = dict[str, tuple[yaml.Node, yaml.Node]]  # field name -> (key node, value node), for line numbers
+
+
+class RouteError(ValueError):
+    """The routing file is unusable; the message starts with `file:line:`."""
+
+
+@dataclass(frozen=True)
+class Filter:
+    """What a destination wants; None (or empty `types`) means "any". Values are normalised at load."""
+
+    types: tuple[str, ...] = ()
+    disposition: frozenset[str] | None = None
+    answered_by: frozenset[str] | None = None
+    direction: frozenset[str] | None = None
+    min_duration_s: Decimal | None = None
+    max_duration_s: Decimal | None = None
+    country: frozenset[str] | None = None
+
+    def matches(self, event: CloudEvent) -> bool:
+        data = event.data
+        if self.types and not any(fnmatch.fnmatchcase(event.type, glob) for glob in self.types):
+            return False
+        if not _among(self.disposition, getattr(data, "disposition", _MISSING)):
+            return False
+        if not _among(self.answered_by, getattr(data, "answered_by", _MISSING)):
+            return False
+        if self.direction is not None and data.direction not in self.direction:
+            return False
+        if self.country is not None and not {data.from_.country, data.to.country} & self.country:
+            return False
+        return self._duration_fits(getattr(data, "duration_s", None))
+
+    def _duration_fits(self, duration: Decimal | None) -> bool:
+        if self.min_duration_s is None and self.max_duration_s is None:
+            return True
+        if duration is None:
+            return False
+        low_ok = self.min_duration_s is None or duration >= self.min_duration_s
+        return low_ok and (self.max_duration_s is None or duration <= self.max_duration_s)
+
+
+def _among(wanted: frozenset[str] | None, value: object) -> bool:
+    """A list filter: None wants anything; an absent field never matches; null matches "unknown"."""
+    if wanted is None:
+        return True
+    if value is _MISSING:
+        return False
+    return (str(value).lower() if value is not None else "unknown") in wanted
+
+
+@dataclass(frozen=True)
+class Destination:
+    """One configured sink: where (`url`, with `${VAR}`s replaced), its secret, and what it wants."""
+
+    name: str
+    url: str = field(repr=False)
+    secret: str | None = field(default=None, repr=False)
+    filter: Filter = Filter()
+    line: int = 0  # where the file declares it (0: not from a file)
+
+    @property
+    def where(self) -> str:
+        """The URL without credentials or query, fit for logs."""
+        return redact(self.url)
+
+
+def route(event: CloudEvent, destinations: Iterable[Destination]) -> list[Destination]:
+    """The destinations that want `event`, in configuration order. Pure."""
+    return [d for d in destinations if d.filter.matches(event)]
+
+
+def default_destinations(url: str) -> tuple[Destination, ...]:
+    """No routing file: every event to one Redis Stream destination named "redis"."""
+    try:
+        check_url(url)
+    except SinkError as e:
+        raise RouteError(f"default destination: {e}") from e
+    return (Destination(name="redis", url=url),)
+
+
+def load_destinations(
+    path: str | Path | None, env: Mapping[str, str], *, default_url: str | None = None
+) -> tuple[Destination, ...]:
+    """The file's destinations; without a path, `default_destinations(default_url)`."""
+    if path is None or str(path) == "":
+        if default_url is None:
+            raise RouteError("no routing file and no default destination URL")
+        return default_destinations(default_url)
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as e:
+        raise RouteError(f"{source}: cannot read the routing file ({e.strerror})") from e
+    return parse_destinations(text, env, source=source.name)
+
+
+def parse_destinations(text: str, env: Mapping[str, str], *, source: str = "sinks.yaml") -> tuple[Destination, ...]:
+    """Parses and checks the YAML `text`; errors start with `source:line:`."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        reader = _Reader(loader, source, env)
+        return reader.document(root)
+    except yaml.MarkedYAMLError as e:
+        line = e.problem_mark.line + 1 if e.problem_mark else 1
+        raise RouteError(f"{source}:{line}: not valid YAML ({e.problem})") from e
+    finally:
+        loader.dispose()
+
+
+class _Reader:
+    """Walks the YAML node tree (not the plain data) so every error can name its line."""
+
+    def __init__(self, loader: yaml.SafeLoader, source: str, env: Mapping[str, str]) -> None:
+        self._loader = loader
+        self._source = source
+        self._env = env
+
+    def fail(self, node: yaml.Node | None, where: str, problem: str) -> RouteError:
+        line = node.start_mark.line + 1 if node is not None else 1
+        return RouteError(f"{self._source}:{line}: {where}{problem}")
+
+    def document(self, root: yaml.Node | None) -> tuple[Destination, ...]:
+        fields = self.mapping(root, "", ("destinations",))
+        items = fields.get("destinations")
+        if items is None or not isinstance(items[1], yaml.SequenceNode) or not items[1].value:
+            raise self.fail(items[1] if items else root, "", '"destinations" must be a non-empty list')
+        destinations = [self.destination(node) for node in items[1].value]
+        seen: dict[str, Destination] = {}
+        for d in destinations:
+            if d.name in seen:
+                problem = f"name already used on line {seen[d.name].line}"
+                raise RouteError(f'{self._source}:{d.line}: destination "{d.name}": {problem}')
+            seen[d.name] = d
+        return tuple(destinations)
+
+    def mapping(self, node: yaml.Node | None, where: str, known: Sequence[str]) -> Fields:
+        """{key: (key node, value node)}, refusing non-mappings, unknown and repeated keys."""
+        if not isinstance(node, yaml.MappingNode):
+            raise self.fail(node, where, "expected a mapping of fields")
+        fields: Fields = {}
+        for key_node, value_node in node.value:
+            key = str(self._loader.construct_object(key_node))
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f' (did you mean "{close[0]}"?)' if close else f" (known: {', '.join(known)})"
+                raise self.fail(key_node, where, f'unknown field "{key}"{hint}')
+            if key in fields:
+                raise self.fail(key_node, where, f'field "{key}" given twice')
+            fields[key] = (key_node, value_node)
+        return fields
+
+    def scalar(self, node: yaml.Node) -> Any:
+        return self._loader.construct_object(node, deep=True) if isinstance(node, yaml.ScalarNode) else _MISSING
+
+    def text(self, node: yaml.Node, where: str, name: str) -> str:
+        value = self.scalar(node)
+        if not isinstance(value, str) or not value.strip():
+            raise self.fail(node, where, f'"{name}" must be a non-empty string')
+        return value.strip()
+
+    def destination(self, node: yaml.Node) -> Destination:
+        line = node.start_mark.line + 1
+        named = [v for k, v in node.value if self.scalar(k) == "name"] if isinstance(node, yaml.MappingNode) else []
+        where = f'destination "{self.scalar(named[0])}": ' if named else f"destination on line {line}: "
+        fields = self.mapping(node, where, _DESTINATION_FIELDS)
+        if "name" not in fields:
+            raise self.fail(node, where, 'missing "name"')
+        name = self.text(fields["name"][1], where, "name")
+        if not NAME.match(name):
+            raise self.fail(fields["name"][1], where, "name may hold only letters, digits, '_', '.' and '-'")
+        if "url" not in fields:
+            raise self.fail(node, where, 'missing "url"')
+        secret = self.secret(fields, where)
+        url_node = fields["url"][1]
+        url = self.interpolate(self.text(url_node, where, "url"), url_node, where)
+        try:
+            check_url(url, secret=secret)
+        except SinkError as e:
+            raise self.fail(url_node, where, f"url: {e}") from e
+        rules = self.filter(fields["filter"][1], where) if "filter" in fields else Filter()
+        return Destination(name=name, url=url, secret=secret, filter=rules, line=line)
+
+    def secret(self, fields: Fields, where: str) -> str | None:
+        if "secret" in fields and "secret_env" in fields:
+            raise self.fail(fields["secret_env"][0], where, 'give "secret" or "secret_env", not both')
+        if "secret" in fields:
+            return self.text(fields["secret"][1], where, "secret")
+        if "secret_env" not in fields:
+            return None
+        node = fields["secret_env"][1]
+        variable = self.text(node, where, "secret_env")
+        value = self._env.get(variable, "").strip()
+        if not value:
+            raise self.fail(node, where, f"secret_env: environment variable {variable} is not set")
+        return value
+
+    def interpolate(self, url: str, node: yaml.Node, where: str) -> str:
+        for variable in _VAR.findall(url):
+            if not self._env.get(variable):
+                raise self.fail(node, where, f"url: environment variable {variable} is not set")
+        return _VAR.sub(lambda m: self._env[m.group(1)], url)
+
+    def filter(self, node: yaml.Node, where: str) -> Filter:
+        where = f"{where}filter: "
+        fields = self.mapping(node, where, _FILTER_FIELDS)
+        lists = {name: self.strings(fields[name][1], where, name) for name in _LIST_FIELDS if name in fields}
+        bounds = {name: self.seconds(fields[name][1], where, name) for name in _FILTER_FIELDS[5:] if name in fields}
+        low, high = bounds.get("min_duration_s"), bounds.get("max_duration_s")
+        if low is not None and high is not None and low > high:
+            raise self.fail(fields["max_duration_s"][1], where, "max_duration_s is below min_duration_s")
+        direction = lists.get("direction")
+        if direction is not None and not direction <= _DIRECTIONS:
+            bad = ", ".join(sorted(direction - _DIRECTIONS))
+            raise self.fail(fields["direction"][1], where, f"direction {bad}: use inbound, outbound or unknown")
+        return Filter(
+            types=tuple(sorted(lists.get("types", ()))), disposition=lists.get("disposition"),
+            answered_by=lists.get("answered_by"), direction=direction, country=_upper(lists.get("country")),
+            min_duration_s=low, max_duration_s=high,
+        )
+
+    def strings(self, node: yaml.Node, where: str, name: str) -> frozenset[str]:
+        """A list of non-empty strings (or one string), lower-cased except for `types` and `country`."""
+        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        values = [self.scalar(item) for item in items]
+        if not values or not all(isinstance(v, str) and v.strip() for v in values):
+            raise self.fail(node, where, f'"{name}" must be a non-empty list of strings')
+        keep_case = name in ("types", "country")
+        return frozenset(v.strip() if keep_case else v.strip().lower() for v in values)
+
+    def seconds(self, node: yaml.Node, where: str, name: str) -> Decimal:
+        value = self.scalar(node)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise self.fail(node, where, f'"{name}" must be a number of seconds, 0 or more')
+        return Decimal(str(value))
+
+
+def _upper(values: frozenset[str] | None) -> frozenset[str] | None:
+    return None if values is None else frozenset(v.upper() for v in values)

@@ -1,0 +1,98 @@
+"""Redis Streams sink: XADD with a publish mark, both in one Lua script, so a repeat appends nothing.
+
+`redis://127.0.0.1:6379/0?stream=wavix:events&maxlen=100000`: `stream` is the stream key, `maxlen` its
+approximate cap (`MAXLEN ~`, default 1,000,000). The script sets `{key_prefix}published:{idempotency_key}`
+(NX, TTL `mark_ttl_s`) and appends the entry in one step: a retried job finds the mark and appends
+nothing, and a crash can never leave the mark without the entry (the same script as workers/publish.py,
+so marks written by either are honoured by both when the key is `event.id:redis`).
+
+Entry fields: `event` (the CloudEvents JSON), `id` (the event id), `type`, `call_id`.
+
+Errors: connection refused/reset, timeouts, LOADING/BUSY/OOM/READONLY/MASTERDOWN/TRYAGAIN replies are
+Transient; any other error reply (WRONGTYPE: the key is not a stream; NOPERM) is Permanent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from contract import logs
+from contract.events import CloudEvent, encode_event
+from workers.retry import CallError
+from workers.sinks.base import SinkOptions, permanent, query_params, transient, without_params
+
+log = logs.get("workers.sinks.redis_stream")
+
+DEFAULT_MAXLEN = 1_000_000
+_OUR_PARAMS = frozenset({"stream", "maxlen"})
+_TRANSIENT_REPLIES = ("LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+
+_PUBLISH = """
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return false end
+return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+                  'event', ARGV[3], 'id', ARGV[4], 'type', ARGV[5], 'call_id', ARGV[6])
+"""
+
+
+class RedisStreamSink:
+    """One stream; its own client (a connection pool: redis-py reconnects by itself on the next command)."""
+
+    def __init__(self, url: str, *, name: str, options: SinkOptions) -> None:
+        params = query_params(url)
+        self.name = name
+        self.stream = params["stream"]
+        self._maxlen = int(params.get("maxlen") or DEFAULT_MAXLEN)
+        self._url = without_params(url, _OUR_PARAMS)
+        self._options = options
+        self._redis: Redis | None = None
+        self._script: Any = None
+
+    async def connect(self) -> None:
+        redis = self._client()
+        try:
+            await redis.ping()
+        except RedisError as e:
+            raise self._error(e, None) from e
+
+    async def publish(self, event: CloudEvent, *, idempotency_key: str) -> None:
+        self._client()
+        keys = [f"{self._options.key_prefix}published:{idempotency_key}", self.stream]
+        args = [self._options.mark_ttl_s, self._maxlen, encode_event(event), event.id, event.type, event.subject]
+        try:
+            entry = await self._script(keys=keys, args=args)
+        except RedisError as e:
+            raise self._error(e, event) from e
+        if entry is None:
+            log.debug("sink.duplicate", sink=self.name, event_id=event.id, call_id=event.subject)
+
+    async def close(self) -> None:
+        if self._redis is not None:
+            redis, self._redis = self._redis, None
+            await redis.aclose()
+
+    def _client(self) -> Redis:
+        if self._redis is None:
+            timeout = self._options.timeout_s
+            self._redis = Redis.from_url(self._url, socket_timeout=timeout, socket_connect_timeout=timeout)
+            self._script = self._redis.register_script(_PUBLISH)
+        return self._redis
+
+    def _error(self, e: RedisError, event: CloudEvent | None) -> CallError:
+        if isinstance(e, RedisConnectionError | RedisTimeoutError):
+            return transient(self.name, event, f"redis unreachable ({type(e).__name__})")
+        if isinstance(e, ResponseError):
+            reply = str(e).split(" ", 1)[0].upper()
+            if reply in _TRANSIENT_REPLIES:
+                return transient(self.name, event, f"redis busy ({reply})")
+            return permanent(self.name, event, f"redis refused the entry ({reply})")
+        return transient(self.name, event, f"redis error ({type(e).__name__})")
+
+
+def create(url: str, *, name: str, secret: str | None, options: SinkOptions) -> RedisStreamSink:
+    """The factory `workers.sinks.base.build_sink` calls for redis:// and rediss:// (no secret used)."""
+    return RedisStreamSink(url, name=name, options=options)
