@@ -16,6 +16,8 @@ from contract.webhooks import Kind, Webhook
 # The job functions, by name: the receiver enqueues them, the worker registers them.
 PROCESS_CALL = "process_call"
 FETCH_TRANSCRIPT = "fetch_transcript"
+DELIVER = "deliver"
+JOB_FUNCTIONS = (PROCESS_CALL, FETCH_TRANSCRIPT, DELIVER)
 
 
 class Receipt(msgspec.Struct, frozen=True, kw_only=True):
@@ -47,15 +49,6 @@ job_deserializer = msgspec.msgpack.Decoder().decode
 def encode_job(function: str, receipt: Receipt, enqueue_time_ms: int, job_try: int = 1) -> bytes:
     """arq's job record (see `arq.jobs.serialize_job`), encoded with our serializer."""
     return _encoder.encode({"t": job_try, "f": function, "a": [receipt], "k": {}, "et": enqueue_time_ms})
-
-
-def encode_receipt(receipt: Receipt) -> bytes:
-    """A receipt on its own (a dead letter's payload), msgpack like the queue."""
-    return _encoder.encode(receipt)
-
-
-def decode_receipt(data: bytes) -> Receipt:
-    return msgspec.msgpack.decode(data, type=Receipt)
 
 
 def receipt_from(arg: Any) -> Receipt:

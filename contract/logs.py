@@ -77,5 +77,5 @@ def configure(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     root.setLevel(level.upper())
     # httpx and httpcore log every request's full URL at INFO (a Slack webhook URL is itself a secret);
     # aiormq logs a traceback for a dropped connection that the RabbitMQ sink already reports.
-    for chatty in ("httpx", "httpcore", "aiormq"):
-        logging.getLogger(chatty).setLevel(logging.WARNING)
+    for chatty, quiet in (("httpx", logging.WARNING), ("httpcore", logging.WARNING), ("aiormq", logging.ERROR)):
+        logging.getLogger(chatty).setLevel(quiet)

@@ -49,13 +49,15 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Worker behaviour.
     worker_concurrency: int = 64  # jobs at once per process (arq max_jobs); Wavix calls are mostly waiting
     job_timeout: int = 300
-    worker_poll_delay: float = 0.5
+    worker_poll_delay: float = 0.05  # between queue polls: bounds how long a new job waits for a free worker
     job_completion_wait: int = 30  # on SIGTERM, how long running jobs may finish before they are re-queued
     worker_health_port: int = 9100  # /healthz and /metrics per worker process; 0 turns it off
     # Downstream: the Redis Stream every event lands in, and the dead letters.
     events_stream: str = "wavix:events"
     events_stream_maxlen: int = 1_000_000
     dead_letter_stream: str = "wavix:dead"
+    sinks_config: str = ""  # a routing file (docs in workers/route.py); empty: every event to EVENTS_STREAM
+    delivery_inline_timeout: float = 2.0  # a first delivery slower than this continues in a job of its own
     # Slack alerts: an incoming webhook, or a bot token and channel.
     slack_webhook_url: str = ""
     slack_bot_token: str = ""
@@ -100,6 +102,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
 
     def trusted_proxy_networks(self) -> tuple[Network, ...]:
         return _networks("WEBHOOK_TRUSTED_PROXIES", self.webhook_trusted_proxies)
+
+
+def environment() -> Mapping[str, str]:
+    """The environment, for the values a routing file names by variable (`secret_env`, `${VAR}`)."""
+    return dict(os.environ)
 
 
 def _networks(variable: str, values: tuple[str, ...]) -> tuple[Network, ...]:

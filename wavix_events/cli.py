@@ -32,8 +32,14 @@ def _serve(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
+    from workers.context import destinations_for
+    from workers.route import RouteError
     from workers.settings import create_worker
 
+    try:
+        destinations_for(settings)  # a bad routing file stops here, naming its line, not inside arq
+    except RouteError as e:
+        raise SettingsError("SINKS_CONFIG", str(e)) from e
     create_worker(settings, burst=args.burst).run()
     return 0
 

@@ -12,19 +12,22 @@ import asyncio
 import contextlib
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 from arq.connections import ArqRedis
 
 from contract import logs
-from contract.events import CallCompletedEvent, CloudEvent
-from contract.settings import Settings
+from contract.events import CallCompletedEvent
+from contract.settings import Settings, environment
 from contract.wavix import Cdr
 from workers import health
 from workers.alerts import Alert, DeliveryPolicy
+from workers.deadletter import dead_letter
 from workers.metrics import WorkerMetrics
-from workers.publish import StreamPublisher
 from workers.retry import RetryPolicy
+from workers.route import Destination, load_destinations
+from workers.sinks.base import Sink, SinkOptions, build_sink
 from workers.slack import Sender, queue_alert, run_dispatcher, sender_for
 from workers.wavix import WavixClient, create_http_client
 
@@ -37,7 +40,8 @@ class Resources:
     redis: ArqRedis
     wavix: WavixClient
     policy: RetryPolicy
-    publisher: StreamPublisher
+    destinations: tuple[Destination, ...]
+    sinks: dict[str, Sink]
     slack: Sender | None
     queue: str
     step_timeout_s: float
@@ -53,13 +57,10 @@ class Resources:
         """Set for a while after Wavix answers 403 for a transcript: no one asks again until it expires."""
         return f"{self.settings.key_prefix}transcripts:not_provisioned"
 
-    async def publish(self, event: CloudEvent, attempt: int) -> None:
-        entry = await self.publisher.publish(event)
-        outcome = "published" if entry else "already_published"
-        if entry:
-            self.metrics.events.labels(self.publisher.name, event.type).inc()
-        log.info(f"event.{outcome}", call_id=event.subject, event_id=event.id, type=event.type,
-                 sink=self.publisher.name, attempt=attempt)
+    async def dead_letter(self, kind: str, payload: bytes, call_id: str, reason: str, attempts: int) -> None:
+        self.metrics.dead_letters.labels(kind).inc()
+        await dead_letter(self.redis, self.settings.dead_letter_stream, kind=kind, reason=reason,
+                          attempts=attempts, payload=payload, call_id=call_id)
 
     async def alert(self, cdr: Cdr, event: CallCompletedEvent) -> None:
         """Queues one alert per reason; the dispatcher paces and groups them (workers/slack.py)."""
@@ -89,6 +90,14 @@ def alert_for(event: CallCompletedEvent, reason: str) -> Alert:
     )
 
 
+def destinations_for(settings: Settings) -> tuple[Destination, ...]:
+    """SINKS_CONFIG's destinations, or every event to EVENTS_STREAM on the queue's own Redis."""
+    base, _, query = settings.redis_url.partition("?")
+    params = f"stream={quote(settings.events_stream)}&maxlen={settings.events_stream_maxlen}"
+    default = f"{base}?{query}&{params}" if query else f"{base}?{params}"
+    return load_destinations(settings.sinks_config or None, environment(), default_url=default)
+
+
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     metrics = WorkerMetrics()
@@ -99,12 +108,14 @@ async def startup(ctx: dict[str, Any]) -> None:
         channel=settings.slack_channel, api_url=settings.slack_api_url,
     )
     redis: ArqRedis = ctx["redis"]
+    destinations = destinations_for(settings)
+    options = SinkOptions(key_prefix=settings.key_prefix, mark_ttl_s=settings.webhook_dedup_ttl)
+    sinks = {d.name: build_sink(d.url, name=d.name, secret=d.secret, options=options) for d in destinations}
     resources = Resources(
         settings=settings, redis=redis,
         wavix=WavixClient.from_settings(http, settings, on_response=metrics.on_response),
         policy=RetryPolicy.from_settings(settings),
-        publisher=StreamPublisher(redis, stream=settings.events_stream, maxlen=settings.events_stream_maxlen,
-                                  mark_ttl_s=settings.webhook_dedup_ttl, key_prefix=settings.key_prefix),
+        destinations=destinations, sinks=sinks,
         slack=slack, queue=settings.queue_name, step_timeout_s=max(1.0, settings.job_timeout - 5.0),
         alert_rules=frozenset(settings.alert_rules), metrics=metrics,
         alert_policy=DeliveryPolicy(prefix=settings.key_prefix),
@@ -130,6 +141,9 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         for task in resources.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 10)
+        for sink in resources.sinks.values():
+            with contextlib.suppress(Exception):
+                await sink.close()
     for client in ("slack_http", "http"):
         if client in ctx:
             await ctx[client].aclose()

@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
 from contract import logs
-from contract.jobs import FETCH_TRANSCRIPT, PROCESS_CALL, decode_receipt
+from contract.jobs import JOB_FUNCTIONS
 
 log = logs.get("workers.deadletter")
 
@@ -68,8 +68,9 @@ async def list_dead(redis: Redis, stream: str, *, count: int = 100) -> list[Dead
 async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str, key_prefix: str) -> str:
     """Puts one dead letter back to work and removes it from the stream; returns what was done.
 
-    A job's letter is queued again as a new job (its own id, so arq's uniqueness does not refuse it);
-    a Slack alert's letter is queued again past the one-alert-per-call gate.
+    A job's letter (its payload is the job's own argument, msgpack) is queued again as a new job, under
+    its own id so arq's uniqueness does not refuse it; a Slack alert's letter is queued again past the
+    one-alert-per-call gate.
     """
     try:
         found = await redis.xrange(stream, min=entry_id, max=entry_id)
@@ -78,12 +79,12 @@ async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str
     if not found:
         raise KeyError(f"no dead letter {entry_id}")
     letter = _entry(*found[0])
-    if letter.kind in (PROCESS_CALL, FETCH_TRANSCRIPT):
-        receipt = decode_receipt(letter.payload)
+    if letter.kind in JOB_FUNCTIONS:
+        argument = msgspec.msgpack.decode(letter.payload)
         await redis.enqueue_job(
-            letter.kind, receipt, _job_id=f"replay:{letter.id}:{receipt.call_id}", _queue_name=queue_name
+            letter.kind, argument, _job_id=f"{key_prefix}replay:{letter.id}", _queue_name=queue_name
         )
-        done = f"queued {letter.kind} for call {receipt.call_id}"
+        done = f"queued {letter.kind} for call {letter.call_id}"
     elif letter.kind == "slack_alert":
         from workers.alerts import DeliveryPolicy, decode_alert
         from workers.slack import queue_alert

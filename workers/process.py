@@ -1,7 +1,8 @@
-"""Process: the jobs arq runs. fetch -> enrich -> publish (-> alert), each call's work in two jobs.
+"""Process: the jobs arq runs. fetch -> enrich -> deliver (-> alert), a call's work in two jobs.
 
     process_call      the CDR -> `wavix.call.completed` -> alerts; for an answered call, schedules the
                       transcript poll
+    deliver           one more attempt of one event to one destination (workers/deliver.py)
     fetch_transcript  the transcript -> `wavix.call.transcribed`, or `..._unavailable` when Wavix says
                       failed, answers 403 (not provisioned: we stop asking for a while), or it has not
                       come within TRANSCRIPT_WAIT; started by the poll or by Wavix's transcription webhook
@@ -16,17 +17,17 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import msgspec
 from arq import Retry
 from redis.exceptions import RedisError
 
 from contract import logs
-from contract.jobs import FETCH_TRANSCRIPT, Receipt, encode_receipt, receipt_from
+from contract.jobs import DELIVER, FETCH_TRANSCRIPT, Receipt
 from contract.webhooks import Kind, decode_on_call, decode_post_call
 from workers.context import Resources
-from workers.deadletter import dead_letter
+from workers.deliver import Delivery, deliver_all, retry_delivery
 from workers.enrich import CallHints, completed_event, hints_from, transcript_event, unavailable_event
 from workers.retry import CallError, GiveUp, NotProvisioned, TranscriptNotReady, Transient
 
@@ -49,26 +50,30 @@ def hints(receipt: Receipt) -> CallHints:
 
 
 async def process_call(ctx: dict[str, Any], arg: Any) -> str:
-    return await run(ctx, arg, _process_call)
+    return await run(ctx, msgspec.convert(arg, Receipt), _process_call)
 
 
 async def fetch_transcript(ctx: dict[str, Any], arg: Any) -> str:
-    return await run(ctx, arg, _fetch_transcript)
+    return await run(ctx, msgspec.convert(arg, Receipt), _fetch_transcript)
 
 
-Step = Callable[[Resources, Receipt, int], Awaitable[str]]
+async def deliver(ctx: dict[str, Any], arg: Any) -> str:
+    return await run(ctx, msgspec.convert(arg, Delivery), retry_delivery)
 
 
-async def run(ctx: dict[str, Any], arg: Any, step: Step) -> str:
+Job = TypeVar("Job", Receipt, Delivery)
+Step = Callable[[Resources, Job, int], Awaitable[str]]
+
+
+async def run(ctx: dict[str, Any], job: Job, step: Step[Job]) -> str:
     """Runs one job step and maps every failure to a retry or a dead letter; never drops silently."""
     resources: Resources = ctx["resources"]
     attempt: int = ctx.get("job_try", 1)
-    receipt = receipt_from(arg)
     name = step.__name__.lstrip("_")
     started = time.perf_counter()
     outcome = "error"
     try:
-        outcome = await _guarded(resources, receipt, attempt, step, name)
+        outcome = await _guarded(resources, job, attempt, step, name)
         return outcome
     except Retry:
         outcome = "retry"
@@ -78,38 +83,34 @@ async def run(ctx: dict[str, Any], arg: Any, step: Step) -> str:
         resources.metrics.job_seconds.labels(name).observe(time.perf_counter() - started)
 
 
-async def _guarded(resources: Resources, receipt: Receipt, attempt: int, step: Step, name: str) -> str:
+async def _guarded(resources: Resources, job: Job, attempt: int, step: Step[Job], name: str) -> str:
+    kind = DELIVER if isinstance(job, Delivery) else name
     try:
         async with asyncio.timeout(resources.step_timeout_s):
-            return await step(resources, receipt, attempt)
+            return await step(resources, job, attempt)
     except Retry:
         raise
     except GiveUp as e:
-        await _dead_letter(resources, name, receipt, e.reason, e.attempts)
+        await resources.dead_letter(kind, msgspec.msgpack.encode(job), job.call_id, e.reason, e.attempts)
         return "dead_letter"
+    except CallError as e:  # from a sink (deliver) or a Wavix call not wrapped by _fetch
+        raise _retry_or_dead(resources, e, attempt, job) from e
     except (RedisError, TimeoutError) as e:
         reason = f"{type(e).__name__} during {name}: {e}"
-        raise _retry_or_dead(resources, Transient(reason), attempt, receipt) from e
+        raise _retry_or_dead(resources, Transient(reason), attempt, job) from e
     except Exception as e:
         if attempt > BUG_RETRIES:
-            log.error("job.failed", exc_info=True, call_id=receipt.call_id, job=name, attempt=attempt)
-            await _dead_letter(resources, name, receipt, f"{type(e).__name__}: {e}", attempt)
+            log.error("job.failed", exc_info=True, call_id=job.call_id, job=name, attempt=attempt)
+            await resources.dead_letter(kind, msgspec.msgpack.encode(job), job.call_id, f"{type(e).__name__}: {e}",
+                                        attempt)
             return "dead_letter"
-        log.error("job.error", exc_info=True, call_id=receipt.call_id, job=name, attempt=attempt)
+        log.error("job.error", exc_info=True, call_id=job.call_id, job=name, attempt=attempt)
         raise Retry(defer=attempt * 5) from e
 
 
-def _retry_or_dead(resources: Resources, error: CallError, attempt: int, receipt: Receipt) -> Retry | GiveUp:
-    elapsed = time.time() - receipt.received_at_ms / 1000
-    return resources.policy.retry_or_give_up(error, attempt, elapsed=elapsed)
-
-
-async def _dead_letter(resources: Resources, job: str, receipt: Receipt, reason: str, attempts: int) -> None:
-    resources.metrics.dead_letters.labels(job).inc()
-    await dead_letter(
-        resources.redis, resources.settings.dead_letter_stream, kind=job, reason=reason, attempts=attempts,
-        payload=encode_receipt(receipt), call_id=receipt.call_id,
-    )
+def _retry_or_dead(resources: Resources, error: CallError, attempt: int, job: Receipt | Delivery) -> Retry | GiveUp:
+    began_ms = job.received_at_ms if isinstance(job, Receipt) else job.first_at_ms
+    return resources.policy.retry_or_give_up(error, attempt, elapsed=time.time() - began_ms / 1000)
 
 
 async def _fetch(call: Awaitable[Any], resources: Resources, receipt: Receipt, attempt: int) -> Any:
@@ -124,7 +125,7 @@ async def _process_call(resources: Resources, receipt: Receipt, attempt: int) ->
     cdr = await _fetch(resources.wavix.get_cdr(receipt.call_id, attempt=attempt), resources, receipt, attempt)
     hint = hints(receipt)
     event = completed_event(cdr, hints=hint, rules=resources.alert_rules, now=datetime.now(UTC))
-    await resources.publish(event, attempt)
+    await deliver_all(resources, event, attempt)
     if event.data.alert_reasons:
         await resources.alert(cdr, event)
     if event.data.disposition == "answered":
@@ -157,10 +158,10 @@ async def _fetch_transcript(resources: Resources, receipt: Receipt, attempt: int
         raise decision from e
     except CallError as e:
         raise _retry_or_dead(resources, e, attempt, receipt) from e
-    await resources.publish(transcript_event(cdr, transcript, hints=hint, now=now), attempt)
+    await deliver_all(resources, transcript_event(cdr, transcript, hints=hint, now=now), attempt)
     return "published"
 
 
 async def _unavailable(resources: Resources, cdr: Any, reason: str, hint: CallHints, attempt: int) -> str:
-    await resources.publish(unavailable_event(cdr, reason, hints=hint, now=datetime.now(UTC)), attempt)
+    await deliver_all(resources, unavailable_event(cdr, reason, hints=hint, now=datetime.now(UTC)), attempt)
     return f"unavailable:{reason}"

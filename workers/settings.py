@@ -8,7 +8,7 @@ from arq import func
 from arq.connections import RedisSettings
 from arq.worker import Worker
 
-from contract.jobs import FETCH_TRANSCRIPT, PROCESS_CALL, job_deserializer, job_serializer
+from contract.jobs import DELIVER, FETCH_TRANSCRIPT, PROCESS_CALL, job_deserializer, job_serializer
 from contract.settings import Settings
 from workers import context, process
 
@@ -23,6 +23,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "functions": [
             func(process.process_call, name=PROCESS_CALL, max_tries=MAX_TRIES),
             func(process.fetch_transcript, name=FETCH_TRANSCRIPT, max_tries=MAX_TRIES),
+            func(process.deliver, name=DELIVER, max_tries=MAX_TRIES),
         ],
         "redis_settings": RedisSettings.from_dsn(settings.redis_url),
         "queue_name": settings.queue_name,

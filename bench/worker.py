@@ -1,0 +1,229 @@
+"""Worker benchmark: our job against arq's no-op job, same worker settings, same run.
+
+1. Throughput. The queue is filled with N jobs, then one worker process (our settings, our serializer,
+   WORKER_CONCURRENCY jobs at once) runs them: first a no-op job, then the real job (CDR fetch from the
+   sandbox with no faults, enrich, publish to the Redis Stream). Jobs per second come from arq's own
+   start/finish times of the jobs, the same for both; the figure is real / no-op.
+2. The same real job with the sandbox answering after 100 ms: calls per second per worker process.
+3. Latency: the receiver (Granian), a worker and the sandbox run as processes; webhooks go out at a fixed
+   rate and each call's stream entry time minus its webhook's send time is its latency (p50/p99).
+4. Memory: the worker's RSS after a warm-up of 1,000 calls and after all N (default 20,000) of step 1.
+
+    python -m bench.worker [--calls 20000] [--slow-calls 5000] [--rate 100] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from arq.constants import result_key_prefix
+from redis.asyncio import Redis
+
+from bench.results import record
+from contract.jobs import job_deserializer
+from contract.webhooks import classify
+from sandbox.calls import SimCall
+from sandbox.config import SandboxConfig
+from sandbox.faults import Faults
+from sandbox.server import spawn
+from sandbox.state import Sandbox
+from sandbox.webhooks import Variant, post_call_body, send_webhooks
+from service.enqueue import Enqueuer
+from service.resp import PipelinedRedis
+from tests.servers import free_port, running
+
+REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
+TOKEN = "bench-token-" + "w" * 24
+SEED = 4242
+
+
+class Run:
+    """One benchmark run's names: its own queue, stream and key prefix, removed at the end."""
+
+    def __init__(self) -> None:
+        tag = uuid.uuid4().hex[:10]
+        self.queue, self.stream, self.prefix = f"bench:q:{tag}", f"bench:events:{tag}", f"bench:{tag}:"
+
+    def env(self, wavix_url: str, **extra: str) -> dict[str, str]:
+        return {
+            "REDIS_URL": REDIS_URL, "QUEUE_NAME": self.queue, "EVENTS_STREAM": self.stream, "KEY_PREFIX": self.prefix,
+            "DEAD_LETTER_STREAM": f"{self.prefix}dead", "WAVIX_API_URL": wavix_url, "WAVIX_API_KEY": "bench-key",
+            "WORKER_HEALTH_PORT": "0", "TRANSCRIPT_POLL": "3600", "WEBHOOK_TOKENS": TOKEN,
+            "WEBHOOK_DEDUP_TTL": "3600", "JOB_EXPIRY": "3600", **extra,
+        }
+
+    async def clean(self, redis: Redis) -> None:
+        await redis.delete(self.queue, self.stream, f"{self.prefix}dead")
+        for pattern in (f"*{self.prefix}*",):
+            keys = [k async for k in redis.scan_iter(match=pattern, count=5000)]
+            for i in range(0, len(keys), 5000):
+                await redis.delete(*keys[i : i + 5000])
+
+
+def sandbox_config(latency_s: float) -> SandboxConfig:
+    return SandboxConfig(seed=SEED, api_key="bench-key", transcript_share=0.0, faults=Faults(latency_s=latency_s))
+
+
+async def fill(run: Run, calls: Sequence[SimCall]) -> list[str]:
+    """Queues one process_call job per call, exactly as the receiver would; returns the job ids."""
+    pipe = PipelinedRedis(REDIS_URL)
+    enqueuer = Enqueuer(pipe, queue_name=run.queue, key_prefix=run.prefix, dedup_ttl_s=3600, job_expiry_s=3600)
+    bodies = [post_call_body(c, Variant.SPEC) for c in calls]
+    for i in range(0, len(bodies), 2000):
+        await asyncio.gather(*(enqueuer.enqueue(classify(b), b) for b in bodies[i : i + 2000]))
+    await pipe.aclose()
+    return [run.prefix + classify(b).dedup_key for b in bodies]
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def finished(redis: Redis, job_ids: Sequence[str]) -> list[dict[str, Any]]:
+    """arq's stored results of the jobs that have finished (start `st` and finish `ft` in ms)."""
+    out: list[dict[str, Any]] = []
+    for i in range(0, len(job_ids), 5000):
+        raw = await redis.mget([result_key_prefix + j for j in job_ids[i : i + 5000]])
+        out += [job_deserializer(r) for r in raw if r is not None]
+    return out
+
+
+async def work(run: Run, env: dict[str, str], module: str, job_ids: Sequence[str], warmup: int) -> dict[str, Any]:
+    """Runs one worker process over the filled queue; jobs/s from arq's timings, RSS after warm-up and at the end."""
+    redis = Redis.from_url(REDIS_URL)
+    process = subprocess.Popen([sys.executable, "-m", module, *(["worker"] if module == "wavix_events.cli" else [])],
+                               env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rss_warm = 0
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            done = await finished(redis, job_ids)
+            if not rss_warm and len(done) >= warmup:
+                rss_warm = rss_kib(process.pid)
+            if len(done) == len(job_ids):
+                break
+            if process.poll() is not None:
+                raise RuntimeError(f"{module} exited with {process.returncode}")
+            await asyncio.sleep(0.25)
+        rss_end = rss_kib(process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        await redis.aclose()
+    failures = sum(1 for d in done if not d.get("s"))
+    span = (max(d["ft"] for d in done) - min(d["st"] for d in done)) / 1000
+    return {"jobs": len(done), "failed": failures, "seconds": round(span, 3), "per_s": round(len(done) / span, 1),
+            "rss_warm_kib": rss_warm, "rss_end_kib": rss_end}
+
+
+async def throughput(calls: int, latency_s: float, *, noop_too: bool) -> dict[str, Any]:
+    results: dict[str, Any] = {}
+    async with spawn(sandbox_config(latency_s), calls=calls, startup_timeout_s=120) as wavix_url:
+        local = Sandbox(sandbox_config(latency_s)).place(calls)  # the same calls: the seed decides them
+        for name, module in ((("noop", "bench.noop_worker"),) if noop_too else ()) + (("real", "wavix_events.cli"),):
+            run = Run()
+            redis = Redis.from_url(REDIS_URL)
+            try:
+                job_ids = await fill(run, local)
+                results[name] = await work(run, run.env(wavix_url), module, job_ids, warmup=min(1000, calls // 4))
+                results[name]["published"] = await redis.xlen(run.stream) if name == "real" else None
+            finally:
+                await run.clean(redis)
+                await redis.aclose()
+    return results
+
+
+async def latency(rate: float, seconds: float) -> dict[str, Any]:
+    """Webhook-to-stream latency at a fixed rate through the real receiver, worker and sandbox."""
+    count = int(rate * seconds)
+    run, port = Run(), free_port()
+    async with spawn(sandbox_config(0.0), calls=count, startup_timeout_s=60) as wavix_url:
+        env = run.env(wavix_url)
+        base = f"http://127.0.0.1:{port}"
+        calls = Sandbox(sandbox_config(0.0)).place(count)
+        serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
+        redis = Redis.from_url(REDIS_URL)
+        worker = subprocess.Popen([sys.executable, "-m", "wavix_events.cli", "worker"], env={**os.environ, **env},
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            with running(serve, env, f"{base}/healthz"):
+                await asyncio.sleep(1.0)  # the worker's startup
+                began = time.time()
+                target = f"{base}/webhooks/wavix/{TOKEN}"
+                results = await send_webhooks(calls, target, rate=rate, variants=[Variant.SPEC])
+                sent = {r.call_id: began + r.sent_at for r in results if r.status == 200}
+                deadline = time.monotonic() + 30
+                while await redis.xlen(run.stream) < len(sent) and time.monotonic() < deadline:
+                    await asyncio.sleep(0.2)
+            entries = await redis.xrange(run.stream)
+        finally:
+            worker.terminate()
+            worker.wait(timeout=30)
+            await run.clean(redis)
+            await redis.aclose()
+    delays = sorted((int(i.decode().split("-")[0]) / 1000 - sent[f[b"call_id"].decode()]) * 1000
+                    for i, f in entries if f[b"call_id"].decode() in sent)
+    return {"rate": rate, "calls": len(sent), "events": len(delays),
+            "p50_ms": round(statistics.median(delays), 1), "p99_ms": round(delays[int(len(delays) * 0.99) - 1], 1)}
+
+
+def report(fast: dict[str, Any], slow: dict[str, Any], lat: dict[str, Any]) -> dict[str, Any]:
+    noop, real, slow_real = fast["noop"], fast["real"], slow["real"]
+    growth = (real["rss_end_kib"] - real["rss_warm_kib"]) / real["rss_warm_kib"] * 100
+    out = {
+        "noop_jobs_per_s": noop["per_s"], "calls_per_s": real["per_s"],
+        "ratio": round(real["per_s"] / noop["per_s"], 3),
+        "calls_per_s_at_100ms": slow_real["per_s"], "e2e_p50_ms": lat["p50_ms"], "e2e_p99_ms": lat["p99_ms"],
+        "e2e_rate": lat["rate"], "rss_warm_kib": real["rss_warm_kib"], "rss_end_kib": real["rss_end_kib"],
+        "rss_growth_pct": round(growth, 1), "calls": real["jobs"], "failed": real["failed"] + slow_real["failed"],
+        "published": real["published"], "concurrency": int(os.environ.get("WORKER_CONCURRENCY", "64")),
+    }
+    print(
+        f"worker (one process, {out['concurrency']} jobs at once, {out['calls']} calls):\n"
+        f"  no-op job        {noop['per_s']:>8.0f} jobs/s\n"
+        f"  real job, 0 ms   {real['per_s']:>8.0f} calls/s   ratio {out['ratio']:.3f} (target >= 0.7)\n"
+        f"  real job, 100 ms {slow_real['per_s']:>8.0f} calls/s   (target >= 400)\n"
+        f"  webhook->event   p50 {lat['p50_ms']:.0f} ms  p99 {lat['p99_ms']:.0f} ms at {lat['rate']:g}/s"
+        f" (target p99 < 250)\n"
+        f"  worker RSS       {real['rss_warm_kib'] / 1024:.1f} MiB after warm-up"
+        f" -> {real['rss_end_kib'] / 1024:.1f} MiB"
+        f" ({out['rss_growth_pct']:+.1f}%, target < 10%)"
+    )
+    return out
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    fast = await throughput(args.calls, 0.0, noop_too=True)
+    slow = await throughput(args.slow_calls, 0.1, noop_too=False)
+    lat = await latency(args.rate, args.seconds)
+    out = report(fast, slow, lat)
+    print(f"  [{time.monotonic() - started:.0f}s]")
+    record("worker", out)
+    return 0 if out["failed"] == 0 and out["published"] == out["calls"] else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--calls", type=int, default=20_000)
+    parser.add_argument("--slow-calls", type=int, default=5_000)
+    parser.add_argument("--rate", type=float, default=100.0)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    return asyncio.run(main_async(parser.parse_args(argv)))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
