@@ -12,9 +12,8 @@ from typing import Any
 from litestar import Litestar, Request, post
 from litestar.params import FromPath
 
-from contract.settings import Settings
 from contract.webhooks import classify
-from service.app import create_app
+from service import asgi
 
 
 @post("/bench/decode/{token:str}", status_code=200, include_in_schema=False)
@@ -24,6 +23,6 @@ async def decode_only(request: Request[Any, Any, Any], token: FromPath[str]) -> 
 
 
 def app() -> Litestar:
-    application = create_app(Settings.from_env())
+    application = asgi.app()
     application.register(decode_only)
     return application

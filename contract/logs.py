@@ -25,7 +25,8 @@ class _JsonFormatter(logging.Formatter):
             "logger": record.name,
             "event": record.getMessage(),
         }
-        line.update(getattr(record, "fields", {}))
+        # Fields follow; one named like a fixed key (say `event`) cannot overwrite it.
+        line |= {k: v for k, v in getattr(record, "fields", {}).items() if k not in line}
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         return _encode(line).decode()

@@ -1,12 +1,19 @@
-"""The ASGI entry point for servers that import an app factory: settings come from the environment."""
+"""The ASGI entry point for servers that import an app factory: settings come from the environment.
+
+The factory runs in each server worker process (Granian spawns them), so logging is configured here:
+a configuration made in the parent process would not reach the process that serves requests.
+"""
 
 from __future__ import annotations
 
 from litestar import Litestar
 
+from contract import logs
 from contract.settings import Settings
 from service.app import create_app
 
 
 def app() -> Litestar:
-    return create_app(Settings.from_env())
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    return create_app(settings)

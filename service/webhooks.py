@@ -77,5 +77,5 @@ async def receive_webhook(request: Request[Any, Any, Any], token: FromPath[str],
         raise
     outcome = "accepted" if queued else "duplicate"
     metrics.webhooks.labels(webhook.kind, outcome).inc()
-    log.info(f"webhook.{outcome}", call_id=webhook.call_id, kind=webhook.kind, event=webhook.event)
+    log.info(f"webhook.{outcome}", call_id=webhook.call_id, kind=webhook.kind, call_event=webhook.event)
     return {"status": outcome, "call_id": webhook.call_id, "event": webhook.event}

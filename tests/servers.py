@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -22,20 +23,25 @@ def free_port() -> int:
 
 @contextmanager
 def running(
-    args: list[str], env: Mapping[str, str], ready_url: str, timeout: float = 20.0
+    args: list[str], env: Mapping[str, str], ready_url: str, timeout: float = 20.0, stderr: Path | None = None
 ) -> Iterator[subprocess.Popen[bytes]]:
-    """Starts `wavix-events ARGS` with `env` added, waits for `ready_url` to answer, stops it with SIGTERM."""
+    """Starts `wavix-events ARGS` with `env` added, waits for `ready_url` to answer, stops it with SIGTERM.
+
+    The process's log (stderr) goes to `stderr` when given, else it is kept to explain a failed start.
+    """
+    sink = stderr.open("wb") if stderr is not None else subprocess.PIPE
     process = subprocess.Popen(
         [sys.executable, "-m", "wavix_events.cli", *args],
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=sink,
     )
     try:
         deadline = time.monotonic() + timeout
         while True:
             if process.poll() is not None:
-                raise RuntimeError(f"{args[0]} exited: {process.stderr.read().decode() if process.stderr else ''}")
+                said = process.stderr.read().decode() if process.stderr else stderr.read_text() if stderr else ""
+                raise RuntimeError(f"{args[0]} exited: {said}")
             try:
                 if httpx.get(ready_url, timeout=1.0).status_code < 500:
                     break

@@ -73,3 +73,25 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(serve):
     assert post(trusted, {"x-forwarded-for": "1.2.3.4"}).status_code == 403
     untrusted = serve("62.212.73.112/32")
     assert post(untrusted, {"x-forwarded-for": "62.212.73.112"}).status_code == 403
+
+
+def test_the_served_process_logs_structured_lines_without_the_token(serve_logged):
+    """The server process itself logs (JSON lines with the call id), and the URL's token never appears."""
+    base, read_log = serve_logged
+    cid = call_id()
+    body = payloads.encode(payloads.post_call(cid))
+    assert httpx.post(f"{base}/webhooks/wavix/{TOKEN}", content=body, headers=JSON).status_code == 200
+    text = read_log()
+    assert f'"call_id":"{cid}"' in text
+    assert '"event":"webhook.accepted"' in text
+    assert TOKEN not in text
+
+
+@pytest.fixture
+def serve_logged(tmp_path) -> Iterator[tuple[str, object]]:
+    port = free_port()
+    log_file = tmp_path / "receiver.log"
+    env = {"REDIS_URL": REDIS_URL, "WEBHOOK_TOKENS": TOKEN, "QUEUE_NAME": f"test:queue:{uuid.uuid4().hex}"}
+    base = f"http://127.0.0.1:{port}"
+    with running(["serve", "--host", "127.0.0.1", "--port", str(port)], env, f"{base}/healthz", stderr=log_file):
+        yield base, lambda: log_file.read_text()
