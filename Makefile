@@ -30,7 +30,7 @@ bench-ingest: install services
 bench: bench-ingest
 
 demo: install services
-	@echo "make demo arrives with issue #5: until then run the roles by hand (see README)." >&2; exit 1
+	$(BIN)/python -m demo
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -4,18 +4,22 @@ httpx's default transport (httpcore 1.0.9 over anyio) spends ~2 ms of CPU per re
 with concurrency: its pool does O(n) work under one lock per request (encode/httpx#3215). The design card
 keeps httpx's API, so only the transport is ours: one `_Connection` protocol per socket, idle connections
 in a deque per origin (O(1) checkout and return), waiters served first in, first out, requests written in
-one `write`, responses parsed by hand (Content-Length, chunked, or read until close). Timeouts are
-httpx's (`request.extensions["timeout"]`), failures are httpx's exceptions, and a connection that failed
-or timed out is closed, never reused. A GET on a reused connection that the server closed before
-answering is retried once on a new connection. Messages name host:port only, never a URL or a header.
+one `write`, responses parsed by hand (Content-Length, chunked, or read until close): 19 µs per CDR answer
+against 129 µs for h11. Timeouts are httpx's (`request.extensions["timeout"]`), failures are httpx's
+exceptions, and a connection that failed or timed out is closed, never reused. A GET on a reused connection
+that the server closed before answering is retried once on a new connection. Messages name host:port only.
 
-Measured (2 cores, sandbox in its own process, 4000 GETs of `/v1/cdr/{id}?show_transcription=true`,
-requests/s through `httpx.AsyncClient`, default asyncio loop; `python` snippet in the task report):
+Measured: `httpx.AsyncClient` (limits 64/64, default asyncio loop) GETting `/v1/cdr/{id}?show_transcription=true`
+from the sandbox (`spawn`, its own process), 3,000 requests after as many warm-up, two runs on a busy 2-core
+machine (load ~4); requests/s, then client CPU per request:
 
-    sandbox latency   in flight   httpcore   FastTransport
-    0 ms               1          ~560       ~1,250
-    0 ms              64          ~270       ~1,650
-    100 ms            64          ~250         ~600   (64 / 0.1 s = 640 is the ceiling)
+    latency  in flight  httpcore                   FastTransport
+    0 ms      1         370-600/s, 1.6-1.8 ms      960-1,560/s, 0.47-0.76 ms
+    0 ms     64         210-350/s, 2.9-3.5 ms    1,040-1,360/s, 0.52-0.72 ms
+    100 ms    1         ~10/s (latency-bound)      ~10/s
+    100 ms   64          53-61/s, ~12 ms             460-575/s, 0.8-1.0 ms  (ceiling 64 / 0.1 s = 640/s)
+
+Most of what remains per request is httpx itself (URL parsing three times, headers) and the loopback send.
 """
 
 from __future__ import annotations
@@ -263,13 +267,13 @@ def _expire_wait(waiter: asyncio.Future[Any]) -> None:
         waiter.set_exception(httpx.PoolTimeout("no connection became free within the pool timeout"))
 
 
-class FastTransport(httpx.AsyncBaseTransport):
-    """HTTP/1.1 (http and https) with a bounded keep-alive pool; `limits` as for `httpx.AsyncClient`."""
+class _Pool:
+    """Connections per origin under one global limit: idle ones in a deque each, waiters first come, first served."""
 
-    def __init__(self, *, limits: httpx.Limits | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
-        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
-        self._max = limits.max_connections or 1 << 30
-        self._max_idle = self._max if limits.max_keepalive_connections is None else limits.max_keepalive_connections
+    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext | None) -> None:
+        self._max_connections = limits.max_connections or 1 << 30
+        keepalive = limits.max_keepalive_connections
+        self._max_keepalive_connections = self._max_connections if keepalive is None else keepalive
         self._expiry = limits.keepalive_expiry
         self._ssl = ssl_context
         self._idle: dict[Origin, collections.deque[_Connection]] = {}
@@ -279,41 +283,14 @@ class FastTransport(httpx.AsyncBaseTransport):
         self._all: set[_Connection] = set()
         self._closed = False
 
-    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
-        url = request.url
-        if url.raw_scheme not in DEFAULT_PORTS:
-            raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}")
-        origin = (url.raw_scheme, url.raw_host, url.port or DEFAULT_PORTS[url.raw_scheme])
-        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
-        data = _serialise(request, await _body(request))
-        retry = request.method in IDEMPOTENT
-        while True:  # at most twice: `retry` is cleared after the first failure
-            conn, reused = await self._acquire(origin, timeouts)
-            try:
-                parser = await conn.exchange(data, request.method == "HEAD", timeouts)
-            except httpx.TransportError as e:
-                self._discard(conn)
-                if retry and reused and not conn.received and not isinstance(e, httpx.TimeoutException):
-                    retry = False  # a stale keep-alive connection: the server never saw the request
-                    continue
-                raise
-            except BaseException:  # cancelled mid-request: the stream's state is unknown
-                self._discard(conn)
-                raise
-            self._release(conn) if parser.keep_alive else self._discard(conn)
-            return httpx.Response(
-                parser.status, headers=parser.headers, stream=httpx.ByteStream(bytes(parser.body)),
-                request=request, extensions={"http_version": b"HTTP/1.1", "reason_phrase": parser.reason},
-            )
-
-    async def _acquire(self, origin: Origin, timeouts: dict[str, float | None]) -> tuple[_Connection, bool]:
+    async def acquire(self, origin: Origin, timeouts: dict[str, float | None]) -> tuple[_Connection, bool]:
         """An idle connection to `origin` (reused=True) or a new one, waiting for a free slot if need be."""
         if self._closed:
             raise httpx.ConnectError("the transport is closed")
         conn = self._pop_idle(origin)
         if conn is not None:
             return conn, True
-        if self._total < self._max:
+        if self._total < self._max_connections:
             self._total += 1
         elif not self._evict_other(origin):
             handed = await self._wait(origin, timeouts.get("pool"))
@@ -333,7 +310,7 @@ class FastTransport(httpx.AsyncBaseTransport):
             self._idle_count -= 1
             if not conn.closed and (self._expiry is None or now - conn.idle_since < self._expiry):
                 return conn
-            self._discard(conn)
+            self.discard(conn)
         return None
 
     def _evict_other(self, origin: Origin) -> bool:
@@ -358,7 +335,7 @@ class FastTransport(httpx.AsyncBaseTransport):
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
                 handed = waiter.result()  # handed over just as we were cancelled: pass it on
-                self._release(handed) if handed is not None else self._free_slot()
+                self.release(handed) if handed is not None else self._free_slot()
             raise
         finally:
             if timer is not None:
@@ -387,10 +364,10 @@ class FastTransport(httpx.AsyncBaseTransport):
             self._ssl.set_alpn_protocols(["http/1.1"])
         return self._ssl
 
-    def _release(self, conn: _Connection) -> None:
+    def release(self, conn: _Connection) -> None:
         """Hands `conn` to the first waiter, or keeps it idle within the keep-alive limits."""
         if conn.closed or self._closed:
-            self._discard(conn)
+            self.discard(conn)
             return
         while self._waiters:
             origin, waiter = self._waiters.popleft()
@@ -403,8 +380,8 @@ class FastTransport(httpx.AsyncBaseTransport):
                 self._all.discard(conn)
                 waiter.set_result(None)
             return
-        if self._idle_count >= self._max_idle:
-            self._discard(conn)
+        if self._idle_count >= self._max_keepalive_connections:
+            self.discard(conn)
             return
         conn.idle_since = asyncio.get_running_loop().time()
         idle = self._idle.setdefault(conn.origin, collections.deque())
@@ -412,9 +389,9 @@ class FastTransport(httpx.AsyncBaseTransport):
         self._idle_count += 1
         while self._expiry is not None and idle and conn.idle_since - idle[0].idle_since >= self._expiry:
             self._idle_count -= 1
-            self._discard(idle.popleft())
+            self.discard(idle.popleft())
 
-    def _discard(self, conn: _Connection) -> None:
+    def discard(self, conn: _Connection) -> None:
         conn.close()
         self._all.discard(conn)
         self._free_slot()
@@ -440,6 +417,44 @@ class FastTransport(httpx.AsyncBaseTransport):
                 waiter.set_exception(httpx.ConnectError("the transport is closed"))
         self._waiters.clear()
         await asyncio.sleep(0)  # let the transports run connection_lost and close their sockets
+
+
+class FastTransport(httpx.AsyncBaseTransport):
+    """HTTP/1.1 (http and https) with a bounded keep-alive pool; `limits` as for `httpx.AsyncClient`."""
+
+    def __init__(self, *, limits: httpx.Limits | None = None, ssl_context: ssl.SSLContext | None = None) -> None:
+        limits = limits or httpx.Limits(max_connections=100, max_keepalive_connections=20)
+        self._pool = _Pool(limits, ssl_context)
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        if url.raw_scheme not in DEFAULT_PORTS:
+            raise httpx.UnsupportedProtocol(f"unsupported scheme {url.scheme!r}")
+        origin = (url.raw_scheme, url.raw_host, url.port or DEFAULT_PORTS[url.raw_scheme])
+        timeouts: dict[str, float | None] = request.extensions.get("timeout", {})
+        data = _serialise(request, await _body(request))
+        retry = request.method in IDEMPOTENT
+        while True:  # at most twice: `retry` is cleared after the first failure
+            conn, reused = await self._pool.acquire(origin, timeouts)
+            try:
+                parser = await conn.exchange(data, request.method == "HEAD", timeouts)
+            except httpx.TransportError as e:
+                self._pool.discard(conn)
+                if retry and reused and not conn.received and not isinstance(e, httpx.TimeoutException):
+                    retry = False  # a stale keep-alive connection: the server never saw the request
+                    continue
+                raise
+            except BaseException:  # cancelled mid-request: the stream's state is unknown
+                self._pool.discard(conn)
+                raise
+            self._pool.release(conn) if parser.keep_alive else self._pool.discard(conn)
+            return httpx.Response(
+                parser.status, headers=parser.headers, stream=httpx.ByteStream(bytes(parser.body)),
+                request=request, extensions={"http_version": b"HTTP/1.1", "reason_phrase": parser.reason},
+            )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
 
 
 async def _body(request: httpx.Request) -> bytes:

@@ -1,0 +1,112 @@
+"""`make demo` end to end: the demo's short mode as a subprocess, exactly as `make demo` runs it (minus make).
+
+Each run starts the real receiver and worker as processes; the tests check what the demo promises a new
+user: every placed call produces its completed event, the exit status says so, and nothing is left
+behind (no process of the run, no key of the run in Redis, no private redis-server).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import redis
+
+from tests.conftest import REDIS_URL
+
+ROOT = Path(__file__).resolve().parents[1]
+SHORT = ["--rate", "100", "--no-live", "--transcript-wait", "5", "--wait", "40"]
+
+
+class DemoRun:
+    """One finished `python -m demo` run: exit status, output, its DEMO RESULT fields, and leftovers."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        # A new session makes the demo the leader of its own process group, which its children join.
+        process = subprocess.Popen([sys.executable, "-m", "demo", *args], cwd=ROOT, env=env, text=True,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+        try:
+            self.stdout, self.stderr = process.communicate(timeout=90)
+        finally:
+            if process.poll() is None:
+                os.killpg(process.pid, 9)
+                process.wait()
+        self.status = process.returncode
+        self.group_left = group_alive(process.pid)
+        lines = [line for line in self.stdout.splitlines() if line.startswith("DEMO RESULT ")]
+        assert lines, f"no DEMO RESULT line (exit {self.status}):\n{self.stdout}\n{self.stderr}"
+        self.result = dict(field.split("=", 1) for field in lines[-1].removeprefix("DEMO RESULT ").split())
+
+    def __str__(self) -> str:
+        return f"exit {self.status}\n{self.stdout[-4000:]}\n{self.stderr[-4000:]}"
+
+    @property
+    def pids(self) -> list[int]:
+        return [int(p) for p in self.result["pids"].split(",") if p]
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process is still in this process group."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def answers(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def test_short_demo_publishes_every_call_and_leaves_nothing_behind():
+    """The short demo exits 0 with every call completed, each accepted once, and no process or key left."""
+    run = DemoRun(["--calls", "30", *SHORT], {**os.environ, "REDIS_URL": REDIS_URL})
+    assert run.status == 0, run
+    result = run.result
+    assert result["status"] == "ok", run
+    assert result["calls"] == result["completed"] == "30", run
+    assert result["accepted"] == "30", run  # one accepted webhook per call: the rest were deduplicated
+    assert int(result["duplicate"]) > 0, run
+    assert int(result["transcribed"]) + int(result["unavailable"]) > 0, run
+    assert result["dead_letters"] == "0", run
+    assert result["redis"] == "REDIS_URL", run
+    assert len(run.pids) == 2, run  # receiver and worker
+    assert not any(alive(pid) for pid in run.pids), run
+    assert not run.group_left, run
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        assert list(client.scan_iter(match=f"*{result['run']}*")) == []
+    finally:
+        client.close()
+    assert "Every call produced its completed event" in run.stdout
+    assert '"type": "wavix.call.completed"' in run.stdout  # the example event is shown
+    assert not (ROOT / ".demo" / result["run"]).exists()  # the roles' logs are removed after a good run
+
+
+def test_without_a_reachable_redis_the_demo_runs_its_own_and_stops_it():
+    """REDIS_URL unset and nothing on the default address: a private redis-server serves the run, then is gone."""
+    env = {k: v for k, v in os.environ.items() if k != "REDIS_URL"}
+    run = DemoRun(["--calls", "10", *SHORT, "--redis-probe", "127.0.0.1:1"], env)
+    assert run.status == 0, run
+    result = run.result
+    assert result["redis"] == "private", run
+    assert result["calls"] == result["completed"] == "10", run
+    assert len(run.pids) == 3, run  # receiver, worker and the private redis-server
+    assert not any(alive(pid) for pid in run.pids), run
+    assert not run.group_left, run
+    assert not answers(int(result["redis_port"])), run
