@@ -95,6 +95,10 @@ class Pipeline:
         changed = msgspec.structs.replace(self.settings, **{k.lower(): v for k, v in env.items()})
         return Pipeline(changed, self.sandbox, self.slack, self.receiver, self.redis)
 
+    def env(self) -> dict[str, str]:
+        """The settings as the environment of a role started as a process."""
+        return {f.encode_name: _text(getattr(self.settings, f.name)) for f in msgspec.structs.fields(Settings)}
+
     async def events(self) -> list[CloudEvent]:
         return [decode_event(fields[b"event"]) for _, fields in await self.redis.xrange(self.settings.events_stream)]
 
@@ -123,6 +127,10 @@ async def pipeline(config: SandboxConfig, **env: str) -> AsyncIterator[Pipeline]
         finally:
             await redis.delete(settings.events_stream, settings.dead_letter_stream, settings.queue_name)
             await redis.aclose()
+
+
+def _text(value: object) -> str:
+    return ",".join(value) if isinstance(value, tuple) else str(value)
 
 
 def by_type(events: Sequence[CloudEvent], event_type: str) -> dict[str, list[CloudEvent]]:
