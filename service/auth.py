@@ -22,6 +22,11 @@ class Gate:
         self._allowed = tuple(allowed)
         self._proxies = tuple(trusted_proxies)
 
+    @property
+    def restricted(self) -> bool:
+        """Whether the source address matters at all (an allowlist is configured)."""
+        return bool(self._allowed)
+
     def token_ok(self, token: str) -> bool:
         given = token.encode()
         matched = False

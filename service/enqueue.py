@@ -18,7 +18,7 @@ from redis.exceptions import ResponseError
 
 from contract.jobs import Receipt, encode_job, function_for
 from contract.webhooks import Webhook
-from service.resp import PipelinedRedis, pack
+from service.resp import PipelinedRedis, bulk, pack
 
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -40,11 +40,11 @@ class Enqueuer:
         self._redis = redis
         self._prefix = key_prefix
         self._seen = f"{key_prefix}seen:"
-        self._sha = hashlib.sha1(_ENQUEUE.encode()).hexdigest()
+        sha = hashlib.sha1(_ENQUEUE.encode()).hexdigest()
         redis.on_connect.append(pack("SCRIPT", "LOAD", _ENQUEUE))
-        self._queue = queue_name
-        self._dedup_ttl_s = dedup_ttl_s
-        self._job_expiry_ms = job_expiry_s * 1000
+        # The command's constant parts, packed once: only the call's own values are packed per request.
+        self._evalsha = b"*12\r\n" + bulk(b"EVALSHA") + bulk(sha.encode()) + bulk(b"4")
+        self._constants = bulk(queue_name.encode()) + bulk(b"%d" % dedup_ttl_s) + bulk(b"%d" % (job_expiry_s * 1000))
 
     async def enqueue(self, webhook: Webhook, body: bytes) -> bool:
         """True when a job was queued, False when the same work was already seen.
@@ -57,14 +57,16 @@ class Enqueuer:
             kind=webhook.kind, call_id=webhook.call_id, event=webhook.event, received_at_ms=now_ms, body=body
         )
         job = encode_job(function_for(webhook), receipt, now_ms)
-        keys_and_args = (
-            4, self._seen + webhook.dedup_key, job_key_prefix + job_id, result_key_prefix + job_id, self._queue,
-            self._dedup_ttl_s, self._job_expiry_ms, job, job_id, now_ms,
-        )
+        jid = job_id.encode()
+        keys_and_args = b"".join((
+            bulk((self._seen + webhook.dedup_key).encode()), bulk(job_key_prefix.encode() + jid),
+            bulk(result_key_prefix.encode() + jid), self._constants, bulk(job), bulk(jid), bulk(b"%d" % now_ms),
+        ))
         try:
-            return bool(await self._redis.call(pack("EVALSHA", self._sha, *keys_and_args)))
+            return bool(await self._redis.call(self._evalsha + keys_and_args))
         except ResponseError as e:
             if not str(e).startswith("NOSCRIPT"):
                 raise
             # The script cache was flushed under a live connection: send the script itself this once.
-            return bool(await self._redis.call(pack("EVAL", _ENQUEUE, *keys_and_args)))
+            return bool(await self._redis.call(b"*12\r\n" + bulk(b"EVAL") + bulk(_ENQUEUE.encode()) + bulk(b"4")
+                                               + keys_and_args))

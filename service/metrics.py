@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 class ReceiverMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self._children: dict[tuple[str, str], Counter] = {}
         self.webhooks = Counter(
             "wavix_webhooks",
             "Webhooks received, by kind and outcome (accepted, duplicate, ignored, rejected_<reason>).",
@@ -31,6 +32,13 @@ class ReceiverMetrics:
             "wavix_queue_oldest_age_seconds", "How long the oldest due job has waited (0 when none).",
             registry=self.registry,
         )
+
+    def count(self, kind: str, outcome: str) -> None:
+        """One webhook's outcome; the labelled child is looked up once per pair (it is on the hot path)."""
+        child = self._children.get((kind, outcome))
+        if child is None:
+            child = self._children[(kind, outcome)] = self.webhooks.labels(kind, outcome)
+        child.inc()
 
     async def sample_queue(self, redis: Redis, queue: str) -> None:
         """Reads the queue's depth and age at scrape time: the numbers to scale workers on."""

@@ -24,33 +24,55 @@ from redis.exceptions import TimeoutError as RedisTimeout
 Reply = int | bytes | str | None | ResponseError
 
 
+def bulk(data: bytes) -> bytes:
+    """One RESP bulk string."""
+    return b"$%d\r\n%b\r\n" % (len(data), data)
+
+
 def pack(*args: bytes | str | int) -> bytes:
     """One command in RESP: an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        data = arg if isinstance(arg, bytes) else str(arg).encode()
-        parts.append(b"$%d\r\n%s\r\n" % (len(data), data))
-    return b"".join(parts)
+    return b"*%d\r\n" % len(args) + b"".join(bulk(a if isinstance(a, bytes) else str(a).encode()) for a in args)
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    """Replies come in the order requests went out, so one watchdog per connection suffices: when the
+    oldest unanswered request is older than `timeout`, the connection is given up (a timer per request
+    would cost more than the rest of the call)."""
+
+    def __init__(self, timeout: float) -> None:
         self.transport: asyncio.Transport | None = None
-        self.waiting: collections.deque[asyncio.Future[Reply]] = collections.deque()
+        self.waiting: collections.deque[tuple[asyncio.Future[Reply], float]] = collections.deque()
         self._buffer = bytearray()
         self._out: list[bytes] = []
+        self._timeout = timeout
+        self._loop = asyncio.get_running_loop()
+        self._watchdog: asyncio.TimerHandle | None = None
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def send(self, command: bytes) -> asyncio.Future[Reply]:
-        future: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        loop = self._loop
+        future: asyncio.Future[Reply] = loop.create_future()
         if not self._out:
-            asyncio.get_running_loop().call_soon(self._flush)
+            loop.call_soon(self._flush)
         self._out.append(command)
-        self.waiting.append(future)
+        self.waiting.append((future, loop.time()))
+        if self._watchdog is None:
+            self._watchdog = loop.call_later(self._timeout / 4, self._watch)
         return future
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        if not self.waiting or self.closed:
+            return
+        if self._loop.time() - self.waiting[0][1] > self._timeout:
+            self._fail(RedisTimeout("redis did not answer in time"))
+            if self.transport is not None:
+                self.transport.abort()
+            return
+        self._watchdog = self._loop.call_later(self._timeout / 4, self._watch)
 
     def _flush(self) -> None:
         if self.transport is not None and not self.closed:
@@ -65,15 +87,17 @@ class _Protocol(asyncio.Protocol):
                 return
             reply, used = parsed
             del self._buffer[:used]
-            future = self.waiting.popleft()
+            future, _ = self.waiting.popleft()
             if not future.done():
                 future.set_result(reply)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._fail(ConnectionError(f"redis connection lost ({exc or 'closed by server'})"))
+
+    def _fail(self, error: Exception) -> None:
         self.closed = True
-        error = ConnectionError(f"redis connection lost ({exc or 'closed by server'})")
         while self.waiting:
-            future = self.waiting.popleft()
+            future, _ = self.waiting.popleft()
             if not future.done():
                 future.set_exception(error)
 
@@ -100,12 +124,6 @@ def _parse(buffer: bytearray) -> tuple[Reply, int] | None:
     raise ConnectionError(f"unexpected reply from redis: {bytes(buffer[:32])!r}")
 
 
-def _expire(future: asyncio.Future[Reply]) -> None:
-    """A timer instead of `asyncio.wait_for`, which costs a task per call on the hot path."""
-    if not future.done():
-        future.set_exception(RedisTimeout("redis did not answer in time"))
-
-
 class PipelinedRedis:
     """One lazily made connection; `call()` sends a command and waits for its reply."""
 
@@ -118,16 +136,14 @@ class PipelinedRedis:
         self.on_connect: list[bytes] = []  # commands (packed) sent first on every new connection
 
     async def call(self, command: bytes) -> Reply:
-        protocol = await self._connection()
-        future = protocol.send(command)
-        timer = asyncio.get_running_loop().call_later(self._timeout, _expire, future)
+        protocol = self._protocol
+        if protocol is None or protocol.closed:
+            protocol = await self._connection()
         try:
-            reply = await future
+            reply = await protocol.send(command)
         except (ConnectionError, RedisTimeout):
             self._drop(protocol)
             raise
-        finally:
-            timer.cancel()
         if isinstance(reply, ResponseError):
             raise reply
         return reply
@@ -146,12 +162,11 @@ class PipelinedRedis:
         o = self._options
         try:
             if "path" in o:
-                opening = loop.create_unix_connection(_Protocol, o["path"])
+                opening = loop.create_unix_connection(lambda: _Protocol(self._timeout), o["path"])
             else:
                 tls = "SSL" in getattr(o.get("connection_class"), "__name__", "")  # rediss://
-                opening = loop.create_connection(
-                    _Protocol, o.get("host", "127.0.0.1"), o.get("port", 6379), ssl=True if tls else None
-                )
+                host, port = o.get("host", "127.0.0.1"), o.get("port", 6379)
+                opening = loop.create_connection(lambda: _Protocol(self._timeout), host, port, ssl=tls or None)
             _, protocol = await asyncio.wait_for(opening, self._connect_timeout)
         except (OSError, TimeoutError) as e:
             raise ConnectionError(f"cannot connect to redis ({type(e).__name__})") from e
@@ -161,7 +176,7 @@ class PipelinedRedis:
         if o.get("db"):
             greeting.append(pack("SELECT", o["db"]))
         for command in [*greeting, *self.on_connect]:
-            reply = await asyncio.wait_for(protocol.send(command), self._timeout)
+            reply = await protocol.send(command)  # its watchdog bounds the wait
             if isinstance(reply, ResponseError):
                 protocol.transport.close()  # type: ignore[union-attr]
                 raise ConnectionError(f"redis refused the connection setup: {reply}")
