@@ -46,9 +46,9 @@ job_serializer = _encoder.encode
 job_deserializer = msgspec.msgpack.Decoder().decode
 
 
-def encode_job(function: str, receipt: Receipt, enqueue_time_ms: int, job_try: int = 1) -> bytes:
+def encode_job(function: str, argument: msgspec.Struct, enqueue_time_ms: int, job_try: int = 1) -> bytes:
     """arq's job record (see `arq.jobs.serialize_job`), encoded with our serializer."""
-    return _encoder.encode({"t": job_try, "f": function, "a": [receipt], "k": {}, "et": enqueue_time_ms})
+    return _encoder.encode({"t": job_try, "f": function, "a": [argument], "k": {}, "et": enqueue_time_ms})
 
 
 def receipt_from(arg: Any) -> Receipt:

@@ -25,6 +25,7 @@ from workers import health
 from workers.alerts import Alert, DeliveryPolicy
 from workers.deadletter import dead_letter
 from workers.metrics import WorkerMetrics
+from workers.queue import FollowUps
 from workers.retry import RetryPolicy
 from workers.route import Destination, load_destinations
 from workers.sinks.base import Sink, SinkOptions, build_sink
@@ -43,11 +44,11 @@ class Resources:
     destinations: tuple[Destination, ...]
     sinks: dict[str, Sink]
     slack: Sender | None
-    queue: str
     step_timeout_s: float
     alert_rules: frozenset[str]
     metrics: WorkerMetrics
     alert_policy: DeliveryPolicy
+    follow_ups: FollowUps
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     health: asyncio.Server | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -116,9 +117,10 @@ async def startup(ctx: dict[str, Any]) -> None:
         wavix=WavixClient.from_settings(http, settings, on_response=metrics.on_response),
         policy=RetryPolicy.from_settings(settings),
         destinations=destinations, sinks=sinks,
-        slack=slack, queue=settings.queue_name, step_timeout_s=max(1.0, settings.job_timeout - 5.0),
+        slack=slack, step_timeout_s=max(1.0, settings.job_timeout - 5.0),
         alert_rules=frozenset(settings.alert_rules), metrics=metrics,
         alert_policy=DeliveryPolicy(prefix=settings.key_prefix),
+        follow_ups=FollowUps(redis, queue=settings.queue_name, expiry_s=settings.job_expiry),
     )
     resources.health = await health.start(
         settings.worker_health_port, {"/healthz": lambda: (200, "text/plain", b"ok\n"), "/metrics": metrics.page}

@@ -71,10 +71,8 @@ async def _later(resources: Resources, delivery: Delivery, error: CallError) -> 
     """Hands a delivery to its own job, due when the retry policy says."""
     decision = resources.policy.decide(error, 1)
     job_id = f"{resources.settings.key_prefix}deliver:{delivery.event_id}:{delivery.destination}"
-    await resources.redis.enqueue_job(
-        DELIVER, delivery, _job_id=job_id, _queue_name=resources.queue, _expires=resources.settings.job_expiry,
-        _defer_by=decision.delay if decision.retry else 1.0,
-    )
+    delay = decision.delay if decision.retry else 1.0
+    await resources.follow_ups.enqueue(DELIVER, delivery, job_id=job_id, defer_s=delay)
     log.warning("delivery.deferred", call_id=delivery.call_id, event_id=delivery.event_id,
                 sink=delivery.destination, reason=error.reason)
 

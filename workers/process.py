@@ -132,10 +132,7 @@ async def _process_call(resources: Resources, receipt: Receipt, attempt: int) ->
         poll = msgspec.structs.replace(receipt, kind=Kind.TRANSCRIPTION, event="poll")
         delay = resources.policy.transcript.ceiling(1)
         poll_id = f"{resources.settings.key_prefix}transcript:{receipt.call_id}:poll"
-        await resources.redis.enqueue_job(
-            FETCH_TRANSCRIPT, poll, _job_id=poll_id, _queue_name=resources.queue, _defer_by=delay,
-            _expires=resources.settings.job_expiry,
-        )
+        await resources.follow_ups.enqueue(FETCH_TRANSCRIPT, poll, job_id=poll_id, defer_s=delay)
     return "published"
 
 
