@@ -27,7 +27,8 @@ test: install services lint
 bench-ingest: install services
 	$(BIN)/python -m bench.ingest
 
-bench: bench-ingest
+bench: install services
+	$(BIN)/python -m bench
 
 demo: install services
 	$(BIN)/python -m demo

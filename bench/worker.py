@@ -9,7 +9,7 @@
    rate and each call's stream entry time minus its webhook's send time is its latency (p50/p99).
 4. Memory: the worker's RSS after a warm-up of 1,000 calls and after all N (default 20,000) of step 1.
 
-    python -m bench.worker [--calls 20000] [--slow-calls 5000] [--rate 100] [--seconds 10]
+    python -m bench.worker [--calls 20000] [--noop-calls 5000] [--slow-calls 3000] [--rate 100] [--seconds 10]
 """
 
 from __future__ import annotations
@@ -129,16 +129,20 @@ async def work(run: Run, env: dict[str, str], module: str, job_ids: Sequence[str
             "rss_warm_kib": rss_warm, "rss_end_kib": rss_end}
 
 
-async def throughput(calls: int, latency_s: float, *, noop_too: bool) -> dict[str, Any]:
+async def throughput(calls: int, latency_s: float, *, noop_calls: int = 0) -> dict[str, Any]:
+    """The no-op job over `noop_calls` jobs (if any), then the real job over `calls`, same settings."""
     results: dict[str, Any] = {}
     async with spawn(sandbox_config(latency_s), calls=calls, startup_timeout_s=120) as wavix_url:
         local = Sandbox(sandbox_config(latency_s)).place(calls)  # the same calls: the seed decides them
-        for name, module in ((("noop", "bench.noop_worker"),) if noop_too else ()) + (("real", "wavix_events.cli"),):
+        runs = [("real", "wavix_events.cli", calls)]
+        if noop_calls:
+            runs.insert(0, ("noop", "bench.noop_worker", noop_calls))
+        for name, module, count in runs:
             run = Run()
             redis = Redis.from_url(REDIS_URL)
             try:
-                job_ids = await fill(run, local)
-                results[name] = await work(run, run.env(wavix_url), module, job_ids, warmup=min(1000, calls // 4))
+                job_ids = await fill(run, local[:count])
+                results[name] = await work(run, run.env(wavix_url), module, job_ids, warmup=min(1000, count // 4))
                 results[name]["published"] = await redis.xlen(run.stream) if name == "real" else None
             finally:
                 await run.clean(redis)
@@ -192,7 +196,7 @@ def report(fast: dict[str, Any], slow: dict[str, Any], lat: dict[str, Any]) -> d
         "published": real["published"], "concurrency": int(os.environ.get("WORKER_CONCURRENCY", "64")),
     }
     print(
-        f"worker (one process, {out['concurrency']} jobs at once, {out['calls']} calls):\n"
+        f"worker (one process, {out['concurrency']} jobs at once, {out['calls']} calls, {noop['jobs']} no-op jobs):\n"
         f"  no-op job        {noop['per_s']:>8.0f} jobs/s\n"
         f"  real job, 0 ms   {real['per_s']:>8.0f} calls/s   ratio {out['ratio']:.3f} (target >= 0.7)\n"
         f"  real job, 100 ms {slow_real['per_s']:>8.0f} calls/s   (target >= 400)\n"
@@ -207,8 +211,8 @@ def report(fast: dict[str, Any], slow: dict[str, Any], lat: dict[str, Any]) -> d
 
 async def main_async(args: argparse.Namespace) -> int:
     started = time.monotonic()
-    fast = await throughput(args.calls, 0.0, noop_too=True)
-    slow = await throughput(args.slow_calls, 0.1, noop_too=False)
+    fast = await throughput(args.calls, 0.0, noop_calls=args.noop_calls)
+    slow = await throughput(args.slow_calls, 0.1)
     lat = await latency(args.rate, args.seconds)
     out = report(fast, slow, lat)
     print(f"  [{time.monotonic() - started:.0f}s]")
@@ -219,7 +223,8 @@ async def main_async(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=20_000)
-    parser.add_argument("--slow-calls", type=int, default=5_000)
+    parser.add_argument("--noop-calls", type=int, default=4_000)
+    parser.add_argument("--slow-calls", type=int, default=2_000)
     parser.add_argument("--rate", type=float, default=100.0)
     parser.add_argument("--seconds", type=float, default=10.0)
     return asyncio.run(main_async(parser.parse_args(argv)))

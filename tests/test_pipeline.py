@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
+
+from prometheus_client import generate_latest
 
 from contract.events import COMPLETED, TRANSCRIBED, UNAVAILABLE
 from sandbox.config import SandboxConfig
@@ -31,6 +34,11 @@ async def test_every_call_yields_exactly_one_completed_event_with_its_values():
             assert data.direction == call.direction
             assert data.from_.number is not None and data.from_.number.startswith("+")
         assert worker.jobs_failed == 0
+        metrics = generate_latest(worker.ctx["resources"].metrics.registry).decode()
+        assert f'wavix_events_published_total{{sink="redis",type="wavix.call.completed"}} {len(calls)}.0' in metrics
+        assert f'wavix_jobs_total{{function="process_call",outcome="published"}} {len(calls)}.0' in metrics
+        cdr_fetches = re.search(r'wavix_api_requests_total\{endpoint="cdr",status="200"\} (\S+)', metrics)
+        assert cdr_fetches is not None and float(cdr_fetches.group(1)) >= len(calls)  # transcript polls fetch too
 
 
 async def test_late_transcripts_arrive_as_transcribed_or_unavailable():

@@ -1,0 +1,54 @@
+"""`make bench`: the receiver, worker and sink benchmarks in one go, then one table.
+
+Each benchmark compares our code with a baseline measured in the same run (see docs/benchmarks.md)
+and writes its section of bench/results.json; this prints them side by side.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+import time
+
+from bench import ingest, sinks, worker
+from bench.results import RESULTS
+
+ROWS = (
+    ("ingest", "webhook_rps", "webhooks accepted per second (one server process)", None),
+    ("ingest", "baseline_rps", "decode-only requests per second, same process", None),
+    ("ingest", "ratio", "webhook / baseline", ">= 0.8"),
+    ("ingest", "p99_ms", "webhook p99 latency under that load, ms", None),
+    ("worker", "noop_jobs_per_s", "arq no-op jobs per second (one worker process)", None),
+    ("worker", "calls_per_s", "real calls per second, sandbox at 0 ms", None),
+    ("worker", "ratio", "real / no-op", ">= 0.7"),
+    ("worker", "calls_per_s_at_100ms", "real calls per second, sandbox at 100 ms", ">= 400"),
+    ("worker", "e2e_p50_ms", "webhook -> stream entry p50 at 100 calls/s, ms", None),
+    ("worker", "e2e_p99_ms", "webhook -> stream entry p99 at 100 calls/s, ms", "< 250"),
+    ("worker", "rss_growth_pct", "worker memory growth over the calls, %", "< 10"),
+)
+
+
+def table(results: dict[str, dict[str, object]]) -> str:
+    lines = [f"{'measure':<56} {'value':>10}  target", "-" * 78]
+    for section, key, label, target in ROWS:
+        value = results.get(section, {}).get(key, "-")
+        lines.append(f"{label:<56} {value!s:>10}  {target or ''}")
+    for name, numbers in sorted(dict(results.get("sinks", {})).items()):
+        if isinstance(numbers, dict) and "ratio" in numbers:
+            lines.append(f"{'sink ' + name + ': ours / the client library in a loop':<56} {numbers['ratio']!s:>10}")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    started = time.monotonic()
+    status = max(ingest.main([]), worker.main([]))
+    asyncio.run(sinks.main(1500, 2))
+    results = json.loads(RESULTS.read_text())
+    print(f"\nmake bench: {results.get('machine')} at {results.get('measured_at')}"
+          f" ({time.monotonic() - started:.0f} s)\n{table(results)}\nwritten to {RESULTS}")
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

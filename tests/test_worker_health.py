@@ -1,0 +1,39 @@
+"""Each worker process answers its liveness probe and serves its metrics on a small port of its own."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests.servers import free_port
+from workers import health
+from workers.metrics import WorkerMetrics
+
+
+async def test_the_health_port_serves_liveness_and_metrics_with_values():
+    """/healthz answers 200 from the worker's own loop; /metrics carries the counts recorded so far."""
+    metrics = WorkerMetrics()
+    metrics.on_response("cdr", 200, 0.012)
+    metrics.on_response("cdr", 429, 0.003)
+    port = free_port()
+    server = await health.start(port, {"/healthz": lambda: (200, "text/plain", b"ok\n"), "/metrics": metrics.page},
+                                host="127.0.0.1")
+    assert server is not None
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+            assert (await client.get("/healthz")).status_code == 200
+            text = (await client.get("/metrics")).text
+            assert 'wavix_api_requests_total{endpoint="cdr",status="429"} 1.0' in text
+            assert (await client.get("/nope")).status_code == 404
+    finally:
+        server.close()
+
+
+async def test_a_port_in_use_does_not_stop_the_worker():
+    """When the health port is taken the worker logs it and runs on without a probe (None), never crashes."""
+    port = free_port()
+    first = await health.start(port, {}, host="127.0.0.1")
+    try:
+        assert await health.start(port, {}, host="127.0.0.1") is None
+    finally:
+        assert first is not None
+        first.close()
