@@ -16,7 +16,7 @@ import functools
 from collections import Counter
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import cast
+from typing import TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -76,13 +76,7 @@ def completed_event(cdr: Cdr, *, hints: CallHints, rules: frozenset[str], now: d
         recording_url=public_link(cdr.recording_url),
         alert_reasons=tuple(alert_reasons(cdr, hints, rules)),
     )
-    return ev.CallCompletedEvent(
-        id=ev.event_id(call.call_id, ev.COMPLETED),
-        subject=call.call_id,
-        time=_event_time(cdr, now),
-        dataschema=ev.dataschema_for(ev.CallCompleted),
-        data=data,
-    )
+    return _envelope(ev.CallCompletedEvent, ev.COMPLETED, data, cdr, now)
 
 
 def transcribed_event(cdr: Cdr, transcript: Transcript, *, hints: CallHints, now: datetime) -> ev.CallTranscribedEvent:
@@ -100,13 +94,7 @@ def transcribed_event(cdr: Cdr, transcript: Transcript, *, hints: CallHints, now
         sentiment=_sentiment_counts(turns),
         turns=turns,
     )
-    return ev.CallTranscribedEvent(
-        id=ev.event_id(call.call_id, ev.TRANSCRIBED),
-        subject=call.call_id,
-        time=_event_time(cdr, now),
-        dataschema=ev.dataschema_for(ev.CallTranscribed),
-        data=data,
-    )
+    return _envelope(ev.CallTranscribedEvent, ev.TRANSCRIBED, data, cdr, now)
 
 
 def unavailable_event(cdr: Cdr, reason: str, *, hints: CallHints, now: datetime) -> ev.TranscriptionUnavailableEvent:
@@ -118,13 +106,7 @@ def unavailable_event(cdr: Cdr, reason: str, *, hints: CallHints, now: datetime)
         raise ValueError(f"reason must be one of {sorted(ev.UNAVAILABLE_REASONS)}, got {reason!r}")
     call = essentials(cdr, hints)
     data = ev.TranscriptionUnavailable(**msgspec.structs.asdict(call), reason=cast(ev.UnavailableReason, reason))
-    return ev.TranscriptionUnavailableEvent(
-        id=ev.event_id(call.call_id, ev.UNAVAILABLE),
-        subject=call.call_id,
-        time=_event_time(cdr, now),
-        dataschema=ev.dataschema_for(ev.TranscriptionUnavailable),
-        data=data,
-    )
+    return _envelope(ev.TranscriptionUnavailableEvent, ev.UNAVAILABLE, data, cdr, now)
 
 
 def transcript_event(
@@ -260,6 +242,20 @@ def utc(raw: str | None) -> datetime | None:
 
 def _as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+E = TypeVar("E", ev.CallCompletedEvent, ev.CallTranscribedEvent, ev.TranscriptionUnavailableEvent)
+
+
+def _envelope(kind: type[E], event_type: str, data: CallEssentials, cdr: Cdr, now: datetime) -> E:
+    """The CloudEvents envelope every event shares: its id follows from call and type alone."""
+    return kind(
+        id=ev.event_id(data.call_id, event_type),
+        subject=data.call_id,
+        time=_event_time(cdr, now),
+        dataschema=ev.dataschema_for(type(data)),
+        data=data,  # type: ignore[arg-type]
+    )
 
 
 def _event_time(cdr: Cdr, now: datetime) -> datetime:
