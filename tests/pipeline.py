@@ -33,8 +33,9 @@ from service.app import create_app
 from tests.conftest import REDIS_URL, TOKEN
 from workers.alerts import DeliveryPolicy
 from workers.deadletter import replay
+from workers.outbox import dispatch_pending
 from workers.settings import create_worker
-from workers.slack import dispatch_pending, sender_for
+from workers.slack import sender_for
 
 
 @dataclass

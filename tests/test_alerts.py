@@ -23,7 +23,7 @@ from workers.alerts import (
     render_alert,
     render_digest,
 )
-from workers.slack import queue_alert
+from workers.outbox import queue_alert
 
 
 def make_alert(n: int = 1, **changes: Any) -> Alert:

@@ -35,6 +35,7 @@ from sandbox.slack import (
 )
 from tests.test_alerts import make_alert
 from workers.alerts import DeliveryPolicy, decode_alert, pending_keys, render_alert
+from workers.outbox import dispatch_pending, queue_alert, run_dispatcher
 from workers.retry import Backoff
 from workers.slack import (
     BotSender,
@@ -42,9 +43,6 @@ from workers.slack import (
     SlackRateLimited,
     SlackRetry,
     WebhookSender,
-    dispatch_pending,
-    queue_alert,
-    run_dispatcher,
     sender_for,
 )
 

@@ -25,11 +25,12 @@ from workers import health
 from workers.alerts import Alert, DeliveryPolicy
 from workers.deadletter import dead_letter
 from workers.metrics import WorkerMetrics
+from workers.outbox import queue_alert, run_dispatcher
 from workers.queue import FollowUps
 from workers.retry import RetryPolicy
 from workers.route import Destination, load_destinations
 from workers.sinks.base import Sink, SinkOptions, build_sink
-from workers.slack import Sender, queue_alert, run_dispatcher, sender_for
+from workers.slack import Sender, sender_for
 from workers.wavix import WavixClient, create_http_client
 
 log = logs.get("workers")

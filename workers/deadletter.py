@@ -87,7 +87,7 @@ async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str
         done = f"queued {letter.kind} for call {letter.call_id}"
     elif letter.kind == "slack_alert":
         from workers.alerts import DeliveryPolicy, decode_alert
-        from workers.slack import queue_alert
+        from workers.outbox import queue_alert
 
         await queue_alert(redis, decode_alert(letter.payload), force=True, policy=DeliveryPolicy(prefix=key_prefix))
         done = f"queued the Slack alert for call {letter.call_id} again"
