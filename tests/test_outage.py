@@ -34,7 +34,7 @@ async def test_an_event_published_during_a_rabbitmq_outage_arrives_after_it_and_
     config = tmp_path / "sinks.yaml"
     try:
         async with pipeline(SandboxConfig(seed=17, transcript_share=0.0), TRANSCRIPT_POLL="3600",
-                            RETRY_MAX_DELAY="3", DELIVERY_INLINE_TIMEOUT="1", SINKS_CONFIG=str(config)) as p:
+                            RETRY_MAX_DELAY="6", DELIVERY_INLINE_TIMEOUT="1", SINKS_CONFIG=str(config)) as p:
             config.write_text(
                 "destinations:\n"
                 f"  - name: redis\n    url: {p.settings.redis_url}?stream={p.settings.events_stream}\n"

@@ -11,12 +11,17 @@ Settings come from the environment (README); a bad one ends the command with a l
 from __future__ import annotations
 
 import argparse
+import asyncio
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from contract import logs
 from contract.errors import SettingsError
 from contract.settings import Settings
+
+if TYPE_CHECKING:
+    from arq.worker import Worker
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -40,13 +45,27 @@ def _worker(args: argparse.Namespace) -> int:
         destinations_for(settings)  # a bad routing file stops here, naming its line, not inside arq
     except RouteError as e:
         raise SettingsError("SINKS_CONFIG", str(e)) from e
-    create_worker(settings, burst=args.burst).run()
+    worker = create_worker(settings, burst=args.burst)
+    try:
+        worker.run()
+    except asyncio.CancelledError:
+        # On SIGTERM arq puts jobs still running after JOB_COMPLETION_WAIT back on the queue, then lets
+        # their cancellation escape close(): finish its bookkeeping so the exit is clean and they re-run.
+        worker.loop.run_until_complete(_settle(worker))
     return 0
 
 
-def _dlq(args: argparse.Namespace) -> int:
-    import asyncio
+async def _settle(worker: Worker) -> None:
+    others = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    if others:
+        await asyncio.wait(others, timeout=5)  # arq's shielded job bookkeeping
+    await worker.pool.delete(worker.health_check_key)
+    if worker.on_shutdown:
+        await worker.on_shutdown(worker.ctx)
+    await worker.pool.aclose()
 
+
+def _dlq(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     from workers.dlq import run
