@@ -74,7 +74,7 @@ def create_app(sandbox: Sandbox) -> ASGIApp:
             return
         request = _request(scope)
         if request.parts[:1] == ["_sandbox"]:
-            body = await _read_body(receive)
+            body = await read_body(receive)
             await _admin(sandbox, request, body, send)
         else:
             await _api(sandbox, request, send)
@@ -105,7 +105,8 @@ def _request(scope: Scope) -> Request:
     )
 
 
-async def _read_body(receive: Receive) -> bytes:
+async def read_body(receive: Receive) -> bytes:
+    """An ASGI request body, however many messages it came in."""
     chunks = []
     while True:
         message = await receive()

@@ -25,6 +25,8 @@ from typing import Any
 
 import msgspec
 
+from sandbox.api import read_body
+
 WEBHOOK_PATH = "/services/T000/B000/XXXX"
 API_PATH = "/api/chat.postMessage"
 TEXT_TOTAL_MAX = 12_000
@@ -170,12 +172,7 @@ class SlackStandIn:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode().lower(): v.decode() for k, v in scope.get("headers", [])}
         answer = self.handle(scope["method"], scope["path"], headers, body)
         await send(

@@ -21,7 +21,7 @@ from jsonschema import Draft202012Validator, FormatChecker
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from sandbox.api import Receive, Scope, Send, respond
+from sandbox.api import Receive, Scope, Send, read_body, respond
 from sandbox.server import Server
 
 SPEC_PATH = Path(__file__).resolve().parents[1].parent / "shared/wavix/wavix-api.yaml"
@@ -115,12 +115,7 @@ class Receiver:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
+        body = await read_body(receive)
         if self.on_body is not None:
             await self.on_body(body)
         status = 409 if body in self.bodies else 200
