@@ -26,7 +26,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bench.results import record
-from tests.servers import free_port, running
+from tests.helpers.servers import free_port, running
 
 TOKEN = "bench-token-" + "b" * 24
 HERE = Path(__file__).resolve().parent

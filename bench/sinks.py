@@ -33,7 +33,7 @@ from redis.asyncio import Redis
 
 from bench.results import record
 from contract.events import CONTENT_TYPE, CloudEvent, encode_event
-from tests.sink_helpers import WebhookReceiver, make_event
+from tests.helpers.sinks import WebhookReceiver, make_event
 from workers.sinks import Sink, SinkOptions, open_sink
 
 Publish = Callable[[CloudEvent, str], Awaitable[Any]]

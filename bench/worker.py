@@ -40,7 +40,7 @@ from sandbox.state import Sandbox
 from sandbox.webhooks import Variant, post_call_body, send_webhooks
 from service.enqueue import Enqueuer
 from service.resp import PipelinedRedis
-from tests.servers import free_port, running
+from tests.helpers.servers import free_port, running
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 TOKEN = "bench-token-" + "w" * 24

@@ -8,8 +8,8 @@ import time
 
 from contract.events import COMPLETED
 from sandbox.config import SandboxConfig
+from tests.helpers.sinks import NatsHarness, RabbitHarness, TcpProxy
 from tests.pipeline import by_type, pipeline
-from tests.sink_helpers import NatsHarness, RabbitHarness, TcpProxy
 from workers.settings import create_worker
 
 OUTAGE_S = 30.0

@@ -15,8 +15,8 @@ from redis.asyncio import Redis
 from contract.jobs import FETCH_TRANSCRIPT, PROCESS_CALL, job_deserializer, receipt_from
 from contract.settings import Settings
 from service.app import create_app
-from tests import payloads
 from tests.conftest import TOKEN, call_id
+from tests.helpers import payloads
 
 URL = f"/webhooks/wavix/{TOKEN}"
 JSON = {"content-type": "application/json"}

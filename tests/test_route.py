@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from contract import events as ev
-from tests.sink_helpers import make_event
+from tests.helpers.sinks import make_event
 from workers import route as routing
 from workers.route import Destination, Filter, RouteError, load_destinations, parse_destinations, route
 

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests import payloads
 from tests.conftest import REDIS_URL, TOKEN, call_id
-from tests.servers import free_port, running
+from tests.helpers import payloads
+from tests.helpers.servers import free_port, running
 
 JSON = {"content-type": "application/json"}
 

@@ -19,8 +19,8 @@ import msgspec
 import pytest
 
 from contract.events import CONTENT_TYPE, CloudEvent, decode_event
-from tests.servers import free_port
-from tests.sink_helpers import HARNESSES, Harness, TcpProxy, WebhookReceiver, make_event
+from tests.helpers.servers import free_port
+from tests.helpers.sinks import HARNESSES, Harness, TcpProxy, WebhookReceiver, make_event
 from workers.retry import Permanent, Transient
 from workers.sinks import Sink, SinkError, SinkOptions, build_sink, idempotency_key, open_sink
 from workers.sinks.webhook import sign, signing_key

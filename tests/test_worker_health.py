@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from tests.servers import free_port
+from tests.helpers.servers import free_port
 from workers import health
 from workers.metrics import WorkerMetrics
 

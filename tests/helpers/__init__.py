@@ -1,0 +1,1 @@
+"""Shared test helpers: webhook bodies, running roles as processes, sink harnesses."""
