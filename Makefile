@@ -20,6 +20,7 @@ services:
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 test: install services lint
 	$(BIN)/pytest

@@ -133,11 +133,13 @@ def classify(body: bytes) -> Webhook:
 
 
 def decode_post_call(body: bytes) -> PostCallWebhook:
-    return _decode(_post_call, body)
+    webhook: PostCallWebhook = _decode(_post_call, body)
+    return webhook
 
 
 def decode_on_call(body: bytes) -> OnCallWebhook:
-    return _decode(_on_call, body)
+    webhook: OnCallWebhook = _decode(_on_call, body)
+    return webhook
 
 
 def _decode(decode: Any, body: bytes) -> Any:

@@ -29,7 +29,10 @@ log = logs.get("service")
 
 def connect_redis(settings: Settings) -> Redis:
     """For everything but the hot path (readiness); short timeouts so that a probe answers quickly."""
-    return Redis.from_url(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, max_connections=8)
+    client: Redis = Redis.from_url(
+        settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, max_connections=8
+    )
+    return client
 
 
 def create_app(settings: Settings) -> Litestar:

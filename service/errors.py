@@ -11,6 +11,7 @@ from typing import Any
 
 from litestar import Request, Response
 from litestar.exceptions import HTTPException
+from litestar.types import ExceptionHandlersMap
 from redis.exceptions import RedisError
 
 from contract import logs
@@ -63,7 +64,7 @@ def _bug(_: Request[Any, Any, Any], exc: Exception) -> Response[Any]:
     return Response(error_body("internal_error", "an unexpected error; nothing was accepted"), status_code=500)
 
 
-exception_handlers: dict[type[Exception], Any] = {
+exception_handlers: ExceptionHandlersMap = {
     PayloadError: _payload,
     WebhookRejected: _rejected,
     RedisError: _queue_down,

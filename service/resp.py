@@ -128,7 +128,7 @@ class PipelinedRedis:
     """One lazily made connection; `call()` sends a command and waits for its reply."""
 
     def __init__(self, url: str, *, connect_timeout: float = 1.0, timeout: float = 2.0) -> None:
-        self._options: dict[str, Any] = parse_url(url)
+        self._options: dict[str, Any] = dict(parse_url(url))
         self._connect_timeout = connect_timeout
         self._timeout = timeout
         self._protocol: _Protocol | None = None
