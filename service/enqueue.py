@@ -20,6 +20,8 @@ from contract.jobs import Receipt, encode_job, function_for
 from contract.webhooks import Webhook
 from service.resp import PipelinedRedis, bulk, pack
 
+_JOB_KEY, _RESULT_KEY = job_key_prefix.encode(), result_key_prefix.encode()
+
 _ENQUEUE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[2], KEYS[3]) == 0 then
@@ -52,15 +54,15 @@ class Enqueuer:
         Raises redis' `ConnectionError`/`TimeoutError` when Redis does not answer: nothing is marked.
         """
         now_ms = time.time_ns() // 1_000_000
-        job_id = self._prefix + webhook.dedup_key  # arq's keys are global: namespace our job ids too
+        key = webhook.dedup_key
+        jid = (self._prefix + key).encode()  # arq's keys are global: namespace our job ids too
         receipt = Receipt(
             kind=webhook.kind, call_id=webhook.call_id, event=webhook.event, received_at_ms=now_ms, body=body
         )
         job = encode_job(function_for(webhook), receipt, now_ms)
-        jid = job_id.encode()
         keys_and_args = b"".join((
-            bulk((self._seen + webhook.dedup_key).encode()), bulk(job_key_prefix.encode() + jid),
-            bulk(result_key_prefix.encode() + jid), self._constants, bulk(job), bulk(jid), bulk(b"%d" % now_ms),
+            bulk((self._seen + key).encode()), bulk(_JOB_KEY + jid), bulk(_RESULT_KEY + jid),
+            self._constants, bulk(job), bulk(jid), bulk(b"%d" % now_ms),
         ))
         try:
             return bool(await self._redis.call(self._evalsha + keys_and_args))

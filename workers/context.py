@@ -20,7 +20,6 @@ from arq.connections import ArqRedis
 from contract import logs
 from contract.events import CallCompletedEvent
 from contract.settings import Settings, environment
-from contract.wavix import Cdr
 from workers import health
 from workers.alerts import Alert, DeliveryPolicy
 from workers.deadletter import dead_letter
@@ -64,8 +63,8 @@ class Resources:
         await dead_letter(self.redis, self.settings.dead_letter_stream, kind=kind, reason=reason,
                           attempts=attempts, payload=payload, call_id=call_id)
 
-    async def alert(self, cdr: Cdr, event: CallCompletedEvent) -> None:
-        """Queues one alert per reason; the dispatcher paces and groups them (workers/slack.py)."""
+    async def alert(self, event: CallCompletedEvent) -> None:
+        """Queues one alert per reason; the dispatcher paces and groups them (workers/outbox.py)."""
         if self.slack is None:
             log.warning("alert.disabled", call_id=event.subject, reasons=",".join(event.data.alert_reasons))
             return

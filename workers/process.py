@@ -127,7 +127,7 @@ async def _process_call(resources: Resources, receipt: Receipt, attempt: int) ->
     event = completed_event(cdr, hints=hint, rules=resources.alert_rules, now=datetime.now(UTC))
     await deliver_all(resources, event, attempt)
     if event.data.alert_reasons:
-        await resources.alert(cdr, event)
+        await resources.alert(event)
     if event.data.disposition == "answered":
         poll = msgspec.structs.replace(receipt, kind=Kind.TRANSCRIPTION, event="poll")
         delay = resources.policy.transcript.ceiling(1)
