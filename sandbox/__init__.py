@@ -1,6 +1,6 @@
 """The Wavix sandbox: a local Wavix for the demo, the benchmarks and the end-to-end tests (issue #3).
 
-Built from the official spec (../shared/wavix/wavix-api.yaml) and ../shared/wavix/FACTS.md. The stages:
+Built from the official spec and our notes, vendored in `sandbox/spec/` (wavix-api.yaml, FACTS.md). The stages:
 
     config.py    SandboxConfig (seed, api_key, transcript timing and shares, faults): frozen
     calls.py     SimCall and generate_call(config, index): seeded, pure    (world.py, speech.py: its data)

@@ -6,7 +6,7 @@ post-call webhook; then repeats a share (duplicates) and shuffles neighbours (re
 `send_webhooks(...)` POSTs them as `application/json` at a steady rate, bounded in time, and records
 what the target answered for each one, so a demo can tell accepted from duplicate.
 
-Each call gets one `Variant` (seeded by its index) for all its webhooks (../shared/wavix/FACTS.md):
+Each call gets one `Variant` (seeded by its index) for all its webhooks (sandbox/spec/FACTS.md):
 
 | variant | post-call body | on-call body |
 |---|---|---|

@@ -1,6 +1,6 @@
 """Helpers of the sandbox tests: the official spec as JSON Schema, and a loopback webhook receiver.
 
-The spec is found beside the repository (`../shared/wavix/wavix-api.yaml`), as CI lays it out.
+The spec is the copy vendored in the repository (`sandbox/spec/wavix-api.yaml`, MIT, Wavix Inc).
 `check(instance, path, method, status)` validates a body against the schema the spec gives for that
 operation's response (following `$ref`s into `components`), JSON Schema 2020-12 as OpenAPI 3.1 says.
 """
@@ -24,7 +24,7 @@ from referencing.jsonschema import DRAFT202012
 from sandbox.api import Receive, Scope, Send, read_body, respond
 from sandbox.server import Server
 
-SPEC_PATH = Path(__file__).resolve().parents[1].parent / "shared/wavix/wavix-api.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[1] / "sandbox/spec/wavix-api.yaml"
 SPEC_URI = "urn:wavix-api"
 
 formats = FormatChecker()

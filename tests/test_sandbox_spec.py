@@ -1,4 +1,4 @@
-"""Every answer of the sandbox validates against Wavix's official OpenAPI 3.1 spec (../shared/wavix/).
+"""Every answer of the sandbox validates against Wavix's official OpenAPI 3.1 spec (sandbox/spec/).
 
 The schemas are taken from the spec's own operations (`paths` -> response -> schema, `$ref`s followed
 into `components`) and checked with JSON Schema 2020-12, formats included. The older path family
@@ -8,6 +8,7 @@ into `components`) and checked with JSON Schema 2020-12, formats included. The o
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import jsonschema
@@ -33,9 +34,11 @@ async def run() -> AsyncIterator[tuple[Sandbox, httpx.AsyncClient]]:
         yield sandbox, client
 
 
-def test_the_spec_is_found_beside_the_repository() -> None:
-    """The spec is read from ../shared relative to the repo root, where CI puts it."""
-    assert SPEC_PATH.is_file(), SPEC_PATH
+def test_the_spec_is_vendored_in_the_repository() -> None:
+    """The spec is read from the repository's own copy, so a clone with nothing beside it can test."""
+    root = Path(__file__).resolve().parents[1]
+    assert SPEC_PATH.is_file() and SPEC_PATH.is_relative_to(root), SPEC_PATH
+    assert (SPEC_PATH.parent / "LICENSE").read_text().startswith("MIT License")
     assert response_schema("/v1/cdrs/{call_id}", "get", 200)
 
 
