@@ -34,7 +34,7 @@ from redis.asyncio import Redis
 from bench.results import record
 from contract.events import CONTENT_TYPE, CloudEvent, encode_event
 from tests.helpers.sinks import WebhookReceiver, make_event
-from workers.sinks import Sink, SinkOptions, open_sink
+from workers.deliver.sinks import Sink, SinkOptions, open_sink
 
 Publish = Callable[[CloudEvent, str], Awaitable[Any]]
 Case = Callable[[str], AbstractAsyncContextManager[tuple[Publish, Publish]]]

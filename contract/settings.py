@@ -56,7 +56,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     events_stream: str = "wavix:events"
     events_stream_maxlen: int = 1_000_000
     dead_letter_stream: str = "wavix:dead"
-    sinks_config: str = ""  # a routing file (docs in workers/route.py); empty: every event to EVENTS_STREAM
+    sinks_config: str = ""  # a routing file (docs in workers/deliver/route.py); empty: every event to EVENTS_STREAM
     delivery_inline_timeout: float = 2.0  # a first delivery slower than this continues in a job of its own
     # Slack alerts: an incoming webhook, or a bot token and channel.
     slack_webhook_url: str = ""

@@ -31,11 +31,11 @@ from sandbox.state import Sandbox
 from sandbox.webhooks import Result, send_webhooks
 from service.app import create_app
 from tests.conftest import REDIS_URL, TOKEN
-from workers.alerts import DeliveryPolicy
-from workers.deadletter import replay
-from workers.outbox import dispatch_pending
+from workers.alert.outbox import dispatch_pending
+from workers.alert.rules import DeliveryPolicy
+from workers.alert.slack import sender_for
+from workers.dlq import replay
 from workers.settings import create_worker
-from workers.slack import sender_for
 
 
 @dataclass

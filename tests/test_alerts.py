@@ -12,7 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from sandbox.slack import block_kit_problems
-from workers.alerts import (
+from workers.alert.outbox import queue_alert
+from workers.alert.rules import (
     DIGEST_LINES,
     Alert,
     DeliveryPolicy,
@@ -23,7 +24,6 @@ from workers.alerts import (
     render_alert,
     render_digest,
 )
-from workers.outbox import queue_alert
 
 
 def make_alert(n: int = 1, **changes: Any) -> Alert:

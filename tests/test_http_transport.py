@@ -1,4 +1,4 @@
-"""`workers.http.FastTransport` against real HTTP/1.1 peers on loopback, through `httpx.AsyncClient`.
+"""`workers.fetch.http.FastTransport` against real HTTP/1.1 peers on loopback, through `httpx.AsyncClient`.
 
 `Peer` is a tiny asyncio server whose path picks the answer (echo, chunked, close-delimited, slow, trickled,
 dropped, garbage...) and which counts connections, so reuse and pool limits are observed from the server.
@@ -23,8 +23,8 @@ from contract.settings import Settings
 from sandbox.config import SandboxConfig
 from sandbox.server import serve
 from sandbox.state import Sandbox
-from workers.http import FastTransport
-from workers.wavix import WavixClient, create_http_client
+from workers.fetch.http import FastTransport
+from workers.fetch.wavix import WavixClient, create_http_client
 
 CHUNKED = [b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhel",
            b"lo\r\n6\r\n world\r", b"\n0\r\nX-Trailer: t\r\n", b"\r\n"]

@@ -11,14 +11,14 @@ import pytest
 
 from contract import events as ev
 from tests.helpers.sinks import make_event
-from workers import route as routing
-from workers.route import Destination, Filter, RouteError, load_destinations, parse_destinations, route
+from workers.deliver import route as routing
+from workers.deliver.route import Destination, Filter, RouteError, load_destinations, parse_destinations, route
 
 ENV = {"RABBIT_PASSWORD": "s3cret-pw", "CRM_WEBHOOK_SECRET": "whsec_c2VjcmV0"}
 
 
 def docstring_example() -> str:
-    """The example in workers/route.py's docstring, so the documentation cannot drift from the parser."""
+    """The example in workers/deliver/route.py's docstring, so the documentation cannot drift from the parser."""
     doc = routing.__doc__ or ""
     start = doc.index("    destinations:")
     return textwrap.dedent(doc[start:doc.index("\n\n", start)])

@@ -21,9 +21,9 @@ import pytest
 from contract.events import CONTENT_TYPE, CloudEvent, decode_event
 from tests.helpers.servers import free_port
 from tests.helpers.sinks import HARNESSES, Harness, TcpProxy, WebhookReceiver, make_event
+from workers.deliver.sinks import Sink, SinkError, SinkOptions, build_sink, idempotency_key, open_sink
+from workers.deliver.sinks.webhook import sign, signing_key
 from workers.retry import Permanent, Transient
-from workers.sinks import Sink, SinkError, SinkOptions, build_sink, idempotency_key, open_sink
-from workers.sinks.webhook import sign, signing_key
 
 
 @pytest.fixture(params=sorted(HARNESSES))
@@ -246,7 +246,7 @@ def test_unknown_scheme_or_missing_parameters_are_refused_before_any_io() -> Non
 
 def test_transports_are_imported_only_when_used() -> None:
     """Importing the sinks package (and building a Redis sink) pulls in neither aio-pika nor nats-py."""
-    code = ("import sys; from workers.sinks import build_sink; build_sink('redis://h/0?stream=s', name='r'); "
+    code = ("import sys; from workers.deliver.sinks import build_sink; build_sink('redis://h/0?stream=s', name='r'); "
             "print(sorted(m for m in ('aio_pika', 'nats', 'httpx.x') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

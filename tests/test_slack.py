@@ -34,10 +34,9 @@ from sandbox.slack import (
     webhook_error,
 )
 from tests.test_alerts import make_alert
-from workers.alerts import DeliveryPolicy, decode_alert, pending_keys, render_alert
-from workers.outbox import dispatch_pending, queue_alert, run_dispatcher
-from workers.retry import Backoff
-from workers.slack import (
+from workers.alert.outbox import dispatch_pending, queue_alert, run_dispatcher
+from workers.alert.rules import DeliveryPolicy, decode_alert, pending_keys, render_alert
+from workers.alert.slack import (
     BotSender,
     SlackPermanent,
     SlackRateLimited,
@@ -45,6 +44,7 @@ from workers.slack import (
     WebhookSender,
     sender_for,
 )
+from workers.retry import Backoff
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SECRET = "s3cr3t-webhook-path-token"

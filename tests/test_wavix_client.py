@@ -14,8 +14,8 @@ import pytest
 from contract.errors import SettingsError
 from contract.settings import Settings
 from contract.wavix import decimal
-from workers.retry import CallError, NotProvisioned, NotYet, Permanent, TranscriptNotReady, Transient
-from workers.wavix import WavixClient, create_http_client, parse_retry_after, redact_url
+from workers.fetch.wavix import WavixClient, create_http_client, redact_url
+from workers.retry import CallError, NotProvisioned, NotYet, Permanent, TranscriptNotReady, Transient, parse_retry_after
 
 KEY = "wx_live_9f8e7d6c5b4a3f2e1d0c"
 CALL = "99df5ffd-962a-410f-bcce-d08f1f7f328c"
@@ -285,7 +285,7 @@ async def test_each_call_is_logged_with_structured_fields(
     wavix: FakeWavix, caplog: pytest.LogCaptureFixture
 ) -> None:
     """One `wavix.response` record per call: path family (not URL), call_id, status, latency_ms, attempt."""
-    caplog.set_level(logging.INFO, logger="workers.wavix")
+    caplog.set_level(logging.INFO, logger="workers.fetch.wavix")
     wavix.script.append(error(503, "Down"))
     client = make_client(wavix)
     with pytest.raises(Transient):

@@ -38,7 +38,7 @@ def _worker(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     from workers.context import destinations_for
-    from workers.route import RouteError
+    from workers.deliver.route import RouteError
     from workers.settings import create_worker
 
     try:

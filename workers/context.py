@@ -21,16 +21,16 @@ from contract import logs
 from contract.events import CallCompletedEvent
 from contract.settings import Settings, environment
 from workers import health
-from workers.alerts import Alert, DeliveryPolicy
+from workers.alert.outbox import queue_alert, run_dispatcher
+from workers.alert.rules import Alert, DeliveryPolicy
+from workers.alert.slack import Sender, sender_for
 from workers.deadletter import dead_letter
+from workers.deliver.route import Destination, load_destinations
+from workers.deliver.sinks.base import Sink, SinkOptions, build_sink
+from workers.fetch.wavix import WavixClient, create_http_client
 from workers.metrics import WorkerMetrics
-from workers.outbox import queue_alert, run_dispatcher
 from workers.queue import FollowUps
 from workers.retry import RetryPolicy
-from workers.route import Destination, load_destinations
-from workers.sinks.base import Sink, SinkOptions, build_sink
-from workers.slack import Sender, sender_for
-from workers.wavix import WavixClient, create_http_client
 
 log = logs.get("workers")
 
@@ -64,7 +64,7 @@ class Resources:
                           attempts=attempts, payload=payload, call_id=call_id)
 
     async def alert(self, event: CallCompletedEvent) -> None:
-        """Queues one alert per reason; the dispatcher paces and groups them (workers/outbox.py)."""
+        """Queues one alert per reason; the dispatcher paces and groups them (workers/alert/outbox.py)."""
         if self.slack is None:
             log.warning("alert.disabled", call_id=event.subject, reasons=",".join(event.data.alert_reasons))
             return

@@ -27,7 +27,7 @@ from contract import logs
 from contract.jobs import DELIVER, FETCH_TRANSCRIPT, Receipt
 from contract.webhooks import Kind, decode_on_call, decode_post_call
 from workers.context import Resources
-from workers.deliver import Delivery, deliver_all, retry_delivery
+from workers.deliver.delivery import Delivery, deliver_all, retry_delivery
 from workers.enrich import CallHints, completed_event, hints_from, transcript_event, unavailable_event
 from workers.retry import CallError, GiveUp, NotProvisioned, TranscriptNotReady, Transient
 

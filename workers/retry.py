@@ -1,6 +1,6 @@
 """Retry policy for outbound calls: the only place that decides "try again in N seconds" or "give up".
 
-A client (`workers.wavix`) turns every failure into one of these errors; the error's type decides the rule,
+A client (`workers.fetch.wavix`) turns every failure into one of these errors; the error's type decides the rule,
 the delay travels with it (`Transient.retry_after`):
 
     CallError(reason, status)            an outbound call failed; str(e) is the reason, never a secret
@@ -30,7 +30,9 @@ and the job's outermost layer catches `GiveUp` and dead-letters with `give_up.re
 
 from __future__ import annotations
 
+import email.utils
 import random
+import time
 from dataclasses import dataclass, field, replace
 
 from arq import Retry
@@ -194,3 +196,21 @@ class RetryPolicy:
             asked = max(retry_after, 0.0) + self.rng.uniform(0.0, self.retry_after_jitter)
             return min(asked, self.retry_after_cap)
         return self.rng.uniform(rule.floor, rule.ceiling(attempt))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date; None if absent or bad."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        return max(float(text), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(text)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(when.timestamp() - (time.time() if now is None else now), 0.0)

@@ -28,7 +28,7 @@ import nats.js.errors
 from redis.asyncio import Redis
 
 from contract import events as ev
-from workers.sinks import SinkOptions
+from workers.deliver.sinks import SinkOptions
 
 SECRET = "whsec_" + base64.b64encode(b"conformance-suite-key-0123456789").decode()
 TOLERANCE_S = 300  # the spec's suggested window for webhook-timestamp

@@ -23,10 +23,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contract import logs
 from contract.events import CloudEvent, encode_event
+from workers.deliver.sinks.base import SinkOptions, permanent, query_params, transient, without_params
 from workers.retry import CallError
-from workers.sinks.base import SinkOptions, permanent, query_params, transient, without_params
 
-log = logs.get("workers.sinks.redis_stream")
+log = logs.get("workers.deliver.sinks.redis_stream")
 
 DEFAULT_MAXLEN = 1_000_000
 _OUR_PARAMS = frozenset({"stream", "maxlen"})
@@ -94,5 +94,5 @@ class RedisStreamSink:
 
 
 def create(url: str, *, name: str, secret: str | None, options: SinkOptions) -> RedisStreamSink:
-    """The factory `workers.sinks.base.build_sink` calls for redis:// and rediss:// (no secret used)."""
+    """The factory `workers.deliver.sinks.base.build_sink` calls for redis:// and rediss:// (no secret used)."""
     return RedisStreamSink(url, name=name, options=options)

@@ -32,10 +32,10 @@ from nats.js.api import StreamConfig
 
 from contract import logs
 from contract.events import CONTENT_TYPE, CloudEvent, encode_event
+from workers.deliver.sinks.base import SinkOptions, permanent, query_params, redact, transient, without_params
 from workers.retry import CallError
-from workers.sinks.base import SinkOptions, permanent, query_params, redact, transient, without_params
 
-log = logs.get("workers.sinks.nats")
+log = logs.get("workers.deliver.sinks.nats")
 
 _OUR_PARAMS = frozenset({"stream", "subject", "duplicate_window"})
 
@@ -142,5 +142,5 @@ class NatsSink:
 
 
 def create(url: str, *, name: str, secret: str | None, options: SinkOptions) -> NatsSink:
-    """The factory `workers.sinks.base.build_sink` calls for nats:// (no secret used)."""
+    """The factory `workers.deliver.sinks.base.build_sink` calls for nats:// (no secret used)."""
     return NatsSink(url, name=name, options=options)

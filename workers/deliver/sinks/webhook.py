@@ -29,8 +29,8 @@ from collections.abc import Callable
 import httpx
 
 from contract.events import CONTENT_TYPE, CloudEvent, encode_event
-from workers.sinks.base import SinkError, SinkOptions, permanent, transient
-from workers.wavix import parse_retry_after
+from workers.deliver.sinks.base import SinkError, SinkOptions, permanent, transient
+from workers.retry import parse_retry_after
 
 _PREFIX = "whsec_"
 _TRANSIENT_STATUSES = frozenset({408, 425, 429})
@@ -110,7 +110,7 @@ class WebhookSink:
 
 
 def create(url: str, *, name: str, secret: str | None, options: SinkOptions) -> WebhookSink:
-    """The factory `workers.sinks.base.build_sink` calls for http:// and https://; a secret is required."""
+    """The factory `workers.deliver.sinks.base.build_sink` calls for http:// and https://; a secret is required."""
     if not secret:
         raise SinkError("a webhook destination needs a secret (Standard Webhooks signing)")
     return WebhookSink(url, name=name, secret=secret, options=options)

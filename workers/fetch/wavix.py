@@ -11,7 +11,6 @@ the status (`GET /v1/cdrs/{call_id} -> 503`), never a URL with its query. The tr
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Callable
 from typing import TypeVar
@@ -24,10 +23,18 @@ from contract import logs
 from contract.errors import SettingsError
 from contract.settings import Settings
 from contract.wavix import Cdr, Transcript, decode_cdr, decode_error, decode_transcript
-from workers.http import FastTransport
-from workers.retry import CallError, NotProvisioned, NotYet, Permanent, TranscriptNotReady, Transient
+from workers.fetch.http import FastTransport
+from workers.retry import (
+    CallError,
+    NotProvisioned,
+    NotYet,
+    Permanent,
+    TranscriptNotReady,
+    Transient,
+    parse_retry_after,
+)
 
-log = logs.get("workers.wavix")
+log = logs.get("workers.fetch.wavix")
 
 OnResponse = Callable[[str, int | str, float], None]
 """Metrics hook: (endpoint "cdr" | "transcript", HTTP status or "timeout" | "transport_error", seconds)."""
@@ -51,30 +58,12 @@ def redact_url(url: str) -> str:
         return "[unparseable url]"
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date; None if absent or bad."""
-    if value is None or not value.strip():
-        return None
-    text = value.strip()
-    try:
-        return max(float(text), 0.0)
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(text)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        return None
-    return max(when.timestamp() - (time.time() if now is None else now), 0.0)
-
-
 def create_http_client(
     settings: Settings, concurrency: int, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
     """The one shared HTTP client: explicit timeouts, a pool as large as the worker's concurrency, Bearer auth.
 
-    `transport` is for tests (`httpx.MockTransport`); the default is `workers.http.FastTransport`, which
+    `transport` is for tests (`httpx.MockTransport`); the default is `workers.fetch.http.FastTransport`, which
     costs a fraction of httpcore's CPU per request. Redirects are not followed: the API answers JSON.
     """
     if not settings.wavix_api_key:

@@ -33,8 +33,8 @@ from aio_pika.abc import AbstractConnection, AbstractExchange
 from aio_pika.exceptions import CONNECTION_EXCEPTIONS
 
 from contract.events import CONTENT_TYPE, CloudEvent, encode_event
+from workers.deliver.sinks.base import SinkOptions, ce_attributes, permanent, query_params, transient, without_params
 from workers.retry import CallError
-from workers.sinks.base import SinkOptions, ce_attributes, permanent, query_params, transient, without_params
 
 _OUR_PARAMS = frozenset({"exchange"})
 _CONFIG_ERRORS = (aiormq.exceptions.AuthenticationError, aiormq.exceptions.ChannelPreconditionFailed,
@@ -127,5 +127,5 @@ async def _quietly_close(connection: AbstractConnection, timeout: float) -> None
 
 
 def create(url: str, *, name: str, secret: str | None, options: SinkOptions) -> RabbitMqSink:
-    """The factory `workers.sinks.base.build_sink` calls for amqp:// and amqps:// (no secret used)."""
+    """The factory `workers.deliver.sinks.base.build_sink` calls for amqp:// and amqps:// (no secret used)."""
     return RabbitMqSink(url, name=name, options=options)

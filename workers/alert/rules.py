@@ -75,7 +75,7 @@ def decode_alert(data: bytes) -> Alert:
     return _decode_alert(data)
 
 
-# ── Delivery records: kept pure here so the Redis side in workers/slack.py stays short ──
+# ── Delivery records: kept pure here so the Redis side in workers/alert/slack.py stays short ──
 
 DAY = 86_400
 

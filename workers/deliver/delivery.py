@@ -1,6 +1,6 @@
 """Deliver: each event to every destination that wants it, each destination on its own schedule.
 
-    route (workers/route.py) -> one delivery per destination -> sink.publish(event, idempotency_key)
+    route (workers/deliver/route.py) -> one delivery per destination -> sink.publish(event, idempotency_key)
 
 A delivery's first attempt runs inside the job that made the event, for all its destinations at once
 and each bounded by DELIVERY_INLINE_TIMEOUT: an event reaches the healthy destinations within
@@ -22,14 +22,14 @@ import msgspec
 from contract import logs
 from contract.events import CloudEvent, decode_event, encode_event
 from contract.jobs import DELIVER
+from workers.deliver.route import Destination, route
+from workers.deliver.sinks.base import Sink, idempotency_key
 from workers.retry import CallError, Permanent, Transient
-from workers.route import Destination, route
-from workers.sinks.base import Sink, idempotency_key
 
 if TYPE_CHECKING:
     from workers.context import Resources
 
-log = logs.get("workers.deliver")
+log = logs.get("workers.deliver.delivery")
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):

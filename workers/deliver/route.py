@@ -47,7 +47,7 @@ from typing import Any
 import yaml
 
 from contract.events import CloudEvent
-from workers.sinks.base import SinkError, check_url, redact
+from workers.deliver.sinks.base import SinkError, check_url, redact
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")

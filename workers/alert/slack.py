@@ -7,7 +7,7 @@ Transport errors are classified in one place (`classify`), into this tree:
     │   └── SlackRateLimited          429: the whole channel waits `Retry-After` seconds
     └── SlackPermanent(reason)        400/403/404/410, `ok: false` errors: dead-letter, never retry
 
-Pacing, grouping and never losing an alert are workers/outbox.py's. The webhook URL and bot token are
+Pacing, grouping and never losing an alert are workers/alert/outbox.py's. The webhook URL and bot token are
 secrets: they are never logged nor put into an error's text.
 """
 
@@ -20,11 +20,11 @@ import httpx
 import msgspec
 
 from contract import logs
-from workers.alerts import (
+from workers.alert.rules import (
     Message,
 )
 
-log = logs.get("workers.slack")
+log = logs.get("workers.alert.slack")
 
 # Bot API errors worth another try; every other `ok: false` error is permanent.
 _TRANSIENT_API = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})

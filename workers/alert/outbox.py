@@ -5,7 +5,7 @@
 
 Crash-safety: claiming an alert only pushes its score a lease (60 s) into the future; a worker that dies
 before the ack leaves it to become due again, so a crash means at most a resend, never a loss. More
-alerts due at once than the digest threshold go out as one digest message (workers/alerts.py renders).
+alerts due at once than the digest threshold go out as one digest message (workers/alert/rules.py renders).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contract import logs
-from workers.alerts import (
+from workers.alert.rules import (
     DEFAULT_POLICY,
     Alert,
     DeliveryPolicy,
@@ -34,10 +34,10 @@ from workers.alerts import (
     render_alert,
     render_digest,
 )
+from workers.alert.slack import Sender, SlackPermanent, SlackRateLimited, SlackRetry
 from workers.deadletter import dead_letter
-from workers.slack import Sender, SlackPermanent, SlackRateLimited, SlackRetry
 
-log = logs.get("workers.outbox")
+log = logs.get("workers.alert.outbox")
 
 Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]

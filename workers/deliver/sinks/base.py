@@ -4,10 +4,10 @@ Every destination is a `Sink`: `publish(event, idempotency_key=...)` and `close(
 which `open_sink` calls, and `publish` calls again after a lost connection). The URL scheme picks the
 module, imported only when a destination uses it, so a worker without RabbitMQ never imports aio-pika:
 
-    redis:// rediss://   workers.sinks.redis_stream   ?stream=wavix:events&maxlen=100000
-    amqp:// amqps://     workers.sinks.rabbitmq       ?exchange=wavix.events
-    nats://              workers.sinks.nats           ?stream=WAVIX&subject=wavix.events[&duplicate_window=120]
-    http:// https://     workers.sinks.webhook        (Standard Webhooks signatures; a secret is required)
+    redis:// rediss://   workers.deliver.sinks.redis_stream   ?stream=wavix:events&maxlen=100000
+    amqp:// amqps://     workers.deliver.sinks.rabbitmq       ?exchange=wavix.events
+    nats://              workers.deliver.sinks.nats           ?stream=WAVIX&subject=wavix.events[&duplicate_window=120]
+    http:// https://     workers.deliver.sinks.webhook        (Standard Webhooks signatures; a secret is required)
 
 A sink never retries by itself. It turns every failure into `workers.retry.Transient` (broker down,
 timeout, 429/5xx: try again later) or `workers.retry.Permanent` (the peer refused this message: retrying
@@ -35,19 +35,19 @@ from workers.retry import CallError, Permanent, Transient
 if TYPE_CHECKING:
     import httpx
 
-log = logs.get("workers.sinks")
+log = logs.get("workers.deliver.sinks")
 
 DAY = 86_400
 
 # scheme -> (module, query parameters the URL must carry)
 SCHEMES: dict[str, tuple[str, tuple[str, ...]]] = {
-    "redis": ("workers.sinks.redis_stream", ("stream",)),
-    "rediss": ("workers.sinks.redis_stream", ("stream",)),
-    "amqp": ("workers.sinks.rabbitmq", ("exchange",)),
-    "amqps": ("workers.sinks.rabbitmq", ("exchange",)),
-    "nats": ("workers.sinks.nats", ("stream", "subject")),
-    "http": ("workers.sinks.webhook", ()),
-    "https": ("workers.sinks.webhook", ()),
+    "redis": ("workers.deliver.sinks.redis_stream", ("stream",)),
+    "rediss": ("workers.deliver.sinks.redis_stream", ("stream",)),
+    "amqp": ("workers.deliver.sinks.rabbitmq", ("exchange",)),
+    "amqps": ("workers.deliver.sinks.rabbitmq", ("exchange",)),
+    "nats": ("workers.deliver.sinks.nats", ("stream", "subject")),
+    "http": ("workers.deliver.sinks.webhook", ()),
+    "https": ("workers.deliver.sinks.webhook", ()),
 }
 NEEDS_SECRET = frozenset({"http", "https"})
 
