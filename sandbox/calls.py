@@ -8,6 +8,11 @@ the API and the webhooks render them in Wavix's shapes (`sandbox.wire`, `sandbox
 The mix covers what Wavix produces: both directions (outbound = `placed`, inbound = `received`), every
 disposition, answering machines on outbound calls only, numbers of several countries with and without
 `+`, prices as Decimal strings, recordings for answered calls and transcripts for a share of them.
+Every call is placed from (outbound) or to (inbound) one of the account's own numbers (`account_numbers`,
+served by `GET /v1/numbers`), so a client can tell the direction from the numbers alone.
+
+Facts that are not Wavix's data but say what the sandbox did with a call (`webhooks_dropped`,
+`Transcript.nulls`) come from draws of their own, so turning them on changes no other fact of any call.
 """
 
 from __future__ import annotations
@@ -44,6 +49,7 @@ class Transcript(msgspec.Struct, frozen=True, kw_only=True):
     score: str  # "1.0".."5.0"
     charge: str
     legacy: bool = False  # served in the older docs' shape (see SandboxConfig.legacy_transcript_share)
+    nulls: bool = False  # served with the nulls the spec forbids (see SandboxConfig.transcript_nulls_share)
 
 
 class SimCall(msgspec.Struct, frozen=True, kw_only=True, rename={"from_": "from"}):
@@ -67,6 +73,8 @@ class SimCall(msgspec.Struct, frozen=True, kw_only=True, rename={"from_": "from"
     parent_call_id: str | None
     tag: str
     transcript: Transcript | None = None
+    account_number: str = ""  # which of the account's numbers (E.164, `+`) placed or took it
+    webhooks_dropped: bool = False  # its work-starting webhooks are never sent (SandboxConfig.drop_webhooks_share)
 
     @property
     def answered(self) -> bool:
@@ -135,6 +143,8 @@ def generate_call(config: SandboxConfig, index: int, date: str = "1970-01-01T00:
     call_id = _uuid(rng)
     human = answered and not machine
     transcript = _transcript(rng, config, call_id, (own, remote), duration) if human else None
+    if transcript is not None and _draw(config, index, "nulls") < config.transcript_nulls_share:
+        transcript = msgspec.structs.replace(transcript, nulls=True)
     return SimCall(
         call_id=call_id,
         index=index,
@@ -154,7 +164,14 @@ def generate_call(config: SandboxConfig, index: int, date: str = "1970-01-01T00:
         parent_call_id=_uuid(rng) if not outbound and rng.random() < 0.2 else None,
         tag=rng.choice(("", "support", "sales", "campaign-7")),
         transcript=transcript,
+        account_number=own,
+        webhooks_dropped=_draw(config, index, "drop") < config.drop_webhooks_share,
     )
+
+
+def _draw(config: SandboxConfig, index: int, what: str) -> float:
+    """A uniform draw of its own for one fact of call `index`: other facts keep their values."""
+    return random.Random(f"wavix-sandbox:{config.seed}:{what}:{index}").random()
 
 
 def _shown(number: str, plus: bool) -> str:

@@ -2,8 +2,10 @@
 
 Everything that decides what the sandbox answers is here, so two sandboxes with equal configs answer
 alike: the seed fixes every generated call (ids, numbers, dispositions, prices, transcripts); `start`
-fixes their dates (left unset, a call is dated so that it ends when it is placed, which is what a demo
-and a reconciliation against "today" need). Faults can be changed while running (`Sandbox.set_faults`).
+fixes their dates (left unset, each call starts and ends inside the `window_s` before it is placed, so
+a reconciliation looking back twice that long finds every one). Faults can be changed while running
+(`Sandbox.set_faults`). `drop_webhooks_share` is here rather than with the other webhook options because
+it is a fact about the call (the sandbox lists it), not about one sending.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True):
     # ISO 8601 UTC time of the first call (`2026-07-01T09:00:00Z`); None dates each call when placed.
     start: str | None = None
     spacing_s: float = 3.0  # seconds between call starts when `start` is set
+    # Without `start`: each call lies inside the last `window_s` seconds before it is placed (seeded spread).
+    # 0 makes every call end at the moment it is placed.
+    window_s: float = 3600.0
     # Transcripts: which calls get one, when it is ready, how it ends.
     transcript_share: float = 0.6  # of answered calls answered by a person
     transcript_delay_s: float = 0.0  # after the call's first webhook (or its placing) the transcript is ready
@@ -28,14 +33,21 @@ class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True):
     # Of transcripts, the share served in the older docs' shape (turns name the speaker in `phone_number`,
     # no `call_score`/`call_summary`/dates): NOT valid against the spec, so 0 unless asked for.
     legacy_transcript_share: float = 0.0
+    # Of transcripts, the share with nulls the spec does NOT allow (turns with null `text`, `s` or `e`;
+    # some with a null `transcript` or `turns`): what the service must survive, so 0 unless asked for.
+    transcript_nulls_share: float = 0.0
+    # Of calls, the share whose work-starting webhooks (post-call, terminal on-call, transcription) are
+    # never sent: they exist in the API and the CDR list only, as a call whose webhook Wavix lost.
+    drop_webhooks_share: float = 0.0
     machine_share: float = 0.15  # of answered outbound calls that a machine answered
     faults: Faults = msgspec.field(default_factory=Faults)
 
     def __post_init__(self) -> None:
-        for name in ("transcript_share", "transcript_failed_share", "legacy_transcript_share", "machine_share"):
+        for name in ("transcript_share", "transcript_failed_share", "legacy_transcript_share", "machine_share",
+                     "transcript_nulls_share", "drop_webhooks_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"{name} must be within 0..1")
-        if self.transcript_delay_s < 0 or self.spacing_s < 0:
-            raise ValueError("transcript_delay_s and spacing_s must not be negative")
+        if self.transcript_delay_s < 0 or self.spacing_s < 0 or self.window_s < 0:
+            raise ValueError("transcript_delay_s, spacing_s and window_s must not be negative")
         if not self.api_key:
             raise ValueError("api_key must not be empty")

@@ -8,7 +8,9 @@
 Why its own server rather than Granian or Uvicorn: the sandbox must close connections without an
 answer (the `sandbox.drop` ASGI extension), must share one process and loop with the webhook sender and
 with the tests that read its state, and must start in milliseconds on port 0. HTTP/1.1 with keep-alive
-and `Content-Length` bodies is all Wavix's clients need; chunked request bodies are refused (501).
+and `Content-Length` bodies is all Wavix's clients need; chunked request bodies are refused (501). A
+response the app sends in several body messages (`more_body`, e.g. the NDJSON export) goes out as it
+comes, with `transfer-encoding: chunked`; a one-message response gets a `content-length`.
 Handlers never block: latency and slow answers are asyncio sleeps, so hundreds wait at once.
 """
 
@@ -38,14 +40,17 @@ REASONS = {200: "OK", 201: "Created", 302: "Found", 400: "Bad Request", 401: "Un
 
 
 class _Exchange:
-    """One request's ASGI conversation: the body in, the response (or a drop) out."""
+    """One request's ASGI conversation: the body in, the response (or a drop) out, buffered or streamed."""
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, body: bytes, writer: asyncio.StreamWriter, keep_alive: bool) -> None:
         self.body: bytes | None = body
         self.status = 0
         self.headers: list[tuple[bytes, bytes]] = []
         self.chunks: list[bytes] = []
         self.dropped = False
+        self.streaming = False  # the head and some chunks are already written
+        self.finished = False  # a streamed response has sent its last chunk
+        self._writer, self._keep_alive = writer, keep_alive
         self._done = asyncio.Event()
 
     async def receive(self) -> Message:
@@ -60,9 +65,35 @@ class _Exchange:
         if kind == "http.response.start":
             self.status, self.headers = message["status"], list(message.get("headers", ()))
         elif kind == "http.response.body":
-            self.chunks.append(message.get("body", b""))
+            chunk, more = message.get("body", b""), message.get("more_body", False)
+            if self.streaming or more:
+                await self._stream(chunk, more)
+            else:
+                self.chunks.append(chunk)
         elif kind == DROP_EXTENSION:
             self.dropped = True
+
+    async def _stream(self, chunk: bytes, more: bool) -> None:
+        if not self.streaming:
+            self.streaming = True
+            self._writer.write(response_head(self.status, self.headers, self._keep_alive, None))
+        if chunk:
+            self._writer.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        if not more:
+            self._writer.write(b"0\r\n\r\n")
+            self.finished = True
+        await self._writer.drain()
+
+
+def response_head(status: int, headers: list[tuple[bytes, bytes]], keep_alive: bool, length: int | None) -> bytes:
+    """A response's status line and headers: `content-length` when known, else chunked."""
+    out = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n".encode()]
+    out += [name + b": " + value + b"\r\n" for name, value in headers
+            if name not in (b"content-length", b"transfer-encoding")]
+    out.append(b"content-length: %d\r\n" % length if length is not None else b"transfer-encoding: chunked\r\n")
+    if not keep_alive:
+        out.append(b"connection: close\r\n")
+    return b"".join(out) + b"\r\n"
 
 
 class Server:
@@ -122,19 +153,14 @@ class Server:
         body = await reader.readexactly(length) if length else b""
         connection = fields.get(b"connection", b"").lower()
         keep_alive = connection != b"close" if version == b"HTTP/1.1" else connection == b"keep-alive"
-        exchange = await self._run(self._scope(method, target, headers, writer), body)
-        if exchange.dropped:
-            writer.transport.abort()
+        exchange = await self._run(self._scope(method, target, headers, writer), body, writer, keep_alive)
+        if exchange.dropped or (exchange.streaming and not exchange.finished):
+            writer.transport.abort()  # a drop, or a stream the app broke off: the client sees it cut
             return False
-        payload = b"".join(exchange.chunks)
-        status = exchange.status or 500
-        out = [f"HTTP/1.1 {status} {REASONS.get(status, 'Unknown')}\r\n".encode()]
-        out += [name + b": " + value + b"\r\n" for name, value in exchange.headers if name != b"content-length"]
-        out.append(b"content-length: %d\r\n" % len(payload))
-        if not keep_alive:
-            out.append(b"connection: close\r\n")
-        writer.write(b"".join(out) + b"\r\n" + payload)
-        await writer.drain()
+        if not exchange.streaming:
+            payload = b"".join(exchange.chunks)
+            writer.write(response_head(exchange.status or 500, exchange.headers, keep_alive, len(payload)) + payload)
+            await writer.drain()
         return keep_alive
 
     def _scope(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]],
@@ -148,8 +174,10 @@ class Server:
             "extensions": {DROP_EXTENSION: {}},
         }
 
-    async def _run(self, scope: dict[str, Any], body: bytes) -> _Exchange:
-        exchange = _Exchange(body)
+    async def _run(
+        self, scope: dict[str, Any], body: bytes, writer: asyncio.StreamWriter, keep_alive: bool
+    ) -> _Exchange:
+        exchange = _Exchange(body, writer, keep_alive)
         try:
             await self.app(scope, exchange.receive, exchange.send)
         except Exception:

@@ -5,6 +5,10 @@ and the webhook sender, all in one event loop: nothing here blocks or locks. A c
 servable) from the moment it is placed, which is before any of its webhooks is sent; its transcript is
 ready `transcript_delay_s` after its first webhook (`mark_sent`) or, if none is ever sent, after it was
 placed. Faults can be swapped while running (`set_faults`), e.g. by a test between two phases.
+
+Dates: with `config.start`, call i starts `i * spacing_s` after it (so a run can straddle midnight UTC);
+without, each call lies inside the `window_s` before it is placed, at a seeded point, and has ended by
+then (a call longer than the window ends as it is placed).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from email.utils import formatdate
 
 import msgspec
 
@@ -43,6 +48,10 @@ class Sandbox:
         self._sent: set[str] = set()
         self._next_index = 0
         self._listings: dict[str, list[SimCall]] = {}  # direction -> calls by (date, index); reset by add()
+        self._order: list[str] = []  # call ids in the order placed
+        self._position: dict[str, int] = {}
+        self.version = 0  # grows whenever calls are added: the export's ETag
+        self._changed_at = wall()
 
     def place(self, count: int) -> list[SimCall]:
         """Generates the next `count` calls of the seed, dates them, and makes them servable."""
@@ -58,9 +67,14 @@ class Sandbox:
         """Makes calls servable (e.g. calls generated elsewhere); their transcript clock starts now."""
         ready = self._monotonic() + self.config.transcript_delay_s
         for call in calls:
+            if call.call_id not in self._calls:
+                self._position[call.call_id] = len(self._order)
+                self._order.append(call.call_id)
             self._calls[call.call_id] = call
             self._ready_at.setdefault(call.call_id, ready)
         self._listings.clear()
+        self.version += 1
+        self._changed_at = self._wall()
 
     def mark_sent(self, call_id: str) -> None:
         """The call's first webhook is going out: its transcript is ready `transcript_delay_s` from now."""
@@ -77,6 +91,18 @@ class Sandbox:
     def calls(self) -> list[SimCall]:
         """Every call placed, in the order they were placed."""
         return list(self._calls.values())
+
+    def neighbours(self, call: SimCall) -> list[SimCall]:
+        """The calls placed just after and just before `call` (for the `wrong_cdr` fault's answer)."""
+        position = self._position.get(call.call_id)
+        if position is None:
+            return []
+        near = {self._order[(position + step) % len(self._order)] for step in (1, -1)} - {call.call_id}
+        return [self._calls[call_id] for call_id in sorted(near)]
+
+    def last_modified(self) -> str:
+        """When calls were last added, as an HTTP date (the export's `Last-Modified`)."""
+        return formatdate(self._changed_at, usegmt=True)
 
     def listing(self, direction: str) -> list[SimCall]:
         """The calls of one direction sorted by (date, index), kept until the next call is placed."""
@@ -96,9 +122,15 @@ class Sandbox:
         ended = call.times()[2]
         return format_time(ended + timedelta(seconds=self.config.transcript_delay_s))
 
+    def webhook_stats(self) -> dict[str, int]:
+        """How many calls were placed and how many of them never get their work-starting webhooks."""
+        return {"calls": len(self._calls), "dropped_calls": sum(c.webhooks_dropped for c in self._calls.values())}
+
     def _date_for(self, call: SimCall) -> str:
         if self.config.start is not None:
             return format_time(parse_time(self.config.start) + timedelta(seconds=call.index * self.config.spacing_s))
-        # Undated: the call ends now, so it is "today's" call for a reconciliation that lists today.
         now = datetime.fromtimestamp(self._wall(), UTC)
-        return format_time(now - timedelta(seconds=call.ring_s + call.duration))
+        lasts = call.ring_s + call.duration
+        slack = max(0.0, self.config.window_s - lasts)
+        ended_ago = random.Random(f"wavix-sandbox:{self.config.seed}:date:{call.index}").random() * slack
+        return format_time(now - timedelta(seconds=ended_ago + lasts))

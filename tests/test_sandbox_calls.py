@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from decimal import Decimal
 
+import msgspec
 import phonenumbers
 import pytest
 
-from sandbox.calls import generate_call
+from sandbox.calls import account_numbers, generate_call
 from sandbox.config import SandboxConfig
 from sandbox.state import Sandbox
 
@@ -31,14 +32,58 @@ def test_same_seed_same_calls_whatever_the_batches() -> None:
 
 
 def test_dates_follow_start_or_end_when_placed() -> None:
-    """With `start`, call i starts `i * spacing_s` after it; without, a call ends when it is placed."""
+    """With `start`, call i starts `i * spacing_s` after it; with `window_s=0`, a call ends when it is placed."""
     dated = Sandbox(CONFIG).place(3)
     assert [c.date for c in dated] == ["2026-07-01T09:00:00.000Z", "2026-07-01T09:00:03.000Z",
                                        "2026-07-01T09:00:06.000Z"]
     now = 1_782_900_000.0
-    live = Sandbox(SandboxConfig(seed=7), wall=lambda: now).place(5)
+    live = Sandbox(SandboxConfig(seed=7, window_s=0), wall=lambda: now).place(5)
     for call in live:
         assert abs(call.times()[2].timestamp() - now) < 1.0
+
+
+def test_seeded_calls_lie_inside_the_last_hour_by_default() -> None:
+    """Undated calls start and end within the hour before they are placed, spread over it, seeded."""
+    now = 1_782_900_000.0
+    calls = Sandbox(SandboxConfig(seed=7), wall=lambda: now).place(300)
+    starts = [c.times()[0].timestamp() for c in calls]
+    ends = [c.times()[2].timestamp() for c in calls]
+    assert all(now - 3600 <= start and end <= now + 0.001 for start, end in zip(starts, ends, strict=True))
+    assert max(starts) - min(starts) > 2400  # spread, not bunched at "now"
+    again = Sandbox(SandboxConfig(seed=7), wall=lambda: now).place(300)
+    assert [c.date for c in again] == [c.date for c in calls]
+    narrow = Sandbox(SandboxConfig(seed=7, window_s=600), wall=lambda: now).place(100)
+    assert all(c.times()[2].timestamp() <= now + 0.001 for c in narrow)
+    assert all(now - 600 <= c.times()[0].timestamp() for c in narrow if c.ring_s + c.duration <= 600)
+
+
+def test_start_and_spacing_can_straddle_midnight_utc() -> None:
+    """`start` 23:59 UTC with 3 s spacing puts the first 20 calls on one day and the rest on the next."""
+    calls = Sandbox(SandboxConfig(seed=7, start="2026-06-30T23:59:00Z")).place(40)
+    days = [c.date[:10] for c in calls]
+    assert days[:20] == ["2026-06-30"] * 20 and days[20:] == ["2026-07-01"] * 20
+
+
+def test_every_call_uses_one_of_the_account_numbers(calls) -> None:
+    """Outbound calls come from an account number, inbound calls go to one; the other side never is one."""
+    own = {n.lstrip("+") for n in account_numbers(CONFIG.seed)}
+    for call in calls:
+        ours, theirs = (call.from_, call.to) if call.direction == "outbound" else (call.to, call.from_)
+        assert ours.lstrip("+") in own and theirs.lstrip("+") not in own
+        assert call.account_number.lstrip("+") == ours.lstrip("+")
+
+
+def test_dropped_webhooks_and_null_transcripts_are_facts_of_their_own() -> None:
+    """The drop and nulls shares mark about that share of calls and transcripts, and change no other fact."""
+    plain = Sandbox(CONFIG).place(400)
+    marked = Sandbox(msgspec.structs.replace(CONFIG, drop_webhooks_share=0.25, transcript_nulls_share=0.5)).place(400)
+    assert not any(c.webhooks_dropped for c in plain)
+    assert 60 <= sum(c.webhooks_dropped for c in marked) <= 140
+    with_transcript = [c for c in marked if c.transcript is not None]
+    assert 0.3 * len(with_transcript) <= sum(c.transcript.nulls for c in with_transcript if c.transcript)
+    unmarked = [msgspec.structs.replace(c, webhooks_dropped=False, transcript=c.transcript and
+                                        msgspec.structs.replace(c.transcript, nulls=False)) for c in marked]
+    assert unmarked == plain
 
 
 def test_both_directions_and_every_disposition(calls) -> None:
