@@ -275,3 +275,58 @@ async def test_legacy_transcripts_use_the_older_docs_shape_when_asked(make) -> N
     assert body["turns"] and all("phone_number" in t and "type" not in t for t in body["turns"])
     assert not {"call_date", "call_uuid", "call_score", "call_summary"} & set(body)
     assert body["status"] == "completed" and body["uuid"] == call.transcript.uuid  # type: ignore[union-attr]
+
+
+async def test_wrong_cdr_fault_answers_200_with_another_calls_cdr(make) -> None:
+    """With `wrong_cdr=1` a CDR request for call A is a 200 whose body is another placed call's CDR."""
+    run = await make(faults=Faults(wrong_cdr=1.0))
+    calls = run.sandbox.place(5)
+    for call in calls:
+        response = await run.client.get(f"/v1/cdrs/{call.call_id}")
+        assert response.status_code == 200
+        other = response.json()["call_id"]
+        assert other != call.call_id and other in {c.call_id for c in calls}
+        assert response.json()["uuid"] == other
+    assert run.sandbox.requests["fault wrong-cdr"] == 5
+    alone = (await make(seed=8, faults=Faults(wrong_cdr=1.0))).sandbox
+    only = alone.place(1)[0]
+    assert alone.neighbours(only) == []
+
+
+async def test_oversized_cdr_fault_answers_200_over_one_mib(make) -> None:
+    """With `oversized_cdr=1` the CDR is right but the body is over 1 MiB, padded by an unknown field."""
+    run = await make(faults=Faults(oversized_cdr=1.0))
+    call = run.sandbox.place(1)[0]
+    response = await run.client.get(f"/v1/cdrs/{call.call_id}")
+    assert response.status_code == 200 and len(response.content) > 1024 * 1024
+    body = response.json()
+    assert body["call_id"] == call.call_id and len(body.pop("debug_trace")) > 1024 * 1024
+    other = await run.client.get("/v1/cdrs", params={"from": "2026-07-01", "to": "2026-07-01", "type": call.type})
+    assert other.status_code == 200 and len(other.content) < 10_000  # CDR requests only
+
+
+async def test_cdr_faults_are_set_by_put_and_share_a_band(make) -> None:
+    """`PUT /_sandbox/faults` takes `wrong_cdr`/`oversized_cdr`; together over 1 is 422; shares hold roughly."""
+    run = await make()
+    calls = run.sandbox.place(3)
+    put = await run.client.put("/_sandbox/faults", json={"wrong_cdr": 0.5, "oversized_cdr": 0.5})
+    assert put.status_code == 200 and put.json()["wrong_cdr"] == 0.5
+    assert (await run.client.put("/_sandbox/faults", json={"wrong_cdr": 0.6, "oversized_cdr": 0.6})).status_code == 422
+    run.sandbox.set_faults(Faults(wrong_cdr=0.3))
+    wrong = 0
+    for _ in range(200):
+        wrong += (await run.client.get(f"/v1/cdrs/{calls[0].call_id}")).json()["call_id"] != calls[0].call_id
+    assert 30 <= wrong <= 90
+
+
+async def test_stats_and_calls_say_which_calls_lose_their_webhooks(make) -> None:
+    """`/_sandbox/calls` marks each call's `webhooks_dropped`; `/_sandbox/stats` counts them."""
+    run = await make(drop_webhooks_share=0.3)
+    run.sandbox.place(50)
+    calls = (await run.client.get("/_sandbox/calls")).json()["calls"]
+    dropped = [c["call_id"] for c in calls if c["webhooks_dropped"]]
+    assert 5 <= len(dropped) <= 25 and all({"direction", "account_number"} <= set(c) for c in calls)
+    stats = (await run.client.get("/_sandbox/stats")).json()
+    assert stats["webhooks"] == {"calls": 50, "dropped_calls": len(dropped)}
+    for call_id in dropped[:3]:  # the call exists in the API all the same
+        assert (await run.client.get(f"/v1/cdrs/{call_id}")).status_code == 200

@@ -127,3 +127,32 @@ def test_older_variants_differ_from_the_spec_on_purpose(run) -> None:
         check(post_call_body(call, Variant.NUMERIC), component("CallStatusWebhook"))
     with pytest.raises(jsonschema.ValidationError):
         check(on_call_body(call, "call_setup", Variant.UUID), component("Call"))
+
+
+async def test_null_transcripts_have_the_nulls_the_spec_forbids() -> None:
+    """The spec allows no null turn `text`/`s`/`e`, `transcript` or `turns`: the opt-in nulls shape has them all."""
+    sandbox = Sandbox(SandboxConfig(seed=11, api_key=KEY, start="2026-07-01T09:00:00Z",
+                                    transcript_nulls_share=1.0, transcript_failed_share=0.0))
+    calls = [c for c in sandbox.place(150) if c.transcript is not None]
+    schema = response_schema("/v1/cdrs/{call_id}/transcription", "get", 200)
+    seen: set[str] = set()
+    async with serve(sandbox) as url, httpx.AsyncClient(
+        base_url=url, headers={"Authorization": f"Bearer {KEY}"}
+    ) as client:
+        for call in calls:
+            body = (await client.get(f"/v1/cdrs/{call.call_id}/transcription")).json()
+            with pytest.raises(jsonschema.ValidationError):
+                check(body, schema)
+            seen |= {name for name in ("transcript", "turns") if body[name] is None}
+            seen |= {f"turn.{k}" for turn in body["turns"] or () for k, v in turn.items() if v is None}
+            assert body["call_uuid"] == call.call_id and body["status"] == "completed"
+    assert seen == {"transcript", "turns", "turn.text", "turn.s", "turn.e"}
+
+
+def test_spec_has_no_nulls_in_transcript_turns() -> None:
+    """Pins what the spec says today: `TranscriptTurn` fields and `transcript`/`turns` are not nullable."""
+    turn = {"type": "14155550123", "s": 0, "e": 10, "text": "hi"}
+    check(turn, component("TranscriptTurn"))
+    for name in ("s", "e", "text"):
+        with pytest.raises(jsonschema.ValidationError):
+            check({**turn, name: None}, component("TranscriptTurn"))
