@@ -1,11 +1,17 @@
-"""Enqueue: the dedup mark and the arq job, written in one Redis round trip that cannot half-happen.
+"""Enqueue: the dedup mark, the arq job and the call's webhook record, in one Redis round trip that cannot
+half-happen; and, for webhooks that start no work, the record alone, in one round trip too.
 
-A Lua script runs atomically in Redis: if the call was seen within the dedup window it does nothing;
-otherwise it writes arq's job record and queue entry (as `ArqRedis.enqueue_job` would, with our
-msgpack serializer) and only then the dedup mark. Were a write ever to fail part-way, what remains is a
-queued job without its mark (a possible repeat, which the worker tolerates), never a call marked seen
-but not queued. arq's own `_job_id` uniqueness is not enough: it only holds while the job or its result
-exists, not for the whole dedup window.
+The enqueue Lua script runs atomically in Redis. It first appends the webhook's `Receipt` to the call's
+list (`contract.webhooks.webhooks_key`: at most `WEBHOOKS_KEPT` entries, expiring with the dedup mark),
+duplicates included, so that the worker sees every webhook of the call whatever order they came in.
+Then, if the call was seen within the dedup window, it stops; otherwise it writes arq's job record and
+queue entry (as `ArqRedis.enqueue_job` would, with our msgpack serializer) and only then the dedup mark.
+Were a write ever to fail part-way, what remains is a queued job without its mark (a possible repeat,
+which the worker tolerates), never a call marked seen but not queued. arq's own `_job_id` uniqueness is
+not enough: it only holds while the job or its result exists, not for the whole dedup window.
+
+Progress events (ringing, answered, ...) start no work but say things the worker needs (`direction`),
+so `record()` appends them with the small record script: still one round trip per webhook.
 """
 
 from __future__ import annotations
@@ -16,13 +22,17 @@ import time
 from arq.constants import job_key_prefix, result_key_prefix
 from redis.exceptions import ResponseError
 
-from contract.jobs import Receipt, encode_job, function_for
-from contract.webhooks import Webhook
+from contract.jobs import Receipt, encode_job, function_for, job_serializer
+from contract.webhooks import WEBHOOKS_KEPT, Webhook, webhooks_key
 from service.resp import PipelinedRedis, bulk, pack
 
 _JOB_KEY, _RESULT_KEY = job_key_prefix.encode(), result_key_prefix.encode()
 
-_ENQUEUE = """
+# KEYS: seen mark, job, result, queue, webhook list. ARGV: dedup ttl s, job expiry ms, job, job id, now ms, receipt.
+_ENQUEUE = f"""
+redis.call('RPUSH', KEYS[5], ARGV[6])
+redis.call('LTRIM', KEYS[5], -{WEBHOOKS_KEPT}, -1)
+redis.call('EXPIRE', KEYS[5], ARGV[1])
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[2], KEYS[3]) == 0 then
   redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
@@ -32,24 +42,56 @@ redis.call('SET', KEYS[1], ARGV[5], 'EX', ARGV[1])
 return 1
 """
 
+# KEYS: webhook list. ARGV: receipt, ttl s.
+_RECORD = f"""
+redis.call('RPUSH', KEYS[1], ARGV[1])
+redis.call('LTRIM', KEYS[1], -{WEBHOOKS_KEPT}, -1)
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+
+
+class _Script:
+    """A Lua script called by its SHA (loaded on every new connection), by its text after a script flush."""
+
+    def __init__(self, redis: PipelinedRedis, source: str, keys: int, args: int) -> None:
+        self._redis = redis
+        self._source = source.encode()
+        redis.on_connect.append(pack("SCRIPT", "LOAD", source))
+        self._head = b"*%d\r\n" % (3 + keys + args)
+        self._evalsha = self._head + bulk(b"EVALSHA") + bulk(hashlib.sha1(self._source).hexdigest().encode())
+        self._numkeys = bulk(b"%d" % keys)
+
+    async def __call__(self, keys_and_args: bytes) -> bool:
+        """Runs the script on pre-packed keys and arguments; redis' errors propagate (a 503 for the app)."""
+        try:
+            return bool(await self._redis.call(self._evalsha + self._numkeys + keys_and_args))
+        except ResponseError as e:
+            if not str(e).startswith("NOSCRIPT"):
+                raise
+            # The script cache was flushed under a live connection: send the script itself this once.
+            command = self._head + bulk(b"EVAL") + bulk(self._source) + self._numkeys + keys_and_args
+            return bool(await self._redis.call(command))
+
 
 class Enqueuer:
-    """Turns an accepted webhook into a queued job, once per dedup key."""
+    """Turns an accepted webhook into a queued job, once per dedup key, and records every webhook of a call."""
 
     def __init__(
         self, redis: PipelinedRedis, *, queue_name: str, key_prefix: str, dedup_ttl_s: int, job_expiry_s: int
     ) -> None:
-        self._redis = redis
         self._prefix = key_prefix
         self._seen = f"{key_prefix}seen:"
-        sha = hashlib.sha1(_ENQUEUE.encode()).hexdigest()
-        redis.on_connect.append(pack("SCRIPT", "LOAD", _ENQUEUE))
+        self._enqueue = _Script(redis, _ENQUEUE, keys=5, args=6)
+        self._record = _Script(redis, _RECORD, keys=1, args=2)
         # The command's constant parts, packed once: only the call's own values are packed per request.
-        self._evalsha = b"*12\r\n" + bulk(b"EVALSHA") + bulk(sha.encode()) + bulk(b"4")
-        self._constants = bulk(queue_name.encode()) + bulk(b"%d" % dedup_ttl_s) + bulk(b"%d" % (job_expiry_s * 1000))
+        self._queue = bulk(queue_name.encode())
+        self._ttl = bulk(b"%d" % dedup_ttl_s)
+        self._expiry = bulk(b"%d" % (job_expiry_s * 1000))
 
     async def enqueue(self, webhook: Webhook, body: bytes) -> bool:
-        """True when a job was queued, False when the same work was already seen.
+        """True when a job was queued, False when the same work was already seen (the webhook is recorded
+        either way).
 
         Raises redis' `ConnectionError`/`TimeoutError` when Redis does not answer: nothing is marked.
         """
@@ -60,15 +102,18 @@ class Enqueuer:
             kind=webhook.kind, call_id=webhook.call_id, event=webhook.event, received_at_ms=now_ms, body=body
         )
         job = encode_job(function_for(webhook), receipt, now_ms)
-        keys_and_args = b"".join((
-            bulk((self._seen + key).encode()), bulk(_JOB_KEY + jid), bulk(_RESULT_KEY + jid),
-            self._constants, bulk(job), bulk(jid), bulk(b"%d" % now_ms),
-        ))
-        try:
-            return bool(await self._redis.call(self._evalsha + keys_and_args))
-        except ResponseError as e:
-            if not str(e).startswith("NOSCRIPT"):
-                raise
-            # The script cache was flushed under a live connection: send the script itself this once.
-            return bool(await self._redis.call(b"*12\r\n" + bulk(b"EVAL") + bulk(_ENQUEUE.encode()) + bulk(b"4")
-                                               + keys_and_args))
+        return await self._enqueue(b"".join((
+            bulk((self._seen + key).encode()), bulk(_JOB_KEY + jid), bulk(_RESULT_KEY + jid), self._queue,
+            bulk(webhooks_key(self._prefix, webhook.call_id).encode()), self._ttl, self._expiry,
+            bulk(job), bulk(jid), bulk(b"%d" % now_ms), bulk(job_serializer(receipt)),
+        )))
+
+    async def record(self, webhook: Webhook, body: bytes) -> None:
+        """Appends a webhook that starts no work to its call's list. Raises redis' errors like `enqueue`."""
+        receipt = Receipt(
+            kind=webhook.kind, call_id=webhook.call_id, event=webhook.event,
+            received_at_ms=time.time_ns() // 1_000_000, body=body,
+        )
+        await self._record(
+            bulk(webhooks_key(self._prefix, webhook.call_id).encode()) + bulk(job_serializer(receipt)) + self._ttl
+        )

@@ -1,8 +1,10 @@
 """Receive: `POST /webhooks/wavix/{token}`, the front door Wavix calls when a call changes state.
 
-raw body -> authenticate -> decode -> dedup + enqueue (one atomic Redis round trip) -> 200.
-It answers 200 only once the job is in Redis, so a 2xx always means "will be processed"; every other
-answer is a JSON error (service/errors.py) and leaves nothing behind.
+raw body -> authenticate -> classify -> record + dedup + enqueue (one atomic Redis round trip) -> 200.
+It answers 200 only once the webhook is in Redis, so a 2xx always means "will be processed" (accepted,
+duplicate) or "recorded for the call's job" (ignored: a progress event, one round trip too); every other
+answer is a JSON error (service/errors.py) and leaves nothing behind. Wavix never retries, so a body is
+refused only when it cannot be a call (contract/webhooks.py says exactly when).
 """
 
 from __future__ import annotations
@@ -57,21 +59,22 @@ async def receive_webhook(request: Request[Any, Any, Any], token: FromPath[str])
     if not _json_type(request.headers.get("content-type")):
         metrics.count("unknown", "rejected_type")
         raise WebhookRejected(415, "unsupported_media_type", "send the webhook as application/json")
-    try:
-        body = await request.body()
-    except HTTPException as e:
-        metrics.count("unknown", "rejected_size" if e.status_code == 413 else "rejected_body")
-        raise
+    body = await _read_body(request, metrics)
     try:
         webhook = classify(body)
     except Exception:
         metrics.count("unknown", "rejected_payload")
         raise
+    enqueuer: Enqueuer = state.enqueuer
     if not webhook.starts_work:
+        try:
+            await enqueuer.record(webhook, body)
+        except Exception:
+            metrics.count(webhook.kind, "unavailable")
+            raise
         metrics.count(webhook.kind, "ignored")
         return {"status": "ignored", "call_id": webhook.call_id, "event": webhook.event}
 
-    enqueuer: Enqueuer = state.enqueuer
     started = time.perf_counter()
     try:
         queued = await enqueuer.enqueue(webhook, body)
@@ -83,3 +86,16 @@ async def receive_webhook(request: Request[Any, Any, Any], token: FromPath[str])
     metrics.count(webhook.kind, outcome)
     log.info(f"webhook.{outcome}", call_id=webhook.call_id, kind=webhook.kind, call_event=webhook.event)
     return {"status": outcome, "call_id": webhook.call_id, "event": webhook.event}
+
+
+async def _read_body(request: Request[Any, Any, Any], metrics: ReceiverMetrics) -> bytes:
+    """The raw body; 413 over the limit, 400 when its framing breaks (Granian then ends the body with a
+    disconnect, which Litestar reports as a 500: the sender's fault, not ours)."""
+    try:
+        return await request.body()
+    except HTTPException as e:
+        if e.status_code == 413:
+            metrics.count("unknown", "rejected_size")
+            raise
+        metrics.count("unknown", "rejected_body")
+        raise WebhookRejected(400, "bad_request", "the body could not be read: its framing is broken") from e

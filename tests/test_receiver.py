@@ -12,8 +12,9 @@ from arq.constants import job_key_prefix
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
-from contract.jobs import FETCH_TRANSCRIPT, PROCESS_CALL, job_deserializer, receipt_from
+from contract.jobs import FETCH_TRANSCRIPT, PROCESS_CALL, Receipt, job_deserializer, receipt_from
 from contract.settings import Settings
+from contract.webhooks import WEBHOOKS_KEPT, Kind, facts, webhooks_key
 from service.app import create_app
 from tests.conftest import TOKEN, call_id
 from tests.helpers import payloads
@@ -76,7 +77,7 @@ async def test_transcription_webhook_queues_the_transcript_fetch(client, redis, 
 
 @pytest.mark.parametrize("event", ["call_setup", "ringing", "early_media", "answered", "on_call_event"])
 async def test_non_terminal_on_call_events_are_acknowledged_and_counted_only(client, redis, settings, event):
-    """Progress events answer 200 'ignored', queue nothing and mark nothing seen, but are counted."""
+    """Progress events answer 200 'ignored', queue nothing and mark nothing seen, but are counted (and recorded)."""
     cid = call_id()
     response = await client.post(URL, content=payloads.encode(payloads.on_call(cid, event)), headers=JSON)
     assert response.status_code == 200
@@ -85,6 +86,60 @@ async def test_non_terminal_on_call_events_are_acknowledged_and_counted_only(cli
     assert await redis.exists(settings.key_prefix + f"seen:call:{cid}") == 0
     metrics = (await client.get("/metrics")).text
     assert 'wavix_webhooks_total{kind="on_call",outcome="ignored"} 1.0' in metrics
+
+
+async def recorded(redis: Redis, settings: Settings, cid: str) -> list[Receipt]:
+    entries = await redis.lrange(webhooks_key(settings.key_prefix, cid), 0, -1)
+    return [receipt_from(job_deserializer(entry)) for entry in entries]
+
+
+async def test_every_webhook_of_a_call_is_recorded_in_arrival_order_duplicates_included(client, redis, settings):
+    """Progress, terminal, duplicate and transcription webhooks all land in the call's list, bodies as sent."""
+    cid = call_id()
+    bodies = [
+        payloads.encode(payloads.on_call(cid, "ringing")),
+        payloads.encode(payloads.on_call(cid, "answered", direction="inbound")),
+        payloads.encode(payloads.on_call(cid, "completed")),
+        payloads.encode(payloads.post_call(cid)),
+        payloads.encode(payloads.post_call(cid)),
+        payloads.encode(payloads.transcription(cid)),
+    ]
+    statuses = [(await client.post(URL, content=b, headers=JSON)).json()["status"] for b in bodies]
+    assert statuses == ["ignored", "ignored", "accepted", "duplicate", "duplicate", "accepted"]
+    receipts = await recorded(redis, settings, cid)
+    assert [r.body for r in receipts] == bodies
+    assert [(r.kind, r.event) for r in receipts] == [
+        (Kind.ON_CALL, "ringing"), (Kind.ON_CALL, "answered"), (Kind.ON_CALL, "completed"),
+        (Kind.POST_CALL, "answered"), (Kind.POST_CALL, "answered"), (Kind.TRANSCRIPTION, "completed"),
+    ]
+    assert {r.call_id for r in receipts} == {cid}
+    assert facts(receipts[1].body).direction == "inbound"
+    ttl = await redis.ttl(webhooks_key(settings.key_prefix, cid))
+    assert settings.webhook_dedup_ttl - 5 < ttl <= settings.webhook_dedup_ttl
+
+
+async def test_the_call_list_keeps_only_the_newest_webhooks(client, redis, settings):
+    """A call that sends more than WEBHOOKS_KEPT webhooks keeps the newest ones: the list cannot grow unbounded."""
+    cid = call_id()
+    for n in range(WEBHOOKS_KEPT + 6):
+        body = payloads.encode(payloads.on_call(cid, "on_call_event", tag=str(n)))
+        assert (await client.post(URL, content=body, headers=JSON)).json()["status"] == "ignored"
+    await client.post(URL, content=payloads.encode(payloads.post_call(cid)), headers=JSON)
+    receipts = await recorded(redis, settings, cid)
+    assert len(receipts) == WEBHOOKS_KEPT
+    assert receipts[0].body == payloads.encode(payloads.on_call(cid, "on_call_event", tag="7"))
+    assert receipts[-1].kind is Kind.POST_CALL
+
+
+async def test_a_progress_event_with_redis_down_answers_503(settings):
+    """A progress event that cannot be recorded answers 503 like the enqueue path, so nothing is claimed."""
+    down = msgspec.structs.replace(settings, redis_url="redis://127.0.0.1:1/0")
+    async with AsyncTestClient(app=create_app(down)) as broken:
+        response = await broken.post(URL, content=payloads.encode(payloads.on_call(call_id(), "ringing")),
+                                     headers=JSON)
+    assert response.status_code == 503
+    assert response.json()["error"] == "queue_unavailable"
+    assert response.headers["retry-after"] == "5"
 
 
 async def test_post_call_and_on_call_completed_for_one_call_make_one_job(client, redis, settings):
@@ -131,7 +186,9 @@ async def test_fifty_identical_webhooks_at_once_give_exactly_one_job(client, red
         pytest.param(payloads.encode({"disposition": "answered"}), 400, "$.uuid", id="missing-uuid"),
         pytest.param(payloads.encode({"uuid": 12345, "disposition": "answered"}), 400, "$.uuid", id="uuid-number"),
         pytest.param(payloads.encode({"event_type": "completed"}), 400, "$.id", id="on-call-without-id"),
-        pytest.param(payloads.encode({"uuid": "abc", "status": "done"}), 400, "$.status", id="bad-transcript-status"),
+        pytest.param(b'"a string"', 400, "$", id="a-string"),
+        pytest.param(payloads.encode({"uuid": "../../v1/balance", "disposition": "busy"}), 400, "$.uuid",
+                     id="path-in-uuid"),
         pytest.param(payloads.encode({"uuid": "   ", "disposition": "busy"}), 400, "$.uuid", id="blank-uuid"),
     ],
 )
