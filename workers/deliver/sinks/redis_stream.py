@@ -1,10 +1,10 @@
-"""Redis Streams sink: XADD with a publish mark, both in one Lua script, so a repeat appends nothing.
+"""Redis Streams sink: XADD behind a "delivered" mark, both in one Lua script, so a repeat appends nothing.
 
 `redis://127.0.0.1:6379/0?stream=wavix:events&maxlen=100000`: `stream` is the stream key, `maxlen` its
-approximate cap (`MAXLEN ~`, default 1,000,000). The script sets `{key_prefix}published:{idempotency_key}`
-(NX, TTL `mark_ttl_s`) and appends the entry in one step: a retried job finds the mark and appends
-nothing, and a crash can never leave the mark without the entry (the same script as workers/publish.py,
-so marks written by either are honoured by both when the key is `event.id:redis`).
+approximate cap (`MAXLEN ~`, default 1,000,000). The mark `{key_prefix}published:{idempotency_key}` (TTL
+`mark_ttl_s`) means "in the stream": the script checks it, appends, and only then sets it. Lua does not
+roll back, so a mark set before a refused XADD (WRONGTYPE, NOPERM) would outlive the failure and make the
+dead letter's replay report success while appending nothing; set after, it exists only beside its entry.
 
 Entry fields: `event` (the CloudEvents JSON), `id` (the event id), `type`, `call_id`.
 
@@ -33,9 +33,11 @@ _OUR_PARAMS = frozenset({"stream", "maxlen"})
 _TRANSIENT_REPLIES = ("LOADING", "BUSY", "OOM", "READONLY", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
 
 _PUBLISH = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', ARGV[1]) then return false end
-return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
-                  'event', ARGV[3], 'id', ARGV[4], 'type', ARGV[5], 'call_id', ARGV[6])
+if redis.call('EXISTS', KEYS[1]) == 1 then return false end
+local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+                         'event', ARGV[3], 'id', ARGV[4], 'type', ARGV[5], 'call_id', ARGV[6])
+redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+return entry
 """
 
 
