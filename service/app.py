@@ -18,6 +18,7 @@ from contract.settings import Settings
 from service.auth import Gate
 from service.enqueue import Enqueuer
 from service.errors import exception_handlers
+from service.framing import refuse_ambiguous_framing
 from service.health import healthz, metrics, readyz
 from service.metrics import ReceiverMetrics
 from service.openapi import document_webhook_bodies
@@ -59,6 +60,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[receive_webhook, healthz, readyz, metrics],
         lifespan=[resources],
         exception_handlers=exception_handlers,
+        middleware=[refuse_ambiguous_framing],
         request_max_body_size=settings.webhook_max_body,
         openapi_config=OpenAPIConfig(title="wavix-events receiver", version="0.1.0"),
         logging_config=None,
