@@ -9,8 +9,8 @@ Every event is the same envelope (`specversion`, `id`, `source`, `type`, `subjec
 
 The envelope's `type` is msgspec's tag, so `decode_event` picks the right Struct by itself. An event's
 `id` is a function of call id and type alone: a repeat (a retried job, a duplicate webhook) carries the
-same id and consumers can drop it. Money and durations are `Decimal`, encoded as JSON strings: a float
-would turn 0.01 into 0.01000000000000000020816...
+same id and consumers can drop it. Money and durations are plain decimal strings (`PlainDecimal`): a float
+would turn 0.01 into 0.01000000000000000020816..., and `Decimal`'s own text would turn 1e-7 into "1E-7".
 
 `python -m contract.events > docs/schema/wavix.call.v1.json` writes the JSON Schema of the data; a
 test keeps the committed copy equal to the generated one. A change to the data Structs that is not
@@ -23,9 +23,11 @@ import json
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
+
+from contract.values import Outcome
 
 SPECVERSION = "1.0"
 SOURCE = "wavix-events"
@@ -42,9 +44,15 @@ UNAVAILABLE = "wavix.call.transcription_unavailable"
 UNAVAILABLE_REASONS = frozenset({"failed", "not_provisioned", "timed_out"})
 
 Direction = Literal["inbound", "outbound", "unknown"]
-Outcome = Literal["answered_human", "answered_machine", "answered_unknown", "no_answer", "busy", "failed"]
+FoundBy = Literal["webhook", "reconcile", "backfill"]
 Role = Literal["agent", "client", "unknown"]
 UnavailableReason = Literal["failed", "not_provisioned", "timed_out"]
+
+# The alert rules a call can trip (ALERT_RULES picks any subset); in the order an event reports them.
+ALERT_RULES = ("failed", "machine", "busy", "no_answer")
+
+# A plain, finite, non-negative decimal as text: "0.0000001", never "1E-7" (contract/values.plain_decimal).
+PlainDecimal = Annotated[str, msgspec.Meta(pattern=r"^[0-9]+(\.[0-9]+)?$", extra_json_schema={"format": "decimal"})]
 
 # A fixed namespace, so every deployment derives the same id for the same call and type.
 _ID_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "urn:wavix-events:event")
@@ -67,6 +75,14 @@ class Party(msgspec.Struct, frozen=True):
     country: str | None  # ISO 3166-1 alpha-2, e.g. "US"
 
 
+class Anomaly(msgspec.Struct, frozen=True, kw_only=True):
+    """A value Wavix sent that we could not publish as it was: the field, the raw value as text, and why."""
+
+    field: str  # e.g. "charge", "disposition", "turns[3].s"
+    raw: str  # the value as Wavix sent it, as JSON text (at most 200 characters)
+    problem: str
+
+
 class CallEssentials(msgspec.Struct, frozen=True, kw_only=True):
     """What every event's data repeats, so a consumer of one event type needs no other."""
 
@@ -74,7 +90,9 @@ class CallEssentials(msgspec.Struct, frozen=True, kw_only=True):
     direction: Direction
     from_: Party = msgspec.field(name="from")
     to: Party
-    outcome: Outcome
+    outcome: Outcome  # "unknown" when Wavix's disposition is missing or one we do not know (see anomalies)
+    found_by: FoundBy = "webhook"  # how the call reached us: its webhook, reconciliation, or a backfill
+    anomalies: tuple[Anomaly, ...] = ()  # values published as null (or unknown) because they were unusable
 
 
 class CallCompleted(CallEssentials, frozen=True, kw_only=True):
@@ -82,13 +100,13 @@ class CallCompleted(CallEssentials, frozen=True, kw_only=True):
 
     parent_call_id: str | None
     date: datetime | None  # the call's date, UTC
-    disposition: str | None  # lower case: answered, noanswer, busy, failed (other values as sent, lowered)
+    disposition: str | None  # answered, noanswer, cancelled, busy, rejected, failed; null if missing or unknown
     answered_by: str | None  # human, machine, or null
-    duration_s: Decimal | None
+    duration_s: PlainDecimal | None
     currency: Literal["USD"]
-    per_minute: Decimal | None
-    charge: Decimal | None
-    forward_fee: Decimal | None
+    per_minute: PlainDecimal | None
+    charge: PlainDecimal | None
+    forward_fee: PlainDecimal | None
     destination: str | None
     sip_trunk: str | None
     recording_url: str | None  # without query string or credentials: those carry secrets
@@ -121,7 +139,7 @@ class CallTranscribed(CallEssentials, frozen=True, kw_only=True):
     transcription_id: str | None
     language: str | None
     summary: str | None
-    score: Decimal | None  # Wavix's call score, 1.0 (negative) to 5.0 (positive)
+    score: PlainDecimal | None  # Wavix's call score, 1.0 (negative) to 5.0 (positive)
     speakers: tuple[Speaker, ...]
     sentiment: dict[str, int]  # lower-cased turn sentiment -> number of turns
     turns: tuple[Turn, ...]

@@ -28,6 +28,8 @@ class Receipt(msgspec.Struct, frozen=True, kw_only=True):
     event: str
     received_at_ms: int
     body: bytes
+    source: str = "webhook"  # how the call reached us: "webhook", "reconcile" or "backfill"
+    listed_type: str | None = None  # the CDR list's `type` (placed / received) when found by listing
 
 
 def function_for(webhook: Webhook) -> str:

@@ -11,10 +11,12 @@ import ipaddress
 import os
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import msgspec
 
 from contract.errors import SettingsError
+from contract.events import ALERT_RULES
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -43,6 +45,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     wavix_api_key: str = ""
     wavix_cdr_path: str = "/v1/cdr/{uuid}"  # or "/v1/cdrs/{call_id}", the current spec's family
     wavix_timeout: float = 10.0  # seconds to wait for an answer (connect: 5)
+    wavix_max_body: int = 1 << 20  # a CDR or transcript larger than this is dead-lettered `too_large`
     transcript_wait: int = 30 * 60
     transcript_poll: int = 30  # first transcript poll after the call, then backing off
     retry_max_delay: float = 300.0  # the longest wait between two tries of a failing Wavix call
@@ -83,8 +86,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         return settings
 
     def _check(self) -> None:
-        for name in ("webhook_dedup_ttl", "webhook_max_body", "job_expiry", "transcript_wait", "transcript_poll",
-                     "worker_concurrency", "job_timeout"):
+        for name in ("webhook_dedup_ttl", "webhook_max_body", "wavix_max_body", "job_expiry", "transcript_wait",
+                     "transcript_poll", "worker_concurrency", "job_timeout"):
             if getattr(self, name) <= 0:
                 raise SettingsError(name.upper(), "must be a positive whole number")
         if self.job_expiry < self.webhook_dedup_ttl:
@@ -96,6 +99,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         self.trusted_proxy_networks()
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+        api = urlsplit(self.wavix_api_url)
+        if api.scheme not in ("http", "https") or not api.hostname:
+            raise SettingsError("WAVIX_API_URL", f"must be an http(s) URL, got {self.wavix_api_url!r}")
+        unknown = sorted(set(self.alert_rules) - set(ALERT_RULES))
+        if unknown:
+            raise SettingsError("ALERT_RULES", f"unknown rule {', '.join(unknown)}; known: {', '.join(ALERT_RULES)}")
 
     def allowed_networks(self) -> tuple[Network, ...]:
         return _networks("WEBHOOK_ALLOWED_IPS", self.webhook_allowed_ips)

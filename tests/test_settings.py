@@ -39,6 +39,10 @@ def test_lists_are_comma_separated_and_numbers_parsed():
         ({"WEBHOOK_TOKENS": "short"}, "WEBHOOK_TOKENS"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),
         ({"WEBHOOK_DEDUP_TTL": "100", "JOB_EXPIRY": "10"}, "JOB_EXPIRY"),
+        ({"ALERT_RULES": "failed,machnie"}, "ALERT_RULES"),
+        ({"WAVIX_API_URL": "api.wavix.com"}, "WAVIX_API_URL"),
+        ({"WAVIX_API_URL": "ftp://api.wavix.com"}, "WAVIX_API_URL"),
+        ({"WAVIX_MAX_BODY": "0"}, "WAVIX_MAX_BODY"),
     ],
 )
 def test_a_bad_value_names_its_variable(env, variable):
@@ -61,3 +65,14 @@ def test_the_command_exits_2_with_a_message_naming_the_variable():
     missing = subprocess.run(command, env={"PATH": ""}, capture_output=True, text=True, timeout=30)
     assert missing.returncode == 2
     assert "WEBHOOK_TOKENS" in missing.stderr
+
+
+def test_a_misspelt_alert_rule_stops_the_worker_with_one_line():
+    """`ALERT_RULES=failed,machnie` is refused at start (exit 2, one line naming it), never silently ignored."""
+    result = subprocess.run(
+        [sys.executable, "-m", "wavix_events.cli", "worker"],
+        env={"ALERT_RULES": "failed,machnie", "WAVIX_API_KEY": "k", "PATH": ""}, capture_output=True, text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0 and "ALERT_RULES" in result.stderr and "machnie" in result.stderr

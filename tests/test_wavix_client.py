@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import re
-from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -13,9 +12,19 @@ import pytest
 
 from contract.errors import SettingsError
 from contract.settings import Settings
-from contract.wavix import decimal
+from contract.values import plain_decimal
 from workers.fetch.wavix import WavixClient, create_http_client, redact_url
-from workers.retry import CallError, NotProvisioned, NotYet, Permanent, TranscriptNotReady, Transient, parse_retry_after
+from workers.retry import (
+    CallError,
+    CdrMismatch,
+    NotProvisioned,
+    NotYet,
+    Permanent,
+    TooLarge,
+    TranscriptNotReady,
+    Transient,
+    parse_retry_after,
+)
 
 KEY = "wx_live_9f8e7d6c5b4a3f2e1d0c"
 CALL = "99df5ffd-962a-410f-bcce-d08f1f7f328c"
@@ -150,10 +159,10 @@ async def test_spec_shaped_cdr_decodes_and_loses_its_secret(wavix: FakeWavix) ->
     cdr = await make_client(wavix).get_cdr(CALL)
     assert (cdr.call_id, cdr.from_, cdr.to, cdr.disposition, cdr.answered_by) == (
         CALL, "14302287001", "33170363950", "answered", "human")
-    assert decimal(cdr.charge) == Decimal("0.162")
-    assert cdr.transcription is not None and cdr.transcription.url is not None
-    assert KEY not in cdr.transcription.url and "appid" not in cdr.transcription.url
-    assert cdr.transcription.url.endswith(f"/v1/cdrs/{CALL}/transcription?x=1")
+    assert plain_decimal(cdr.charge) == ("0.162", None)
+    assert cdr.reference is not None and isinstance(cdr.reference.url, str)
+    assert KEY not in cdr.reference.url and "appid" not in cdr.reference.url
+    assert cdr.reference.url.endswith(f"/v1/cdrs/{CALL}/transcription?x=1")
 
 
 async def test_older_cdr_variant_decodes(wavix: FakeWavix) -> None:
@@ -161,7 +170,7 @@ async def test_older_cdr_variant_decodes(wavix: FakeWavix) -> None:
     cdr = await make_client(wavix, "/v1/cdr/{uuid}").get_cdr("old-uuid-1")
     assert cdr.id == "old-uuid-1" and cdr.call_id is None
     assert cdr.from_ == 12212123123 and cdr.disposition == "ANSWERED"
-    assert decimal(cdr.charge) == Decimal("0.01")
+    assert plain_decimal(cdr.charge) == ("0.01", None)
 
 
 async def test_transcripts_decode_in_spec_and_older_shape(wavix: FakeWavix) -> None:
@@ -171,8 +180,8 @@ async def test_transcripts_decode_in_spec_and_older_shape(wavix: FakeWavix) -> N
     client = make_client(wavix)
     spec = await client.get_transcript(CALL)
     old = await client.get_transcript("old")
-    assert spec.turns[0].speaker == "46844685344" and spec.call_score == "3.8"
-    assert old.turns[0].speaker == "15551234567" and old.call_summary is None
+    assert spec.spoken()[0].speaker == "46844685344" and spec.call_score == "3.8"
+    assert old.spoken()[0].speaker == "15551234567" and old.call_summary is None
 
 
 @pytest.mark.parametrize(
@@ -238,9 +247,9 @@ async def test_timeouts_and_dropped_connections_are_transient(wavix: FakeWavix, 
     assert type(failure).__name__ in caught.value.reason
 
 
-@pytest.mark.parametrize("body", [b"<html>oops</html>", b'{"from": ["not", "a", "number"]}', b"[]"])
+@pytest.mark.parametrize("body", [b"<html>oops</html>", b'"a string"', b"[]"])
 async def test_undecodable_200_is_permanent(wavix: FakeWavix, body: bytes) -> None:
-    """A 200 whose body is not a CDR is Permanent: retrying would read the same body."""
+    """A 200 whose body is not a JSON object is Permanent: retrying would read the same body."""
     wavix.script.append(httpx.Response(200, content=body))
     with pytest.raises(Permanent, match="200: undecodable"):
         await make_client(wavix).get_cdr(CALL)
@@ -337,3 +346,31 @@ def test_parse_retry_after(value: str | None, expected: float | None) -> None:
     """Retry-After as seconds or an HTTP date (relative to now=40 s past the epoch); junk means no hint."""
     assert parse_retry_after(value, now=40.0) == expected
 
+
+
+async def test_a_cdr_for_another_call_is_a_mismatch(wavix: FakeWavix) -> None:
+    """Wavix answering call A's request with call B's record raises CdrMismatch (retried, never published)."""
+    wavix.script.append(httpx.Response(200, json={**SPEC_CDR, "call_id": "someone-else", "uuid": "someone-else"}))
+    with pytest.raises(CdrMismatch) as caught:
+        await make_client(wavix).get_cdr(CALL)
+    assert isinstance(caught.value, Transient) and caught.value.code == "cdr_mismatch"
+
+
+async def test_a_cdr_over_the_size_limit_is_too_large(wavix: FakeWavix) -> None:
+    """A CDR larger than WAVIX_MAX_BODY raises TooLarge, a Permanent error: it is never published."""
+    wavix.script.append(httpx.Response(200, json={**SPEC_CDR, "padding": "x" * 2048}))
+    settings = Settings(wavix_api_key=KEY, wavix_cdr_path="/v1/cdrs/{call_id}", wavix_max_body=1024)
+    http = create_http_client(settings, concurrency=1, transport=httpx.MockTransport(wavix))
+    with pytest.raises(TooLarge) as caught:
+        await WavixClient.from_settings(http, settings).get_cdr(CALL)
+    assert isinstance(caught.value, Permanent) and "WAVIX_MAX_BODY" in caught.value.reason
+
+
+async def test_transcripts_with_the_specs_nulls_decode(wavix: FakeWavix) -> None:
+    """Null `transcript`, null turn text and times decode; the turn is kept (text "", times 0)."""
+    wavix.transcripts["nulls"] = {"transcript": None, "turns": [{"type": "1", "s": None, "e": None, "text": None}],
+                                  "uuid": "t-3", "status": "completed"}
+    wavix.transcripts["no-turns"] = {"transcript": None, "turns": None, "uuid": "t-4", "status": "completed"}
+    client = make_client(wavix)
+    nulls, empty = await client.get_transcript("nulls"), await client.get_transcript("no-turns")
+    assert [t.text for t in nulls.spoken()] == [None] and empty.spoken() == []

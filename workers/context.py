@@ -27,6 +27,7 @@ from workers.alert.slack import Sender, sender_for
 from workers.deadletter import dead_letter
 from workers.deliver.route import Destination, load_destinations
 from workers.deliver.sinks.base import Sink, SinkOptions, build_sink
+from workers.fetch.hints import OwnNumbers
 from workers.fetch.wavix import WavixClient, create_http_client
 from workers.metrics import WorkerMetrics
 from workers.queue import FollowUps
@@ -49,9 +50,18 @@ class Resources:
     metrics: WorkerMetrics
     alert_policy: DeliveryPolicy
     follow_ups: FollowUps
+    numbers: OwnNumbers
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     health: asyncio.Server | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def transcript_job_id(self, call_id: str) -> str:
+        """The one job id of a call's transcript work: the poll and Wavix's webhook share it."""
+        return f"{self.settings.key_prefix}transcript:{call_id}"
+
+    def transcript_state_key(self, call_id: str) -> str:
+        """The call's transcript outcome so far: "transcribed" or "unavailable:<reason>" (workers/process.py)."""
+        return f"{self.settings.key_prefix}transcript_state:{call_id}"
 
     @property
     def not_provisioned_key(self) -> str:
@@ -112,9 +122,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     destinations = destinations_for(settings)
     options = SinkOptions(key_prefix=settings.key_prefix, mark_ttl_s=settings.webhook_dedup_ttl)
     sinks = {d.name: build_sink(d.url, name=d.name, secret=d.secret, options=options) for d in destinations}
+    wavix = WavixClient.from_settings(http, settings, on_response=metrics.on_response)
     resources = Resources(
-        settings=settings, redis=redis,
-        wavix=WavixClient.from_settings(http, settings, on_response=metrics.on_response),
+        settings=settings, redis=redis, wavix=wavix, numbers=OwnNumbers(wavix.own_numbers),
         policy=RetryPolicy.from_settings(settings),
         destinations=destinations, sinks=sinks,
         slack=slack, step_timeout_s=max(1.0, settings.job_timeout - 5.0),

@@ -1,22 +1,27 @@
 """Enrichment: a fetched CDR (and transcript) in, a published event out. Pure: no I/O, no clock.
 
 Every consumer would otherwise redo the same work, each slightly differently: normalise the numbers
-to E.164, tell inbound from outbound, turn a disposition and `answered_by` into one outcome, read money
-exactly, drop the secrets Wavix puts in links, and match transcript speakers to agent and client. It is
-done once, here, and tested with data alone.
+to E.164, tell inbound from outbound, turn a disposition and `answered_by` into one outcome
+(contract/values.py holds that table), read money exactly, drop the secrets Wavix puts in links, and match
+transcript speakers to agent and client. It is done once, here, and tested with data alone.
 
-The webhook that started the job knows a little the CDR does not (`CallHints`): the post-call and
-on-call `direction`, and the on-call `machine_detected`. The caller passes `now`, so the same inputs
-always give the same event.
+What Wavix tells us beyond the CDR arrives as `CallHints`, gathered by the job from every webhook of the
+call (whatever order they came in), the CDR list's `type` and the account's own numbers. Direction is,
+in this order: what the webhooks said (when they agree), the list's `type`, the CDR's own `direction`,
+the account's numbers (a call to one of them is inbound, from one of them outbound), and outbound for
+a machine answer (detection is outbound-only); `unknown` only when none of them says it.
+A value that cannot be published as sent becomes null (or `unknown`) with an `Anomaly` keeping the raw
+value. The caller passes `now`, so the same inputs always give the same event.
 """
 
 from __future__ import annotations
 
 import functools
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TypeVar, cast
+from typing import Any, Protocol, TypeVar, cast
 from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
@@ -24,75 +29,137 @@ import phonenumbers
 
 from contract import events as ev
 from contract.errors import PayloadError
-from contract.events import CallEssentials, Direction, Outcome, Party, Role, Turn
-from contract.wavix import Cdr, Phone, Transcript, TranscriptTurn, decimal
-from contract.webhooks import OnCallWebhook, PostCallWebhook
+from contract.events import ALERT_RULES, Anomaly, CallEssentials, Direction, FoundBy, Party, Role, Turn
+from contract.values import Outcome, answered_by_of, disposition_of, outcome_of, plain_decimal
+from contract.wavix import Cdr, Transcript, TranscriptTurn, number, text
 
-# The alert rules `alert_reasons` knows, in the order it reports them (settings may pick any subset).
-ALERT_RULES = ("failed", "machine", "busy", "no_answer")
+__all__ = ["ALERT_RULES", "CallHints", "completed_event", "hints_from", "transcript_event", "unavailable_event"]
 
 _DIRECTIONS: dict[str, Direction] = {"inbound": "inbound", "incoming": "inbound", "received": "inbound"}
 _DIRECTIONS |= {"outbound": "outbound", "outgoing": "outbound", "placed": "outbound"}
-_DISPOSITIONS = frozenset({"answered", "noanswer", "busy", "failed"})
-# Dispositions other than "answered"; the last two are on-call event names, in case a CDR ever uses them.
-_OUTCOMES: dict[str, Outcome] = {"noanswer": "no_answer", "busy": "busy", "failed": "failed"}
-_OUTCOMES |= {"cancelled": "no_answer", "rejected": "busy"}
 _NON_GEOGRAPHIC = frozenset({"001", "ZZ"})
 _MS = Decimal("0.001")
 _SHARE = Decimal("0.0001")
+_RAW_LIMIT = 200
+
+
+class Said(Protocol):
+    """What one webhook of the call said (contract.webhooks.WebhookFacts)."""
+
+    @property
+    def direction(self) -> str | None: ...
+    @property
+    def machine_detected(self) -> bool | None: ...
+    @property
+    def answered_by(self) -> str | None: ...
 
 
 class CallHints(msgspec.Struct, frozen=True, kw_only=True):
-    """What the webhook told us that the CDR lacks."""
+    """What Wavix told us about the call outside its CDR."""
 
-    direction: str | None = None  # post-call / on-call `direction`
+    direction: str | None = None  # from the webhooks or the CDR list's `type`, normalised
     machine_detected: bool | None = None  # on-call answering-machine detection
+    answered_by: str | None = None  # the older post-call body's `answered_by`
+    own_numbers: frozenset[str] = frozenset()  # the account's numbers, E.164
+    found_by: FoundBy = "webhook"
 
 
-def hints_from(webhook: PostCallWebhook | OnCallWebhook) -> CallHints:
-    """The hints a decoded webhook carries (the older post-call body said `answered_by` instead)."""
-    if isinstance(webhook, OnCallWebhook):
-        return CallHints(direction=webhook.direction, machine_detected=webhook.machine_detected)
-    machine = True if (webhook.answered_by or "").strip().lower() == "machine" else None
-    return CallHints(direction=webhook.direction, machine_detected=machine)
+def hints_from(
+    said: Iterable[Said], *, listed_type: str | None = None, own_numbers: frozenset[str] = frozenset(),
+    found_by: FoundBy = "webhook",
+) -> CallHints:
+    """Everything the webhooks said, merged so the order they came in does not matter."""
+    facts = list(said)
+    directions = {d for d in (_DIRECTIONS.get((f.direction or "").strip().lower()) for f in facts) if d}
+    if len(directions) != 1:
+        directions = {d for d in (_DIRECTIONS.get((listed_type or "").strip().lower()),) if d}
+    machine = True if any(f.machine_detected for f in facts) else None
+    answered = sorted({a for a in (answered_by_of(f.answered_by)[0] for f in facts) if a})
+    return CallHints(
+        direction=next(iter(directions)) if len(directions) == 1 else None,
+        machine_detected=machine,
+        answered_by="machine" if "machine" in answered else (answered[0] if answered else None),
+        own_numbers=own_numbers, found_by=found_by,
+    )
+
+
+class _Notes:
+    """Collects the anomalies of one event while its fields are read."""
+
+    def __init__(self) -> None:
+        self.found: list[Anomaly] = []
+
+    def note(self, field: str, raw: Any, problem: str) -> None:
+        shown = msgspec.json.encode(raw).decode() if _encodable(raw) else repr(raw)
+        self.found.append(Anomaly(field=field, raw=shown[:_RAW_LIMIT], problem=problem))
+
+    def amount(self, field: str, raw: Any) -> str | None:
+        value, problem = plain_decimal(raw)
+        if problem is not None:
+            self.note(field, raw, problem)
+        return value
+
+    def disposition(self, raw: Any) -> str | None:
+        value, unknown = disposition_of(raw)
+        if unknown:
+            self.note("disposition", raw, "not a disposition we know; outcome unknown")
+        return value
+
+    def answered_by(self, cdr: Cdr, hints: CallHints) -> str | None:
+        if answered_by_of(cdr.answered_by)[1]:
+            self.note("answered_by", cdr.answered_by, "not an answered_by we know")
+        return answered_by(cdr, hints)
+
+
+def _encodable(raw: Any) -> bool:
+    try:
+        msgspec.json.encode(raw)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def completed_event(cdr: Cdr, *, hints: CallHints, rules: frozenset[str], now: datetime) -> ev.CallCompletedEvent:
     """`wavix.call.completed`, sent as soon as the CDR is in (the transcript comes minutes later)."""
+    notes = _Notes()
+    settled, answered = notes.disposition(cdr.disposition), notes.answered_by(cdr, hints)
     call = essentials(cdr, hints)
+    amounts = {name: notes.amount(name, getattr(cdr, name)) for name in ("duration", "per_minute", "charge",
+                                                                          "forward_fee")}
     data = ev.CallCompleted(
-        **msgspec.structs.asdict(call),
-        parent_call_id=cdr.parent_call_id or cdr.parent_uuid or None,
+        **_fields(call, notes),
+        parent_call_id=text(cdr.parent_call_id) or text(cdr.parent_uuid),
         date=utc(cdr.date),
-        disposition=disposition(cdr.disposition),
-        answered_by=answered_by(cdr, hints),
-        duration_s=decimal(cdr.duration),
+        disposition=settled,
+        answered_by=answered,
+        duration_s=amounts["duration"],
         currency="USD",
-        per_minute=decimal(cdr.per_minute),
-        charge=decimal(cdr.charge),
-        forward_fee=decimal(cdr.forward_fee),
-        destination=cdr.destination or None,
-        sip_trunk=None if cdr.sip_trunk is None else str(cdr.sip_trunk),
+        per_minute=amounts["per_minute"],
+        charge=amounts["charge"],
+        forward_fee=amounts["forward_fee"],
+        destination=text(cdr.destination),
+        sip_trunk=text(cdr.sip_trunk),
         recording_url=public_link(cdr.recording_url),
-        alert_reasons=tuple(alert_reasons(cdr, hints, rules)),
+        alert_reasons=tuple(reasons_for(settled, call.outcome, rules)),
     )
     return _envelope(ev.CallCompletedEvent, ev.COMPLETED, data, cdr, now)
 
 
 def transcribed_event(cdr: Cdr, transcript: Transcript, *, hints: CallHints, now: datetime) -> ev.CallTranscribedEvent:
     """`wavix.call.transcribed`: the turns with roles, talk time per speaker, and sentiment counts."""
+    notes = _Notes()
     call = essentials(cdr, hints)
     roles = _roles(call)
-    turns = tuple(_turn(turn, roles) for turn in transcript.turns)
+    turns = tuple(_turn(turn, roles) for turn in transcript.spoken())
     data = ev.CallTranscribed(
-        **msgspec.structs.asdict(call),
-        transcription_id=transcript.uuid,
-        language=transcript.language or None,
-        summary=transcript.call_summary or None,
-        score=decimal(transcript.call_score),
+        transcription_id=text(transcript.uuid),
+        language=text(transcript.language),
+        summary=text(transcript.call_summary),
+        score=notes.amount("call_score", transcript.call_score),
         speakers=_speakers(turns, roles),
         sentiment=_sentiment_counts(turns),
         turns=turns,
+        **_fields(call, notes),
     )
     return _envelope(ev.CallTranscribedEvent, ev.TRANSCRIBED, data, cdr, now)
 
@@ -104,8 +171,9 @@ def unavailable_event(cdr: Cdr, reason: str, *, hints: CallHints, now: datetime)
     """
     if reason not in ev.UNAVAILABLE_REASONS:
         raise ValueError(f"reason must be one of {sorted(ev.UNAVAILABLE_REASONS)}, got {reason!r}")
+    notes = _Notes()
     call = essentials(cdr, hints)
-    data = ev.TranscriptionUnavailable(**msgspec.structs.asdict(call), reason=cast(ev.UnavailableReason, reason))
+    data = ev.TranscriptionUnavailable(**_fields(call, notes), reason=cast(ev.UnavailableReason, reason))
     return _envelope(ev.TranscriptionUnavailableEvent, ev.UNAVAILABLE, data, cdr, now)
 
 
@@ -113,86 +181,77 @@ def transcript_event(
     cdr: Cdr, transcript: Transcript, *, hints: CallHints, now: datetime
 ) -> ev.CallTranscribedEvent | ev.TranscriptionUnavailableEvent:
     """The event a fetched transcript calls for: Wavix answers `status: failed` with an empty one."""
-    if (transcript.status or "").strip().lower() == "failed":
+    if (text(transcript.status) or "").lower() == "failed":
         return unavailable_event(cdr, "failed", hints=hints, now=now)
     return transcribed_event(cdr, transcript, hints=hints, now=now)
 
 
-def alert_reasons(cdr: Cdr, hints: CallHints, rules: frozenset[str]) -> list[str]:
-    """Which of the enabled `rules` this call trips, in `ALERT_RULES` order; unknown rule names never fire.
+def reasons_for(disposition: str | None, outcome: Outcome, rules: frozenset[str]) -> list[str]:
+    """Which of the enabled `rules` a call trips, in `ALERT_RULES` order.
 
-    "machine" fires on `answered_by == machine` whatever the disposition: the disposition of a call
-    that answering-machine detection hung up is not documented.
+    "failed" fires for a failed disposition and for an `unknown` outcome (a disposition we do not know, or
+    none): an operator would rather look at a call we could not read than miss a failure. "machine" fires
+    on a machine answer whatever the disposition (contract/values.py); "busy" for busy or rejected,
+    "no_answer" for no answer or cancelled.
     """
-    settled = disposition(cdr.disposition)
     fired = {
-        "failed": settled == "failed",
-        "machine": answered_by(cdr, hints) == "machine",
-        "busy": settled == "busy",
-        "no_answer": settled == "noanswer",
+        "failed": disposition == "failed" or outcome == "unknown",
+        "machine": outcome == "answered_machine",
+        "busy": disposition in ("busy", "rejected"),
+        "no_answer": disposition in ("noanswer", "cancelled"),
     }
     return [rule for rule in ALERT_RULES if rule in rules and fired[rule]]
 
 
 def essentials(cdr: Cdr, hints: CallHints) -> CallEssentials:
     """What every event repeats. A CDR without a call id cannot be published (PayloadError)."""
-    call_id = (cdr.id or "").strip()
+    call_id = cdr.id
     if not call_id:
         raise PayloadError("$.call_id", "the CDR names no call (neither call_id nor uuid)")
+    answered = answered_by(cdr, hints)
+    from_, to = party(cdr.from_), party(cdr.to)
     return CallEssentials(
         call_id=call_id,
-        direction=direction(cdr, hints),
-        from_=party(cdr.from_),
-        to=party(cdr.to),
-        outcome=outcome(disposition(cdr.disposition), answered_by(cdr, hints)),
+        direction=direction(cdr, hints, from_, to, answered),
+        from_=from_,
+        to=to,
+        outcome=outcome_of(disposition_of(cdr.disposition)[0], answered),
+        found_by=hints.found_by,
     )
 
 
-def direction(cdr: Cdr, hints: CallHints) -> Direction:
-    """The webhook's direction, else the CDR's, else outbound for a machine (detection is outbound-only)."""
-    for said in (hints.direction, cdr.direction):
-        known = _DIRECTIONS.get((said or "").strip().lower())
+def answered_by(cdr: Cdr, hints: CallHints) -> str | None:
+    """The CDR's `answered_by` (human or machine), else what the webhooks said."""
+    said = answered_by_of(cdr.answered_by)[0]
+    return said or hints.answered_by or ("machine" if hints.machine_detected else None)
+
+
+def _fields(call: CallEssentials, notes: _Notes) -> dict[str, Any]:
+    fields = msgspec.structs.asdict(call)
+    fields["anomalies"] = tuple(notes.found)
+    return fields
+
+
+def direction(cdr: Cdr, hints: CallHints, from_: Party, to: Party, answered: str | None) -> Direction:
+    """See the module's docstring for the order of the sources."""
+    for said in (hints.direction, text(cdr.direction)):
+        known = _DIRECTIONS.get((said or "").lower())
         if known is not None:
             return known
-    return "outbound" if answered_by(cdr, hints) == "machine" else "unknown"
+    ours_from, ours_to = from_.number in hints.own_numbers, to.number in hints.own_numbers
+    if ours_to != ours_from:
+        return "inbound" if ours_to else "outbound"
+    return "outbound" if answered == "machine" else "unknown"
 
 
-def answered_by(cdr: Cdr, hints: CallHints) -> str | None:
-    """The CDR's `answered_by` (lower case), else "machine" when on-call detection said so."""
-    said = (cdr.answered_by or "").strip().lower()
-    if said:
-        return said
-    return "machine" if hints.machine_detected else None
-
-
-def disposition(raw: str | None) -> str | None:
-    """Lower case, and "No Answer" / "no_answer" read as the spec's "noanswer"; other text kept, lowered."""
-    text = (raw or "").strip().lower()
-    if not text:
-        return None
-    squashed = text.replace(" ", "").replace("_", "").replace("-", "")
-    return squashed if squashed in _DISPOSITIONS else text
-
-
-def outcome(settled: str | None, answered: str | None) -> Outcome:
-    """One word for how the call went. A machine answer wins over the disposition (see `alert_reasons`);
-    an unknown or missing disposition is a failure unless a human is known to have answered."""
-    if answered == "machine":
-        return "answered_machine"
-    if settled == "answered":
-        return "answered_human" if answered == "human" else "answered_unknown"
-    if settled in _OUTCOMES:
-        return _OUTCOMES[settled]
-    return "answered_human" if answered == "human" else "failed"
-
-
-def party(raw: Phone | None) -> Party:
-    """E.164 and ISO country of a number sent with or without "+", as text or a JSON number.
+def party(raw: Any) -> Party:
+    """E.164 and ISO country of a number sent with or without "+" or the "00" international prefix.
 
     A number that does not parse keeps its raw text, with no country. The country is only given when
     the number is valid, or when its calling code belongs to a single country (+33 is France; +1 is not).
     """
-    return _party("" if raw is None else str(raw).strip())
+    written = text(raw) or ""
+    return _party("+" + written[2:] if written.startswith("00") else written)
 
 
 @functools.lru_cache(maxsize=8192)
@@ -214,27 +273,27 @@ def _party(text: str) -> Party:
     return Party(e164, None if region in _NON_GEOGRAPHIC else region)
 
 
-def public_link(url: str | None) -> str | None:
+def public_link(url: Any) -> str | None:
     """The link without query string, fragment or credentials: Wavix puts the API key there (`appid`).
 
     Everything after `?` goes, not just known secret names: a name we do not know could be a secret
     too, and the recording endpoint needs only its path and a bearer token.
     """
-    text = (url or "").strip()
-    if not text:
+    link = url.strip() if isinstance(url, str) else ""
+    if not link:
         return None
     try:
-        parts = urlsplit(text)
+        parts = urlsplit(link)
     except ValueError:
         return None
     host = parts.netloc.rpartition("@")[2]
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
-def utc(raw: str | None) -> datetime | None:
+def utc(raw: Any) -> datetime | None:
     """An ISO 8601 date as UTC (a date without offset is taken as UTC); None when it does not parse."""
     try:
-        parsed = datetime.fromisoformat((raw or "").strip())
+        parsed = datetime.fromisoformat(raw.strip() if isinstance(raw, str) else "")
     except ValueError:
         return None
     return _as_utc(parsed)
@@ -276,14 +335,15 @@ def _roles(call: CallEssentials) -> dict[str, Role]:
 
 
 def _turn(turn: TranscriptTurn, roles: dict[str, Role]) -> Turn:
+    """One turn; a null `text` is kept as "" (the turn's time is still talk time), null times read as 0."""
     speaker = party(turn.speaker).number
-    sentiment = (turn.sentiment or "").strip().lower() or None
+    sentiment = (text(turn.sentiment) or "").lower() or None
     return Turn(
         speaker=speaker,
         role=roles.get(speaker or "", "unknown"),
-        start_ms=round(turn.s),
-        end_ms=round(turn.e),
-        text=turn.text,
+        start_ms=round(number(turn.s)),
+        end_ms=round(number(turn.e)),
+        text=turn.text if isinstance(turn.text, str) else "",
         sentiment=sentiment,
     )
 

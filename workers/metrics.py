@@ -29,6 +29,10 @@ class WorkerMetrics:
                               registry=r)
         self.alerts = Counter("wavix_alerts_queued", "Slack alerts queued, by reason.", ["reason"], registry=r)
         self.dead_letters = Counter("wavix_dead_letters", "Dead letters written, by kind.", ["kind"], registry=r)
+        self.anomalies = Counter("wavix_anomalies", "Values Wavix sent that were published as null or unknown, by "
+                                 "event type and field.", ["type", "field"], registry=r)
+        self.directions = Counter("wavix_call_directions", "Completed events by direction (unknown: nothing said it).",
+                                  ["direction"], registry=r)
 
     def on_response(self, endpoint: str, status: int | str, seconds: float) -> None:
         """The Wavix client's hook: one call per API answer (or timeout / transport error)."""

@@ -2,13 +2,24 @@
 
     process_call      the CDR -> `wavix.call.completed` -> alerts; for an answered call, schedules the
                       transcript poll
-    deliver           one more attempt of one event to one destination (workers/deliver.py)
+    deliver           one more attempt of one event to one destination (workers/deliver/delivery.py)
     fetch_transcript  the transcript -> `wavix.call.transcribed`, or `..._unavailable` when Wavix says
-                      failed, answers 403 (not provisioned: we stop asking for a while), or it has not
-                      come within TRANSCRIPT_WAIT; started by the poll or by Wavix's transcription webhook
+                      failed, answers 403 (not provisioned), or it has not come within TRANSCRIPT_WAIT;
+                      started by the poll or by Wavix's transcription webhook, under ONE job id per call
+                      (`{KEY_PREFIX}transcript:{call_id}`), so the two never run side by side
 
 Every way a job can end is one of: done, `arq.Retry` (the policy in workers/retry.py says when), or a
-dead letter with the reason. `run()` below is the one place that turns failures into those endings.
+dead letter with the reason. `run()` below is the one place that turns failures into those endings: a
+give-up decided while handling an error is dead-lettered there too, a dead letter that cannot be written
+retries the job, and a job re-run past `TRY_LIMIT` (crashes, shutdowns) is dead-lettered before arq's own
+`max_tries` could drop it unrun.
+
+One transcript outcome per call (`{KEY_PREFIX}transcript_state:{call_id}`, kept as long as the dedup mark):
+
+    (nothing) -> transcribed                         the usual way
+    (nothing) -> unavailable:<reason>                failed, not_provisioned, timed_out
+    unavailable:<reason> -> transcribed              a transcript Wavix finished after we stopped waiting
+    and nothing else: never a second `transcribed`, never a second `transcription_unavailable`.
 """
 
 from __future__ import annotations
@@ -24,29 +35,23 @@ from arq import Retry
 from redis.exceptions import RedisError
 
 from contract import logs
+from contract.events import CloudEvent
 from contract.jobs import DELIVER, FETCH_TRANSCRIPT, Receipt
-from contract.webhooks import Kind, decode_on_call, decode_post_call
+from contract.wavix import Cdr
+from contract.webhooks import Kind
 from workers.context import Resources
 from workers.deliver.delivery import Delivery, deliver_all, retry_delivery
-from workers.enrich import CallHints, completed_event, hints_from, transcript_event, unavailable_event
+from workers.enrich import CallHints, completed_event, transcript_event, unavailable_event
+from workers.fetch.hints import announcement, gather
 from workers.retry import CallError, GiveUp, NotProvisioned, TranscriptNotReady, Transient
 
 log = logs.get("workers.process")
 
 NOT_PROVISIONED_PAUSE_S = 3600
 BUG_RETRIES = 3  # an unexpected error (a bug, a broken payload) is retried this often, then dead-lettered
-
-
-def hints(receipt: Receipt) -> CallHints:
-    """What the webhook said that the CDR will not: direction, machine detection."""
-    try:
-        if receipt.kind is Kind.POST_CALL:
-            return hints_from(decode_post_call(receipt.body))
-        if receipt.kind is Kind.ON_CALL:
-            return hints_from(decode_on_call(receipt.body))
-    except Exception:
-        log.warning("job.hints_unreadable", call_id=receipt.call_id)
-    return CallHints()
+TRY_LIMIT = 40  # above the policy's longest rule (20): the rest are re-runs after crashes or shutdowns
+DEAD_LETTER_RETRY_S = 5.0
+_NOT_PROVISIONED_WORDS = ("provision", "not enabled", "feature", "subscription", "plan")
 
 
 async def process_call(ctx: dict[str, Any], arg: Any) -> str:
@@ -85,27 +90,38 @@ async def run(ctx: dict[str, Any], job: Job, step: Step[Job]) -> str:
 
 async def _guarded(resources: Resources, job: Job, attempt: int, step: Step[Job], name: str) -> str:
     kind = DELIVER if isinstance(job, Delivery) else name
+    if attempt > TRY_LIMIT:
+        reason = f"too_many_tries: run {attempt} times (crashes or shutdowns included); arq would drop it next"
+        return await _dead(resources, kind, job, reason, attempt)
     try:
         async with asyncio.timeout(resources.step_timeout_s):
             return await step(resources, job, attempt)
     except Retry:
         raise
     except GiveUp as e:
-        await resources.dead_letter(kind, msgspec.msgpack.encode(job), job.call_id, e.reason, e.attempts)
-        return "dead_letter"
-    except CallError as e:  # from a sink (deliver) or a Wavix call not wrapped by _fetch
-        raise _retry_or_dead(resources, e, attempt, job) from e
-    except (RedisError, TimeoutError) as e:
-        reason = f"{type(e).__name__} during {name}: {e}"
-        raise _retry_or_dead(resources, Transient(reason), attempt, job) from e
+        return await _dead(resources, kind, job, e.reason, e.attempts)
+    except (CallError, RedisError, TimeoutError) as e:
+        error = e if isinstance(e, CallError) else Transient(f"{type(e).__name__} during {name}: {e}")
+        verdict = _retry_or_dead(resources, error, attempt, job)
+        if isinstance(verdict, GiveUp):
+            return await _dead(resources, kind, job, verdict.reason, verdict.attempts)
+        raise verdict from e
     except Exception as e:
         if attempt > BUG_RETRIES:
             log.error("job.failed", exc_info=True, call_id=job.call_id, job=name, attempt=attempt)
-            await resources.dead_letter(kind, msgspec.msgpack.encode(job), job.call_id, f"{type(e).__name__}: {e}",
-                                        attempt)
-            return "dead_letter"
+            return await _dead(resources, kind, job, f"bug: {type(e).__name__}: {e}", attempt)
         log.error("job.error", exc_info=True, call_id=job.call_id, job=name, attempt=attempt)
         raise Retry(defer=attempt * 5) from e
+
+
+async def _dead(resources: Resources, kind: str, job: Receipt | Delivery, reason: str, attempts: int) -> str:
+    """Writes the dead letter; when even that fails, the job runs again rather than vanish."""
+    try:
+        await resources.dead_letter(kind, msgspec.msgpack.encode(job), job.call_id, reason, attempts)
+    except RedisError as e:
+        log.error("dead_letter.unwritten", call_id=job.call_id, job=kind, reason=reason, error=type(e).__name__)
+        raise Retry(defer=DEAD_LETTER_RETRY_S) from e
+    return "dead_letter"
 
 
 def _retry_or_dead(resources: Resources, error: CallError, attempt: int, job: Receipt | Delivery) -> Retry | GiveUp:
@@ -113,52 +129,79 @@ def _retry_or_dead(resources: Resources, error: CallError, attempt: int, job: Re
     return resources.policy.retry_or_give_up(error, attempt, elapsed=time.time() - began_ms / 1000)
 
 
-async def _fetch(call: Awaitable[Any], resources: Resources, receipt: Receipt, attempt: int) -> Any:
-    """Awaits a Wavix call; its failure becomes the policy's verdict (arq.Retry or GiveUp)."""
-    try:
-        return await call
-    except CallError as e:
-        raise _retry_or_dead(resources, e, attempt, receipt) from e
+async def _hints(resources: Resources, receipt: Receipt) -> CallHints:
+    return await gather(resources.redis, resources.settings.key_prefix, receipt, resources.numbers)
+
+
+def _count(resources: Resources, event: CloudEvent) -> None:
+    for anomaly in event.data.anomalies:
+        resources.metrics.anomalies.labels(event.type, anomaly.field.split("[")[0]).inc()
 
 
 async def _process_call(resources: Resources, receipt: Receipt, attempt: int) -> str:
-    cdr = await _fetch(resources.wavix.get_cdr(receipt.call_id, attempt=attempt), resources, receipt, attempt)
-    hint = hints(receipt)
-    event = completed_event(cdr, hints=hint, rules=resources.alert_rules, now=datetime.now(UTC))
+    cdr = await resources.wavix.get_cdr(receipt.call_id, attempt=attempt)
+    hints = await _hints(resources, receipt)
+    event = completed_event(cdr, hints=hints, rules=resources.alert_rules, now=datetime.now(UTC))
+    _count(resources, event)
+    resources.metrics.directions.labels(event.data.direction).inc()
     await deliver_all(resources, event, attempt)
     if event.data.alert_reasons:
         await resources.alert(event)
     if event.data.disposition == "answered":
         poll = msgspec.structs.replace(receipt, kind=Kind.TRANSCRIPTION, event="poll")
         delay = resources.policy.transcript.ceiling(1)
-        poll_id = f"{resources.settings.key_prefix}transcript:{receipt.call_id}:poll"
-        await resources.follow_ups.enqueue(FETCH_TRANSCRIPT, poll, job_id=poll_id, defer_s=delay)
+        await resources.follow_ups.enqueue(FETCH_TRANSCRIPT, poll, job_id=resources.transcript_job_id(receipt.call_id),
+                                           defer_s=delay)
     return "published"
 
 
 async def _fetch_transcript(resources: Resources, receipt: Receipt, attempt: int) -> str:
-    cdr = await _fetch(resources.wavix.get_cdr(receipt.call_id, attempt=attempt), resources, receipt, attempt)
-    hint, now = hints(receipt), datetime.now(UTC)
-    if receipt.event == "failed":
-        return await _unavailable(resources, cdr, "failed", hint, attempt)
-    if await resources.redis.exists(resources.not_provisioned_key):
-        return await _unavailable(resources, cdr, "not_provisioned", hint, attempt)
+    state = await resources.redis.get(resources.transcript_state_key(receipt.call_id))
+    if state == b"transcribed":
+        return "already_published"
+    cdr = await resources.wavix.get_cdr(receipt.call_id, attempt=attempt)
+    hints = await _hints(resources, receipt)
+    announced = await _announced(resources, receipt)
+    if announced == "failed":
+        return await _unavailable(resources, cdr, "failed", hints, attempt, state)
+    if announced is None and await resources.redis.exists(resources.not_provisioned_key):
+        return await _unavailable(resources, cdr, "not_provisioned", hints, attempt, state)
     try:
         transcript = await resources.wavix.get_transcript(receipt.call_id, attempt=attempt)
-    except NotProvisioned:
-        await resources.redis.set(resources.not_provisioned_key, "1", ex=NOT_PROVISIONED_PAUSE_S)
-        return await _unavailable(resources, cdr, "not_provisioned", hint, attempt)
+    except NotProvisioned as e:
+        if announced is None and any(word in e.reason.lower() for word in _NOT_PROVISIONED_WORDS):
+            await resources.redis.set(resources.not_provisioned_key, "1", ex=NOT_PROVISIONED_PAUSE_S)
+        return await _unavailable(resources, cdr, "not_provisioned", hints, attempt, state)
     except TranscriptNotReady as e:
         decision = _retry_or_dead(resources, e, attempt, receipt)
         if isinstance(decision, GiveUp):
-            return await _unavailable(resources, cdr, "timed_out", hint, attempt)
+            return await _unavailable(resources, cdr, "timed_out", hints, attempt, state)
         raise decision from e
-    except CallError as e:
-        raise _retry_or_dead(resources, e, attempt, receipt) from e
-    await deliver_all(resources, transcript_event(cdr, transcript, hints=hint, now=now), attempt)
+    event = transcript_event(cdr, transcript, hints=hints, now=datetime.now(UTC))
+    if event.type != "wavix.call.transcribed":
+        return await _unavailable(resources, cdr, "failed", hints, attempt, state)
+    _count(resources, event)
+    await deliver_all(resources, event, attempt)
+    await resources.redis.set(resources.transcript_state_key(receipt.call_id), "transcribed",
+                              ex=resources.settings.webhook_dedup_ttl)
     return "published"
 
 
-async def _unavailable(resources: Resources, cdr: Any, reason: str, hint: CallHints, attempt: int) -> str:
-    await deliver_all(resources, unavailable_event(cdr, reason, hints=hint, now=datetime.now(UTC)), attempt)
+async def _announced(resources: Resources, receipt: Receipt) -> str | None:
+    """"completed" or "failed" when Wavix's transcription webhook said so (this job's or a kept one)."""
+    if receipt.event in ("completed", "failed"):
+        return receipt.event
+    return await announcement(resources.redis, resources.settings.key_prefix, receipt.call_id)
+
+
+async def _unavailable(
+    resources: Resources, cdr: Cdr, reason: str, hints: CallHints, attempt: int, state: bytes | None
+) -> str:
+    """`transcription_unavailable` once per call: a second reason is recorded in the log, not published."""
+    if state is not None:
+        log.info("transcript.unavailable_again", call_id=cdr.id, reason=reason, state=state.decode())
+        return f"unavailable_again:{reason}"
+    await deliver_all(resources, unavailable_event(cdr, reason, hints=hints, now=datetime.now(UTC)), attempt)
+    await resources.redis.set(resources.transcript_state_key(str(cdr.id)), f"unavailable:{reason}",
+                              ex=resources.settings.webhook_dedup_ttl)
     return f"unavailable:{reason}"

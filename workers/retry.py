@@ -5,10 +5,15 @@ the delay travels with it (`Transient.retry_after`):
 
     CallError(reason, status)            an outbound call failed; str(e) is the reason, never a secret
     ├── Transient(retry_after)           timeout, dropped connection, 408, 429, 5xx: capped backoff
+    │   └── CdrMismatch                  a 200 CDR that names another call: Wavix's error, retried like one
     ├── NotYet                           404 of a CDR right after the call: it may not exist yet (few tries)
     │   └── TranscriptNotReady           404 of a transcript: usually ready "within 10 minutes" (longer wait)
     └── Permanent                        401, other 4xx, an undecodable 200: never retried
-        └── NotProvisioned               403 on the transcript: the feature is off for the account
+        ├── NotProvisioned               403 on the transcript: the feature is off for the account
+        └── TooLarge                     a body over WAVIX_MAX_BODY: never published
+
+Each class has a `code` (`transient`, `cdr_mismatch`, `too_large`, ...): the first word of every reason the
+policy writes, so a dead letter says in one word why it is there.
 
     GiveUp(error, reason, attempts)      not a CallError: what the policy hands back when the caller must
                                          dead-letter (it is never retried by arq)
@@ -43,6 +48,8 @@ from contract.settings import Settings
 class CallError(Exception):
     """Base of the outbound-call errors. `reason` names the endpoint family and status, never a URL."""
 
+    code = "call_error"
+
     def __init__(self, reason: str, *, status: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
@@ -52,25 +59,47 @@ class CallError(Exception):
 class Transient(CallError):
     """Worth retrying soon: the peer was slow, unreachable, rate-limiting or broken for a moment."""
 
+    code = "transient"
+
     def __init__(self, reason: str, retry_after: float | None = None, *, status: int | None = None) -> None:
         super().__init__(reason, status=status)
         self.retry_after = retry_after
 
 
+class CdrMismatch(Transient):
+    """Wavix answered a CDR request with another call's record: never published, retried, then dead-lettered."""
+
+    code = "cdr_mismatch"
+
+
 class NotYet(CallError):
     """The record is missing, but may appear: Wavix can answer 404 for a CDR right after the call."""
+
+    code = "not_yet"
 
 
 class TranscriptNotReady(NotYet):
     """The transcript is missing: transcription runs after the call and takes minutes."""
 
+    code = "transcript_not_ready"
+
 
 class Permanent(CallError):
     """Retrying cannot help (bad key, bad parameter, a body we cannot read): dead-letter it."""
 
+    code = "permanent"
+
 
 class NotProvisioned(Permanent):
     """Transcription is not enabled for the account (403). Callers may publish without a transcript."""
+
+    code = "not_provisioned"
+
+
+class TooLarge(Permanent):
+    """An answer larger than WAVIX_MAX_BODY: a record that size is not a call we can publish."""
+
+    code = "too_large"
 
 
 class GiveUp(Exception):
@@ -167,7 +196,7 @@ class RetryPolicy:
 
     def decide(self, error: CallError, attempt: int, elapsed: float | None = None) -> Decision:
         """Retry `error`, raised by try `attempt` (1-based)? `elapsed`: seconds since the work began."""
-        kind = type(error).__name__
+        kind = error.code
         rule = self.rule_for(error)
         if rule is None:
             return Decision(False, 0.0, f"{kind}: {error.reason}; not retryable", attempt)

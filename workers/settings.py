@@ -12,9 +12,9 @@ from contract.jobs import DELIVER, FETCH_TRANSCRIPT, PROCESS_CALL, job_deseriali
 from contract.settings import Settings
 from workers import context, process
 
-# arq fails a job past max_tries without running it (nothing would be dead-lettered), so this is only a
-# backstop above the retry policy's own limits (workers/retry.py, at most 20 tries per error class).
-MAX_TRIES = 25
+# arq fails a job past max_tries without running it (nothing would be dead-lettered), so arq's limit is set
+# out of reach: workers/process.py dead-letters a job past its own TRY_LIMIT before arq could drop it.
+MAX_TRIES = 1_000_000
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:

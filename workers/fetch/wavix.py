@@ -26,9 +26,11 @@ from contract.wavix import Cdr, Transcript, decode_cdr, decode_error, decode_tra
 from workers.fetch.http import FastTransport
 from workers.retry import (
     CallError,
+    CdrMismatch,
     NotProvisioned,
     NotYet,
     Permanent,
+    TooLarge,
     TranscriptNotReady,
     Transient,
     parse_retry_after,
@@ -42,6 +44,24 @@ OnResponse = Callable[[str, int | str, float], None]
 SECRET_PARAMS = frozenset({"appid", "api_key", "apikey", "key", "token", "access_token", "signature", "sig"})
 _PLACEHOLDERS = ("{uuid}", "{call_id}")
 _MAX_MESSAGE = 200  # Wavix's `message` is short; a proxy's HTML error page is not
+_MAX_NUMBER_PAGES = 100  # 10,000 numbers: more than any account we serve
+
+
+class _Number(msgspec.Struct, frozen=True):
+    number: str | int | None = None
+
+
+class _NumberPage(msgspec.Struct, frozen=True):
+    items: list[_Number] = msgspec.field(default_factory=list)
+    pagination: dict[str, object] = msgspec.field(default_factory=dict)
+
+    @property
+    def total_pages(self) -> int:
+        pages = self.pagination.get("total_pages")
+        return pages if isinstance(pages, int) else 1
+
+
+decode_numbers = msgspec.json.Decoder(_NumberPage).decode
 
 T = TypeVar("T")
 
@@ -84,7 +104,8 @@ class WavixClient:
     """Fetches CDRs and transcripts; raises only `workers.retry.CallError` subclasses."""
 
     def __init__(
-        self, http: httpx.AsyncClient, *, cdr_path: str = "/v1/cdr/{uuid}", on_response: OnResponse | None = None
+        self, http: httpx.AsyncClient, *, cdr_path: str = "/v1/cdr/{uuid}", on_response: OnResponse | None = None,
+        max_body: int = 1 << 20,
     ) -> None:
         found = [p for p in _PLACEHOLDERS if p in cdr_path]
         if len(found) != 1 or cdr_path.count(found[0]) != 1:
@@ -93,6 +114,7 @@ class WavixClient:
         self._cdr_path = cdr_path.rstrip("/")
         self._placeholder = found[0]
         self._on_response = on_response
+        self._max_body = max_body
         auth = http.headers.get("Authorization", "")
         self._secret = auth.partition(" ")[2] or None  # scrubbed from any text we pass on
 
@@ -100,7 +122,7 @@ class WavixClient:
     def from_settings(
         cls, http: httpx.AsyncClient, settings: Settings, on_response: OnResponse | None = None
     ) -> WavixClient:
-        return cls(http, cdr_path=settings.wavix_cdr_path, on_response=on_response)
+        return cls(http, cdr_path=settings.wavix_cdr_path, on_response=on_response, max_body=settings.wavix_max_body)
 
     @property
     def cdr_template(self) -> str:
@@ -111,10 +133,26 @@ class WavixClient:
         return f"{self._cdr_path}/transcription"
 
     async def get_cdr(self, call_id: str, *, attempt: int | None = None) -> Cdr:
-        """The call's CDR with its transcription reference (URLs redacted). A 404 is `NotYet`."""
+        """The call's CDR with its transcription reference (URLs redacted). A 404 is `NotYet`; a CDR that
+        names another call is `CdrMismatch` (Wavix's error: never published as this call)."""
         response = await self._get("cdr", self.cdr_template, call_id, attempt, {"show_transcription": "true"})
         cdr = self._decode(decode_cdr, response, self.cdr_template)
+        if cdr.id != call_id:
+            named = "no call" if cdr.id is None else "another call"
+            raise CdrMismatch(f"GET {self.cdr_template} -> 200: the CDR names {named}", status=200)
         return _redacted(cdr)
+
+    async def own_numbers(self) -> list[str]:
+        """The account's phone numbers as sent (`GET /v1/numbers`, every page): they tell a call's direction."""
+        numbers: list[str] = []
+        page, pages = 1, 1
+        while page <= pages and page <= _MAX_NUMBER_PAGES:
+            response = await self._get("numbers", "/v1/numbers", "-", None, {"page": str(page), "per_page": "100"})
+            listing = self._decode(decode_numbers, response, "/v1/numbers")
+            numbers += [str(item.number) for item in listing.items if item.number is not None]
+            pages = listing.total_pages
+            page += 1
+        return numbers
 
     async def get_transcript(self, call_id: str, *, attempt: int | None = None) -> Transcript:
         """The call's transcript. 404 is `TranscriptNotReady`, 403 `NotProvisioned`."""
@@ -127,7 +165,7 @@ class WavixClient:
         label = f"GET {template}"
         if not call_id.strip():
             raise Permanent(f"{label}: empty call id")
-        path = template.replace(self._placeholder, quote(call_id, safe=""))
+        path = template.replace(self._placeholder, quote(call_id, safe="")) if endpoint != "numbers" else template
         started = time.perf_counter()
         try:
             response = await self._http.get(path, params=params)
@@ -140,6 +178,9 @@ class WavixClient:
         self._record(endpoint, response.status_code, started, call_id, attempt, label)
         if response.status_code != 200:
             raise self._error(endpoint, label, response)
+        if len(response.content) > self._max_body:
+            raise TooLarge(f"{label} -> 200: {len(response.content)} bytes, over WAVIX_MAX_BODY ({self._max_body})",
+                           status=200)
         return response
 
     def _error(self, endpoint: str, label: str, response: httpx.Response) -> CallError:
@@ -191,10 +232,9 @@ class WavixClient:
 def _redacted(cdr: Cdr) -> Cdr:
     """The CDR with secret query parameters removed from the URLs it carries."""
     changes: dict[str, object] = {}
-    if cdr.recording_url:
+    if isinstance(cdr.recording_url, str) and cdr.recording_url:
         changes["recording_url"] = redact_url(cdr.recording_url)
-    if cdr.transcription is not None and cdr.transcription.url:
-        changes["transcription"] = msgspec.structs.replace(
-            cdr.transcription, url=redact_url(cdr.transcription.url)
-        )
+    reference = cdr.transcription
+    if isinstance(reference, dict) and isinstance(reference.get("url"), str):
+        changes["transcription"] = {**reference, "url": redact_url(reference["url"])}
     return msgspec.structs.replace(cdr, **changes) if changes else cdr
