@@ -1,4 +1,9 @@
-"""Health: `/healthz` says the process is alive, `/readyz` that it can accept work (Redis answers)."""
+"""Health: `/healthz` says the process is alive, `/readyz` that it can accept work (Redis answers).
+
+`/readyz` asks the client the webhooks use (`state.pipe`, the enqueuer's pipelined connection): a probe on
+another client could stay green while every webhook waits or fails. `state.redis` answers only when the
+app has not put its pipelined client on the state.
+"""
 
 from __future__ import annotations
 
@@ -18,8 +23,9 @@ async def healthz() -> dict[str, str]:
 
 @get("/readyz", tags=["operations"], summary="Redis answers: webhooks can be accepted")
 async def readyz(state: State) -> Response[Any]:
+    client = state.get("pipe") or state.redis
     try:
-        await state.redis.ping()
+        await client.ping()
     except Exception as e:
         return Response(error_body("not_ready", f"redis does not answer ({type(e).__name__})"), status_code=503)
     return Response({"status": "ready"})

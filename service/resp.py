@@ -8,7 +8,10 @@ replies, which Redis sends in order, resolve the waiting futures first in, first
 
 Failures are redis-py's exception types, so the app maps them to 503 in one place: the connection is
 dropped on any error or timeout (an unanswered request leaves the reply stream unknowable) and made
-again by the next call.
+again by the next call. It is dropped too when Redis answers READONLY or LOADING (after a failover the
+old connection points at a replica: only a new one can reach the new master). A connection that Redis
+closes while it is being set up (maxclients, a proxy during failover) fails its setup at once, and the
+setup is tried SETUP_TRIES times before the call fails: nothing ever waits on a closed connection.
 """
 
 from __future__ import annotations
@@ -22,6 +25,10 @@ from redis.exceptions import ConnectionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
 Reply = int | bytes | str | None | ResponseError
+
+SETUP_TRIES = 3
+SETUP_PAUSE_S = 0.05  # between two tries of a connection setup, doubled each time
+_DROPPING_REPLIES = ("READONLY", "LOADING", "MASTERDOWN")  # this connection will not serve writes again
 
 
 def bulk(data: bytes) -> bytes:
@@ -55,6 +62,9 @@ class _Protocol(asyncio.Protocol):
     def send(self, command: bytes) -> asyncio.Future[Reply]:
         loop = self._loop
         future: asyncio.Future[Reply] = loop.create_future()
+        if self.closed:  # nothing will answer, and the watchdog no longer looks: fail now
+            future.set_exception(ConnectionError("redis connection closed"))
+            return future
         if not self._out:
             loop.call_soon(self._flush)
         self._out.append(command)
@@ -145,16 +155,32 @@ class PipelinedRedis:
             self._drop(protocol)
             raise
         if isinstance(reply, ResponseError):
+            if str(reply).startswith(_DROPPING_REPLIES):
+                self._drop(protocol)
             raise reply
         return reply
+
+    async def ping(self) -> None:
+        """Raises unless Redis answers on the connection the calls use (the receiver's readiness)."""
+        await self.call(pack("PING"))
 
     async def _connection(self) -> _Protocol:
         if self._protocol is not None and not self._protocol.closed:
             return self._protocol
         self._connecting = self._connecting or asyncio.Lock()
         async with self._connecting:
-            if self._protocol is None or self._protocol.closed:
-                self._protocol = await self._connect()
+            pause = SETUP_PAUSE_S
+            for attempt in range(1, SETUP_TRIES + 1):
+                if self._protocol is not None and not self._protocol.closed:
+                    break
+                try:
+                    self._protocol = await self._connect()
+                except ConnectionError:
+                    if attempt == SETUP_TRIES:
+                        raise
+                    await asyncio.sleep(pause)
+                    pause *= 2
+        assert self._protocol is not None
         return self._protocol
 
     async def _connect(self) -> _Protocol:
@@ -175,11 +201,14 @@ class PipelinedRedis:
             greeting.append(pack("AUTH", *([o["username"]] if o.get("username") else []), o["password"]))
         if o.get("db"):
             greeting.append(pack("SELECT", o["db"]))
-        for command in [*greeting, *self.on_connect]:
-            reply = await protocol.send(command)  # its watchdog bounds the wait
-            if isinstance(reply, ResponseError):
-                protocol.transport.close()  # type: ignore[union-attr]
-                raise ConnectionError(f"redis refused the connection setup: {reply}")
+        try:
+            for command in [*greeting, *self.on_connect]:
+                reply = await protocol.send(command)  # fails at once on a closed connection; else the watchdog
+                if isinstance(reply, ResponseError):
+                    raise ConnectionError(f"redis refused the connection setup: {reply}")
+        except (ConnectionError, RedisTimeout) as e:
+            self._drop(protocol)
+            raise ConnectionError(f"redis connection setup failed ({e})") from e
         return protocol
 
     def _drop(self, protocol: _Protocol) -> None:
