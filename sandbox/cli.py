@@ -8,6 +8,12 @@ serves Wavix's API, places the calls, sends their webhooks to the target, prints
 target answered, and keeps serving until Ctrl-C (or SIGTERM), or for `--linger` seconds. Without
 `--target` it only serves: place calls with `POST /_sandbox/calls?count=N`. The first line on stdout is
 `SANDBOX_URL=http://HOST:PORT` (useful with `--port 0`); everything else goes to stderr.
+
+Exit status: 0; 2 for contradicting options; 1 when the target refused webhooks (a webhook that got
+answers, none of them 2xx; drifted bodies, faults on purpose, do not count) or never answered: one line
+on stderr says how many and the first status and body. If it accepted none at all (a wrong URL or
+token), the simulator exits at once; otherwise it serves on as asked (workers still fetch the CDRs of
+the calls that got through) and exits 1 at the end.
 """
 
 from __future__ import annotations
@@ -22,26 +28,29 @@ import msgspec
 
 from contract import logs
 from sandbox.api import create_app
+from sandbox.calls import SimCall
 from sandbox.config import SandboxConfig
 from sandbox.faults import Faults
 from sandbox.server import READY_PREFIX, Server
 from sandbox.state import Sandbox
-from sandbox.webhooks import Variant, send_webhooks, summarize
+from sandbox.webhooks import Result, Variant, refusals, send_webhooks, summarize
 
 log = logs.get("sandbox")
 
 _EPILOG = """\
 what it does:
   Serves Wavix's API (GET /v1/cdrs/{id}, /v1/cdr/{uuid}, .../transcription, /v1/cdrs?from&to&type,
-  /v1/recordings/{id}) for the calls it places, with Bearer auth. With --target it places --calls calls,
-  POSTs their webhooks there at --rate, logs what the target answered, then keeps serving until Ctrl-C or
-  SIGTERM (or for --linger seconds). Without --target it only serves.
+  /v1/cdrs/all?from&to&type (NDJSON), /v1/numbers, /v1/recordings/{id}) for the calls it places, with
+  Bearer auth. With --target it places --calls calls, POSTs their webhooks there at --rate (and each
+  transcript's transcription-completed webhook when it is ready), logs what the target answered, then
+  keeps serving until Ctrl-C or SIGTERM (or for --linger seconds). Without --target it only serves.
   The first stdout line is SANDBOX_URL=http://HOST:PORT; logs go to stderr.
+  Exit status 1 if the target refused webhooks (non-2xx, drifted bodies aside) or never answered.
 
 admin endpoints (no auth, no faults):
-  GET /_sandbox/calls                 every call placed, with its generated facts
+  GET /_sandbox/calls                 every call placed, with its facts (direction, webhooks_dropped...)
   POST /_sandbox/calls?count=N        place N more calls (you send their webhooks)
-  GET /_sandbox/stats                 answers given, by route and status; faults injected
+  GET /_sandbox/stats                 answers given, by route and status; faults injected; dropped calls
   GET|PUT /_sandbox/faults            read or replace the fault shares (JSON)
 """
 
@@ -89,9 +98,14 @@ def _call_options(parser: argparse.ArgumentParser) -> None:
     calls.add_argument("--seed", type=int, default=0,
                        help="seed of the generated calls: same seed, same calls (default 0)")
     calls.add_argument("--calls", type=int, default=0, metavar="N", help="calls to place at startup (default 0)")
-    calls.add_argument("--start", default=None, metavar="ISO_TIME",
-                       help="date of the first call, e.g. 2026-07-01T09:00:00Z, the next ones 3 s apart "
-                            "(default: each call ends when it is placed)")
+    calls.add_argument("--start", "--start-at", dest="start", default=None, metavar="ISO_TIME",
+                       help="date of the first call, e.g. 2026-06-30T23:50:00Z (to straddle midnight UTC), "
+                            "the next ones --spacing apart (default: calls spread over the last --window)")
+    calls.add_argument("--spacing", type=float, default=3.0, metavar="SECONDS",
+                       help="seconds between call starts with --start (default 3)")
+    calls.add_argument("--window", type=float, default=3600.0, metavar="SECONDS",
+                       help="without --start, each call starts and ends within this long before it is placed; "
+                            "0: every call ends as it is placed (default 3600)")
     calls.add_argument("--machine-share", type=_share, metavar="SHARE", default=0.15,
                        help="share of answered outbound calls a machine answered (default 0.15)")
     calls.add_argument("--transcript-share", type=_share, metavar="SHARE", default=0.6,
@@ -103,6 +117,9 @@ def _call_options(parser: argparse.ArgumentParser) -> None:
     calls.add_argument("--legacy-transcripts", type=_share, metavar="SHARE", default=0.0,
                        help="share of transcripts in the older docs' shape (turns with 'phone_number', no score, "
                             "summary or dates); not valid against the spec (default 0)")
+    calls.add_argument("--transcript-nulls", type=_share, metavar="SHARE", default=0.0,
+                       help="share of transcripts with null turn text/s/e and some null 'transcript' or 'turns'; "
+                            "the spec allows none of these nulls (default 0)")
 
 
 def _webhook_options(parser: argparse.ArgumentParser) -> None:
@@ -112,14 +129,24 @@ def _webhook_options(parser: argparse.ArgumentParser) -> None:
                        help="webhooks (POSTs) per second (default 50)")
     hooks.add_argument("--variants", type=_variants, default=tuple(Variant), metavar="LIST",
                        help="comma-separated payload variants, one picked per call: "
-                            "spec (current spec bodies), cdr (pre-2026 whole-CDR post-call), numeric (JSON numbers, "
-                            "uppercase ANSWERED), uuid (on-call with deprecated uuid only), id (on-call with id only), "
-                            "finished (on-call call_finished) (default: all)")
+                            "spec (current spec bodies), cdr (pre-2026 whole-CDR post-call, on-call without "
+                            "direction), numeric (JSON numbers, uppercase ANSWERED), uuid (on-call with deprecated "
+                            "uuid only), id (on-call with id only), finished (on-call call_finished), cdr-numeric "
+                            "(as cdr, sip_trunk a JSON number) (default: all)")
     hooks.add_argument("--duplicates", type=_share, metavar="SHARE", default=0.0,
                        help="share of webhooks sent twice (default 0)")
     hooks.add_argument("--reorder", action="store_true", help="shuffle webhooks with their near neighbours")
     hooks.add_argument("--on-call-events", action="store_true",
                        help="also send on-call events (call_setup, ringing, answered, and the terminal one)")
+    hooks.add_argument("--drift", type=_share, metavar="SHARE", default=0.0,
+                       help="share of webhook bodies with one unneeded field changed in type or added "
+                            "(sip_trunk as a number, machine_detected 'true', event_payload a string...) (default 0)")
+    hooks.add_argument("--drop-webhooks", type=_share, metavar="SHARE", default=0.0,
+                       help="share of calls whose work-starting webhooks (post-call, terminal on-call, "
+                            "transcription) are never sent; the calls stay in the API and the CDR list (default 0)")
+    hooks.add_argument("--transcription-webhooks", action=argparse.BooleanOptionalAction, default=True,
+                       help="send each transcript's transcription-completed webhook {uuid, status} when it is "
+                            "ready, --transcript-delay after the call's first webhook (default: on)")
     hooks.add_argument("--deadline", type=float, default=600.0, metavar="SECONDS",
                        help="stop starting new webhooks after this long (default 600)")
     hooks.add_argument("--results", default=None, metavar="PATH",
@@ -145,6 +172,10 @@ def _fault_options(parser: argparse.ArgumentParser) -> None:
                         help="share whose connection is closed without an answer (default 0)")
     faults.add_argument("--fault-403", type=_share, default=0.0, metavar="SHARE",
                         help='share of transcript requests answered 403 "not provisioned" (default 0)')
+    faults.add_argument("--fault-wrong-cdr", type=_share, default=0.0, metavar="SHARE",
+                        help="share of CDR requests answered 200 with another call's CDR (default 0)")
+    faults.add_argument("--fault-oversized-cdr", type=_share, default=0.0, metavar="SHARE",
+                        help="share of CDR requests answered 200 with a body over 1 MiB (default 0)")
 
 
 def config_from(args: argparse.Namespace) -> SandboxConfig:
@@ -152,13 +183,16 @@ def config_from(args: argparse.Namespace) -> SandboxConfig:
     if args.config_json:
         return msgspec.json.decode(args.config_json, type=SandboxConfig)
     return SandboxConfig(
-        seed=args.seed, api_key=args.api_key, start=args.start, transcript_share=args.transcript_share,
-        transcript_delay_s=args.transcript_delay, transcript_failed_share=args.transcript_failed,
-        legacy_transcript_share=args.legacy_transcripts, machine_share=args.machine_share,
+        seed=args.seed, api_key=args.api_key, start=args.start, spacing_s=args.spacing, window_s=args.window,
+        transcript_share=args.transcript_share, transcript_delay_s=args.transcript_delay,
+        transcript_failed_share=args.transcript_failed, legacy_transcript_share=args.legacy_transcripts,
+        transcript_nulls_share=args.transcript_nulls, drop_webhooks_share=args.drop_webhooks,
+        machine_share=args.machine_share,
         faults=Faults(
             latency_s=args.latency, drop=args.fault_drop, rate_limit=args.fault_429,
             rate_limit_bare=args.fault_429_bare, server_error=args.fault_5xx, slow=args.fault_slow,
             slow_s=args.slow_delay, retry_after_s=args.retry_after, forbidden_transcript=args.fault_403,
+            wrong_cdr=args.fault_wrong_cdr, oversized_cdr=args.fault_oversized_cdr,
         ),
     )
 
@@ -189,17 +223,12 @@ async def _main(config: SandboxConfig, args: argparse.Namespace) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    status = 0
     try:
         if args.target and calls:
-            results = await send_webhooks(
-                calls, args.target, rate=args.rate, variants=args.variants, duplicates=args.duplicates,
-                reorder=args.reorder, on_call_events=args.on_call_events, seed=config.seed,
-                deadline_s=args.deadline, on_first_send=sandbox.mark_sent,
-            )
-            log.info("sandbox.webhooks_sent", calls=len(calls), webhooks=len(results), answers=summarize(results))
-            if args.results:
-                with open(args.results, "wb") as out:
-                    out.writelines(msgspec.json.encode(r) + b"\n" for r in results)
+            status, none_accepted = _verdict(await _send(sandbox, calls, args))
+            if none_accepted:
+                return status
         if args.linger is None:
             await stop.wait()
         else:
@@ -207,4 +236,38 @@ async def _main(config: SandboxConfig, args: argparse.Namespace) -> int:
                 await asyncio.wait_for(stop.wait(), args.linger)
     finally:
         await server.close()
-    return 0
+    return status
+
+
+async def _send(sandbox: Sandbox, calls: list[SimCall], args: argparse.Namespace) -> list[Result]:
+    """Sends the calls' webhooks as the options say, logs a summary, writes `--results`."""
+    config = sandbox.config
+    results = await send_webhooks(
+        calls, args.target, rate=args.rate, variants=args.variants, duplicates=args.duplicates,
+        reorder=args.reorder, on_call_events=args.on_call_events, seed=config.seed, deadline_s=args.deadline,
+        on_first_send=sandbox.mark_sent, drift=args.drift,
+        transcription_delay_s=config.transcript_delay_s if args.transcription_webhooks else None,
+    )
+    log.info("sandbox.webhooks_sent", calls=len(calls), webhooks=len(results), answers=summarize(results),
+             dropped_calls=sandbox.webhook_stats()["dropped_calls"], drifted=sum(r.drift is not None for r in results),
+             transcription=sum(r.kind == "transcription" for r in results))
+    if args.results:
+        with open(args.results, "wb") as out:
+            out.writelines(msgspec.json.encode(r) + b"\n" for r in results)
+    return results
+
+
+def _verdict(results: list[Result]) -> tuple[int, bool]:
+    """(exit status, whether the target accepted nothing); prints the one line that explains a 1."""
+    refused, first = refusals(results)
+    unanswered = [r for r in results if r.status is None and r.error != "deadline"]
+    accepted = any(r.status is not None and 200 <= r.status < 300 for r in results)
+    if not refused and not unanswered:
+        return 0, False
+    if first is not None:
+        seen = " ".join(f"first: HTTP {first.status} {first.answer or ''}".split())
+    else:
+        seen = f"first: {unanswered[0].error}"
+    print(f"wavix-events simulate: the target refused {refused} webhook(s) and {len(unanswered)} got no answer "
+          f"({seen})", file=sys.stderr, flush=True)
+    return 1, not accepted

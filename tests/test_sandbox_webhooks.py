@@ -17,15 +17,18 @@ from sandbox.state import Sandbox
 from sandbox.webhooks import (
     ALL_VARIANTS,
     TERMINAL,
+    Result,
     Variant,
     deliveries,
     on_call_body,
     on_call_events,
     post_call_body,
+    refusals,
     send_webhooks,
     summarize,
+    transcription_deliveries,
 )
-from tests.sandbox_helpers import Receiver, receiving
+from tests.sandbox_helpers import Receiver, check, component, receiving
 
 CONFIG = SandboxConfig(seed=3, api_key="wx_hooks_key_0123456789", start="2026-07-01T09:00:00Z")
 
@@ -156,3 +159,99 @@ async def test_cdr_is_servable_when_the_first_webhook_arrives_and_transcript_fol
         await asyncio.sleep(0.55)
         statuses = [(await client.get(f"/v1/cdrs/{c.call_id}/transcription")).status_code for c in calls]
         assert statuses == [200] * len(calls)
+
+
+async def test_transcription_webhooks_follow_each_ready_transcript() -> None:
+    """With a delay given, each transcribed call gets `{uuid, status}` once its transcript answers 200, not before."""
+    sandbox = Sandbox(msgspec.structs.replace(CONFIG, transcript_delay_s=0.3, transcript_failed_share=0.3))
+    calls = sandbox.place(40)
+    transcribed = {c.call_id: c.transcript.status for c in calls if c.transcript is not None}
+    assert set(transcribed.values()) == {"completed", "failed"}
+    seen: dict[str, tuple[str, int]] = {}
+    async with serve(sandbox) as api, httpx.AsyncClient(
+        base_url=api, headers={"Authorization": f"Bearer {CONFIG.api_key}"}
+    ) as client:
+
+        async def on_body(body: bytes) -> None:
+            hook = classify(body)
+            if hook.kind is Kind.TRANSCRIPTION:
+                check(body, component("CDRTranscriptionCompletedWebhook"))
+                ready = await client.get(f"/v1/cdrs/{hook.call_id}/transcription")
+                seen[hook.call_id] = (hook.event, ready.status_code)
+
+        receiver = Receiver()
+        receiver.on_body = on_body
+        async with receiving(receiver) as url:
+            results = await send_webhooks(calls, url, rate=1000, on_first_send=sandbox.mark_sent,
+                                          transcription_delay_s=0.3)
+    assert seen == {call_id: (status, 200) for call_id, status in transcribed.items()}
+    late = [r for r in results if r.kind == "transcription"]
+    assert len(late) == len(transcribed) and min(r.sent_at for r in late) >= 0.3
+    assert not [r for r in await send_webhooks(calls[:5], url, rate=1000) if r.kind == "transcription"]
+
+
+def test_older_on_call_bodies_lack_direction_and_cdr_numeric_has_a_numeric_trunk() -> None:
+    """`cdr`/`cdr-numeric` on-call bodies lack `direction` (still a spec `Call`); `cdr-numeric` has numeric trunks."""
+    calls = Sandbox(CONFIG).place(40)
+    for call in calls:
+        for event in on_call_events(call):
+            for variant in (Variant.CDR, Variant.CDR_NUMERIC):
+                body = on_call_body(call, event, variant)
+                assert "direction" not in msgspec.json.decode(body)
+                check(body, component("Call"))
+            assert msgspec.json.decode(on_call_body(call, event, Variant.SPEC))["direction"] == call.direction
+    outbound = next(c for c in calls if c.direction == "outbound")
+    trunk = msgspec.json.decode(post_call_body(outbound, Variant.CDR_NUMERIC))["sip_trunk"]
+    assert trunk == int(outbound.sip_trunk or 0) and isinstance(trunk, int)
+    assert Variant.CDR_NUMERIC not in ALL_VARIANTS
+
+
+def test_drift_changes_one_unneeded_field_and_keeps_the_call_id() -> None:
+    """A drift share of 0.5 changes about half the bodies, each in one named way, never the call id."""
+    calls = Sandbox(CONFIG).place(120)
+    plain = {(d.call_id, d.kind, d.event): d for d in deliveries(calls, on_call_events_too=True, seed=2)}
+    drifted = deliveries(calls, on_call_events_too=True, seed=2, drift=0.5)
+    assert len(drifted) == len(plain)
+    changed = [d for d in drifted if d.drift is not None]
+    assert 0.35 * len(drifted) < len(changed) < 0.65 * len(drifted)
+    kinds = {d.drift for d in changed}
+    assert {"sip_trunk-number", "machine_detected-text", "event_payload-string", "null-disposition",
+            "event_type-added", "charge-number", "tag-number", "event_time-number", "unknown-field"} <= kinds
+    for delivery in changed:
+        original = plain[(delivery.call_id, delivery.kind, delivery.event)].body
+        body, before = msgspec.json.decode(delivery.body), msgspec.json.decode(original)
+        assert body.get("id", body.get("uuid")) == delivery.call_id and delivery.body != original
+        differ = {k for k in body if repr(body.get(k)) != repr(before.get(k))}  # repr: 1 is not True here
+        assert len(differ) in (1, 2) and differ <= {
+            "sip_trunk", "charge", "x_wavix_trace", "event_type", "disposition", "status", "machine_detected", "tag",
+            "event_time", "event_payload"}
+    unchanged = [d for d in drifted if d.drift is None]
+    assert all(d.body == plain[(d.call_id, d.kind, d.event)].body for d in unchanged)
+
+
+def test_dropped_calls_send_progress_but_nothing_that_starts_work() -> None:
+    """A call marked `webhooks_dropped` sends its progress events only: no post-call, terminal or transcription."""
+    calls = Sandbox(msgspec.structs.replace(CONFIG, drop_webhooks_share=0.3)).place(60)
+    dropped = {c.call_id for c in calls if c.webhooks_dropped}
+    assert dropped
+    plan = deliveries(calls, on_call_events_too=True, seed=1) + transcription_deliveries(calls)
+    for delivery in plan:
+        hook = classify(delivery.body)
+        assert not (hook.call_id in dropped and hook.starts_work), delivery
+    assert {classify(d.body).call_id for d in plan if classify(d.body).starts_work} == {
+        c.call_id for c in calls} - dropped
+
+
+def test_refusals_count_webhooks_without_any_2xx_and_ignore_drifted_ones() -> None:
+    """A webhook is refused when none of its answers is 2xx; a repeat's 200 saves it; drift, no answer do not count."""
+    def result(call_id: str, status: int | None, *, duplicate: bool = False, drift: str | None = None,
+               at: float = 0.0) -> Result:
+        return Result(call_id=call_id, kind="post_call", event="answered", variant=Variant.SPEC, duplicate=duplicate,
+                      status=status, error=None, sent_at=at, elapsed_ms=1.0, drift=drift, answer="nope")
+
+    results = [result("a", 409, at=0.2), result("a", 200, duplicate=True, at=0.1), result("b", 404, at=0.3),
+               result("b", 404, duplicate=True, at=0.4), result("c", 422, drift="tag-number"), result("d", None),
+               result("e", 500, at=0.5)]
+    count, first = refusals(results)
+    assert count == 2 and first is not None and (first.call_id, first.status, first.answer) == ("b", 404, "nope")
+    assert refusals([result("a", 200)]) == (0, None)
