@@ -6,10 +6,13 @@ import argparse
 import asyncio
 import subprocess
 import sys
+import time
 
 import httpx
 import msgspec
 
+from contract.webhooks import classify
+from sandbox.api import read_body, respond
 from sandbox.calls import SimCall
 from sandbox.cli import add_arguments, config_from
 from sandbox.config import SandboxConfig
@@ -45,6 +48,19 @@ def test_options_build_the_config() -> None:
     assert config.faults == Faults(rate_limit=0.02, server_error=0.1, latency_s=0.1, forbidden_transcript=0.5)
     whole = _parser().parse_args(["--config-json", msgspec.json.encode(SandboxConfig(seed=9)).decode()])
     assert config_from(whole).seed == 9
+
+
+def test_new_options_build_the_config() -> None:
+    """--start-at/--spacing/--window, the null and drop shares and the CDR faults reach the SandboxConfig."""
+    args = _parser().parse_args(["--start-at", "2026-06-30T23:50:00Z", "--spacing", "10", "--window", "7200",
+                                 "--transcript-nulls", "0.2", "--drop-webhooks", "0.1", "--fault-wrong-cdr", "0.05",
+                                 "--fault-oversized-cdr", "0.01", "--drift", "0.3", "--no-transcription-webhooks"])
+    config = config_from(args)
+    assert (config.start, config.spacing_s, config.window_s) == ("2026-06-30T23:50:00Z", 10.0, 7200.0)
+    assert (config.transcript_nulls_share, config.drop_webhooks_share) == (0.2, 0.1)
+    assert (config.faults.wrong_cdr, config.faults.oversized_cdr) == (0.05, 0.01)
+    assert args.drift == 0.3 and args.transcription_webhooks is False
+    assert _parser().parse_args([]).transcription_webhooks is True
 
 
 def test_contradicting_shares_exit_2() -> None:
@@ -94,3 +110,60 @@ async def test_spawn_runs_the_sandbox_in_a_subprocess_with_the_config() -> None:
         calls = (await client.get("/_sandbox/calls")).json()["calls"]
         assert [c["index"] for c in calls] == [0, 1, 2, 3]
         assert (await client.get(f"/v1/cdrs/{calls[0]['call_id']}")).status_code == 429
+
+
+class Refusing(Receiver):
+    """A target that refuses every webhook, as the receiver does when the URL's token is wrong."""
+
+    async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+        if scope["type"] == "http":
+            self.bodies.append(await read_body(receive))
+            await respond(send, 404, b'{"status_code":404,"detail":"Not Found"}')
+
+
+async def _simulate(url: str, *extra: str) -> tuple[int, str, float]:
+    began = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sandbox", "--port", "0", "--seed", "4", "--calls", "6", "--rate", "400",
+        "--target", url, *extra, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await asyncio.wait_for(process.communicate(), 30)
+    assert process.returncode is not None
+    return process.returncode, err.decode(), time.monotonic() - began
+
+
+async def test_refused_webhooks_make_the_simulator_exit_1_at_once() -> None:
+    """Every webhook answered 404 (a wrong token): exit 1 without lingering, one stderr line with count and answer."""
+    refusing = Refusing()
+    async with receiving(refusing) as url:
+        status, err, took = await _simulate(url, "--linger", "30")
+    assert status == 1 and took < 20
+    lines = [line for line in err.splitlines() if line.startswith("wavix-events simulate:")]
+    assert len(lines) == 1
+    assert len(refusing.bodies) > 6  # six post-calls and the transcripts' webhooks
+    assert f"refused {len(refusing.bodies)} webhook(s)" in lines[0]
+    assert 'HTTP 404 {"status_code":404,"detail":"Not Found"}' in lines[0]
+
+
+async def test_accepted_webhooks_exit_0_and_drifted_refusals_do_not_count() -> None:
+    """A target that accepts what it understands: exit 0 even though it refuses the drifted bodies."""
+
+    class Picky(Receiver):
+        async def __call__(self, scope, receive, send) -> None:  # type: ignore[no-untyped-def]
+            if scope["type"] == "http":
+                body = await read_body(receive)
+                try:
+                    classify(body)
+                    event_type = msgspec.json.decode(body).get("event_type")
+                    plain = b"x_wavix_trace" not in body and event_type != "call_status"
+                except Exception:
+                    plain = False
+                self.bodies.append(body)
+                self.methods.append("refused" if not plain else "accepted")
+                await respond(send, 200 if plain else 422, b"{}")
+
+    picky = Picky()
+    async with receiving(picky) as url:
+        status, err, _ = await _simulate(url, "--linger", "0", "--drift", "1", "--variants", "spec,cdr")
+    assert status == 0, err
+    assert "refused" in picky.methods and "accepted" in picky.methods  # drifted bodies were refused, yet exit 0
