@@ -21,7 +21,6 @@ from service.errors import exception_handlers
 from service.framing import refuse_ambiguous_framing
 from service.health import healthz, metrics, readyz
 from service.metrics import ReceiverMetrics
-from service.openapi import document_webhook_bodies
 from service.resp import PipelinedRedis
 from service.webhooks import receive_webhook
 
@@ -65,7 +64,6 @@ def create_app(settings: Settings) -> Litestar:
         openapi_config=OpenAPIConfig(title="wavix-events receiver", version="0.1.0"),
         logging_config=None,
     )
-    document_webhook_bodies(app.openapi_schema)
     app.state.settings = settings
     app.state.metrics = ReceiverMetrics()
     app.state.gate = Gate(
