@@ -29,8 +29,8 @@ async def test_every_call_yields_exactly_one_completed_event_with_its_values():
         for call in calls:
             data = completed[call.call_id][0].data
             assert data.disposition == call.disposition.lower()
-            assert data.charge == Decimal(call.charge)
-            assert data.duration_s == Decimal(call.duration)
+            assert Decimal(data.charge) == Decimal(call.charge)
+            assert Decimal(data.duration_s) == Decimal(call.duration)
             assert data.direction == call.direction
             assert data.from_.number is not None and data.from_.number.startswith("+")
         assert worker.jobs_failed == 0
