@@ -1,14 +1,13 @@
 """Enqueue: the dedup mark, the arq job and the call's webhook record, in one Redis round trip that cannot
 half-happen; and, for webhooks that start no work, the record alone, in one round trip too.
 
-The enqueue Lua script runs atomically in Redis. It first appends the webhook's `Receipt` to the call's
-list (`contract.webhooks.webhooks_key`: at most `WEBHOOKS_KEPT` entries, expiring with the dedup mark),
-duplicates included, so that the worker sees every webhook of the call whatever order they came in.
-Then, if the call was seen within the dedup window, it stops; otherwise it writes arq's job record and
-queue entry (as `ArqRedis.enqueue_job` would, with our msgpack serializer) and only then the dedup mark.
-Were a write ever to fail part-way, what remains is a queued job without its mark (a possible repeat,
-which the worker tolerates), never a call marked seen but not queued. arq's own `_job_id` uniqueness is
-not enough: it only holds while the job or its result exists, not for the whole dedup window.
+The script is `contract.intake.ENQUEUE_ONE`, the very one the reconciler runs for calls it finds in
+Wavix's list: it appends the webhook's `Receipt` to the call's list (duplicates included, so the worker
+sees every webhook of the call whatever order they came in), stops if the work was seen within the
+dedup window, else queues arq's job record and entry and only then sets the dedup mark. A transcription
+webhook goes to the call's one transcript job (`contract.intake.transcript_job_id`), which the worker's
+poll shares. arq's own `_job_id` uniqueness is not enough: it only holds while the job or its result
+exists, not for the whole dedup window.
 
 Progress events (ringing, answered, ...) start no work but say things the worker needs (`direction`),
 so `record()` appends them with the small record script: still one round trip per webhook.
@@ -22,25 +21,13 @@ import time
 from arq.constants import job_key_prefix, result_key_prefix
 from redis.exceptions import ResponseError
 
+from contract.intake import ENQUEUE_ONE, MODE_TRANSCRIPT, MODE_WEBHOOK, call_job_id, seen_key, transcript_job_id
 from contract.jobs import Receipt, encode_job, function_for, job_serializer
-from contract.webhooks import WEBHOOKS_KEPT, Webhook, webhooks_key
+from contract.webhooks import WEBHOOKS_KEPT, Kind, Webhook, webhooks_key
 from service.resp import PipelinedRedis, bulk, pack
 
 _JOB_KEY, _RESULT_KEY = job_key_prefix.encode(), result_key_prefix.encode()
-
-# KEYS: seen mark, job, result, queue, webhook list. ARGV: dedup ttl s, job expiry ms, job, job id, now ms, receipt.
-_ENQUEUE = f"""
-redis.call('RPUSH', KEYS[5], ARGV[6])
-redis.call('LTRIM', KEYS[5], -{WEBHOOKS_KEPT}, -1)
-redis.call('EXPIRE', KEYS[5], ARGV[1])
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('EXISTS', KEYS[2], KEYS[3]) == 0 then
-  redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2])
-  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[4])
-end
-redis.call('SET', KEYS[1], ARGV[5], 'EX', ARGV[1])
-return 1
-"""
+_MODES = {True: bulk(MODE_TRANSCRIPT.encode()), False: bulk(MODE_WEBHOOK.encode())}
 
 # KEYS: webhook list. ARGV: receipt, ttl s.
 _RECORD = f"""
@@ -81,8 +68,7 @@ class Enqueuer:
         self, redis: PipelinedRedis, *, queue_name: str, key_prefix: str, dedup_ttl_s: int, job_expiry_s: int
     ) -> None:
         self._prefix = key_prefix
-        self._seen = f"{key_prefix}seen:"
-        self._enqueue = _Script(redis, _ENQUEUE, keys=5, args=6)
+        self._enqueue = _Script(redis, ENQUEUE_ONE, keys=5, args=7)
         self._record = _Script(redis, _RECORD, keys=1, args=2)
         # The command's constant parts, packed once: only the call's own values are packed per request.
         self._queue = bulk(queue_name.encode())
@@ -96,16 +82,17 @@ class Enqueuer:
         Raises redis' `ConnectionError`/`TimeoutError` when Redis does not answer: nothing is marked.
         """
         now_ms = time.time_ns() // 1_000_000
-        key = webhook.dedup_key
-        jid = (self._prefix + key).encode()  # arq's keys are global: namespace our job ids too
+        transcript = webhook.kind is Kind.TRANSCRIPTION
+        job_id = (transcript_job_id if transcript else call_job_id)(self._prefix, webhook.call_id)
+        jid = job_id.encode()
         receipt = Receipt(
             kind=webhook.kind, call_id=webhook.call_id, event=webhook.event, received_at_ms=now_ms, body=body
         )
         job = encode_job(function_for(webhook), receipt, now_ms)
         return await self._enqueue(b"".join((
-            bulk((self._seen + key).encode()), bulk(_JOB_KEY + jid), bulk(_RESULT_KEY + jid), self._queue,
-            bulk(webhooks_key(self._prefix, webhook.call_id).encode()), self._ttl, self._expiry,
-            bulk(job), bulk(jid), bulk(b"%d" % now_ms), bulk(job_serializer(receipt)),
+            bulk(seen_key(self._prefix, webhook.dedup_key).encode()), bulk(_JOB_KEY + jid), bulk(_RESULT_KEY + jid),
+            self._queue, bulk(webhooks_key(self._prefix, webhook.call_id).encode()), self._ttl, self._expiry,
+            bulk(job), bulk(jid), bulk(b"%d" % now_ms), bulk(job_serializer(receipt)), _MODES[transcript],
         )))
 
     async def record(self, webhook: Webhook, body: bytes) -> None:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 
 import msgspec
 import pytest
-from arq.constants import job_key_prefix
+from arq.constants import job_key_prefix, result_key_prefix
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
@@ -69,10 +70,37 @@ async def test_transcription_webhook_queues_the_transcript_fetch(client, redis, 
     response = await client.post(URL, content=payloads.encode(payloads.transcription(cid)), headers=JSON)
     assert response.status_code == 200
     assert response.json()["status"] == "accepted"
-    job = await job_record(redis, settings.key_prefix + f"transcript:{cid}:completed")
+    job = await job_record(redis, settings.key_prefix + f"transcript:{cid}")
     assert job["f"] == FETCH_TRANSCRIPT
-    expected = sorted(settings.key_prefix + k for k in (f"call:{cid}", f"transcript:{cid}:completed"))
+    expected = sorted(settings.key_prefix + k for k in (f"call:{cid}", f"transcript:{cid}"))
     assert sorted(await queued(redis, settings)) == expected
+
+
+async def test_transcription_webhook_pulls_the_waiting_poll_forward(client, redis, settings):
+    """Poll and webhook share one job id: a webhook for a call whose poll waits moves that job to now and
+    queues no second one (one transcript outcome per call)."""
+    cid = call_id()
+    poll_id = settings.key_prefix + f"transcript:{cid}"
+    await redis.set(job_key_prefix + poll_id, b"poll", px=60_000)
+    later = int(time.time() * 1000) + 600_000
+    await redis.zadd(settings.queue_name, {poll_id: later})
+    response = await client.post(URL, content=payloads.encode(payloads.transcription(cid)), headers=JSON)
+    assert response.json()["status"] == "accepted"
+    assert await redis.get(job_key_prefix + poll_id) == b"poll"  # the waiting job, not a second one
+    score = await redis.zscore(settings.queue_name, poll_id)
+    assert score is not None and score < later - 500_000
+    await redis.delete(job_key_prefix + poll_id)
+
+
+async def test_transcription_webhook_after_the_poll_finished_queues_again(client, redis, settings):
+    """A transcript announced after our poll gave up (its result kept by arq) is still fetched: queued anew."""
+    cid = call_id()
+    poll_id = settings.key_prefix + f"transcript:{cid}"
+    await redis.set(result_key_prefix + poll_id, b"done", px=60_000)
+    response = await client.post(URL, content=payloads.encode(payloads.transcription(cid)), headers=JSON)
+    assert response.json()["status"] == "accepted"
+    assert (await job_record(redis, poll_id))["f"] == FETCH_TRANSCRIPT
+    assert await redis.exists(result_key_prefix + poll_id) == 0
 
 
 @pytest.mark.parametrize("event", ["call_setup", "ringing", "early_media", "answered", "on_call_event"])

@@ -19,6 +19,7 @@ from arq.connections import ArqRedis
 
 from contract import logs
 from contract.events import CallCompletedEvent
+from contract.intake import transcript_job_id
 from contract.settings import Settings, environment
 from workers import health
 from workers.alert.outbox import queue_alert, run_dispatcher
@@ -57,7 +58,7 @@ class Resources:
 
     def transcript_job_id(self, call_id: str) -> str:
         """The one job id of a call's transcript work: the poll and Wavix's webhook share it."""
-        return f"{self.settings.key_prefix}transcript:{call_id}"
+        return transcript_job_id(self.settings.key_prefix, call_id)
 
     def transcript_state_key(self, call_id: str) -> str:
         """The call's transcript outcome so far: "transcribed" or "unavailable:<reason>" (workers/process.py)."""
