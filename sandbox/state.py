@@ -82,6 +82,12 @@ class Sandbox:
             self._sent.add(call_id)
             self._ready_at[call_id] = self._monotonic() + self.config.transcript_delay_s
 
+    def finish_transcript(self, call_id: str) -> None:
+        """Wavix finishes the call's transcript now, whatever its delay (for a transcript that comes late)."""
+        if call_id in self._calls:
+            self._sent.add(call_id)
+            self._ready_at[call_id] = self._monotonic()
+
     def set_faults(self, faults: Faults) -> None:
         self.faults = faults
 

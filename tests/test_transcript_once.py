@@ -1,0 +1,78 @@
+"""One transcript outcome per call, end to end: Wavix's transcription webhook and our poll share one job.
+
+The allowed sequences (workers/process.py): nothing -> transcribed; nothing -> unavailable(reason);
+unavailable(timed_out) -> transcribed when Wavix finishes after we stopped waiting. Never two of a kind.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from prometheus_client import generate_latest
+
+from contract.events import TRANSCRIBED, UNAVAILABLE
+from sandbox.config import SandboxConfig
+from sandbox.faults import Faults
+from tests.conftest import TOKEN
+from tests.pipeline import by_type, pipeline
+
+ALL_TRANSCRIBED = {"transcript_share": 1.0, "transcript_failed_share": 0.0, "machine_share": 0.0}
+
+
+async def test_webhook_and_poll_publish_one_transcribed_event_per_call() -> None:
+    """The webhook says ready while the poll is queued: exactly one `transcribed` per call, on every sink."""
+    config = SandboxConfig(seed=6, transcript_delay_s=0.0, **ALL_TRANSCRIBED)
+    async with pipeline(config) as p:
+        calls, _ = await p.place_and_send(10, transcription_delay_s=0.0, duplicates=0.5)
+        worker = await p.run_worker()
+        events = await p.events()
+        answered = {c.call_id for c in calls if c.answered and c.transcript is not None}
+        assert answered, "the seed should give transcribed calls"
+        metrics = generate_latest(worker.ctx["resources"].metrics.registry).decode()
+        published = f'wavix_jobs_total{{function="fetch_transcript",outcome="published"}} {len(answered)}.0'
+        assert published in metrics  # one job published each transcript: the other path found it done
+        assert Counter(e.subject for e in events if e.type == TRANSCRIBED) == dict.fromkeys(answered, 1)
+        assert not by_type(events, UNAVAILABLE)
+
+
+async def test_a_late_transcript_after_we_stopped_waiting_is_still_published_once() -> None:
+    """We give up (timed_out) before Wavix finishes; its webhook then brings `transcribed`, once; a repeat of
+    that webhook, or another poll, publishes nothing more."""
+    config = SandboxConfig(seed=6, transcript_delay_s=3600.0, **ALL_TRANSCRIBED)
+    async with pipeline(config, TRANSCRIPT_POLL="1", TRANSCRIPT_WAIT="1") as p:
+        calls, _ = await p.place_and_send(10)
+        await p.run_worker()
+        waited = by_type(await p.events(), UNAVAILABLE)
+        answered = [c for c in calls if c.answered and c.transcript is not None]
+        assert answered and {c.call_id for c in answered} == set(waited)
+        assert {e[0].data.reason for e in waited.values()} == {"timed_out"}
+        for call in answered:
+            p.sandbox.finish_transcript(call.call_id)
+        for _ in range(2):  # Wavix's transcription webhook, and a repeat of it
+            for call in answered:
+                answer = await p.receiver.post(f"/webhooks/wavix/{TOKEN}",
+                                               json={"uuid": call.call_id, "status": "completed"})
+                assert answer.status_code == 200
+        await p.run_worker()
+        events = await p.events()
+        assert Counter(e.subject for e in events if e.type == TRANSCRIBED) == {c.call_id: 1 for c in answered}
+        assert Counter(e.subject for e in events if e.type == UNAVAILABLE) == {c.call_id: 1 for c in answered}
+
+
+async def test_a_transcript_wavix_announced_is_fetched_even_while_polling_is_paused() -> None:
+    """Wavix's 403 "not provisioned" pauses our polling account-wide, but a transcript Wavix announces by
+    webhook is fetched all the same."""
+    config = SandboxConfig(seed=6, transcript_delay_s=0.0, faults=Faults(forbidden_transcript=1.0),
+                           **ALL_TRANSCRIBED)
+    async with pipeline(config) as p:
+        calls, _ = await p.place_and_send(4)
+        await p.run_worker()
+        answered = {c.call_id for c in calls if c.answered and c.transcript is not None}
+        assert {e[0].data.reason for e in by_type(await p.events(), UNAVAILABLE).values()} == {"not_provisioned"}
+        assert set(by_type(await p.events(), UNAVAILABLE)) == answered
+        assert await p.redis.exists(f"{p.settings.key_prefix}transcripts:not_provisioned") == 1
+        p.sandbox.set_faults(Faults())
+        more, _ = await p.place_and_send(3, transcription_delay_s=0.0)
+        await p.run_worker()
+        announced = {c.call_id for c in more if c.answered and c.transcript is not None}
+        assert announced and announced <= set(by_type(await p.events(), TRANSCRIBED))
