@@ -167,6 +167,9 @@ class _Envelope(msgspec.Struct, Generic[D], frozen=True, kw_only=True, tag_field
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str
     schema: str = SCHEMA
+    # CloudEvents distributed-tracing extension: the publishing span, so a consumer can continue the trace.
+    # Left out of the JSON when unset; never part of the id (`event_id`), which stays deterministic.
+    traceparent: str | msgspec.UnsetType = msgspec.UNSET
     data: D
 
     @property

@@ -30,6 +30,7 @@ class Receipt(msgspec.Struct, frozen=True, kw_only=True):
     body: bytes
     source: str = "webhook"  # how the call reached us: "webhook", "reconcile" or "backfill"
     listed_type: str | None = None  # the CDR list's `type` (placed / received) when found by listing
+    traceparent: str | None = None  # W3C trace context of the receive span, when tracing is on (contract/tracing.py)
 
 
 def function_for(webhook: Webhook) -> str:
