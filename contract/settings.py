@@ -49,6 +49,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     transcript_wait: int = 30 * 60
     transcript_poll: int = 30  # first transcript poll after the call, then backing off
     retry_max_delay: float = 300.0  # the longest wait between two tries of a failing Wavix call
+    # Reconciliation (workers/fetch/reconcile.py): every RECONCILE_INTERVAL seconds one worker lists the CDRs
+    # of the last RECONCILE_LOOKBACK seconds and queues the calls whose webhook never came. 0 turns it off.
+    reconcile_interval: int = 300
+    reconcile_lookback: int = 7200
     # Worker behaviour.
     worker_concurrency: int = 64  # jobs at once per process (arq max_jobs); Wavix calls are mostly waiting
     job_timeout: int = 300
@@ -90,6 +94,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
                      "transcript_poll", "worker_concurrency", "job_timeout"):
             if getattr(self, name) <= 0:
                 raise SettingsError(name.upper(), "must be a positive whole number")
+        if self.reconcile_interval < 0:
+            raise SettingsError("RECONCILE_INTERVAL", "must be 0 (off) or a positive number of seconds")
+        if self.reconcile_lookback <= 0:
+            raise SettingsError("RECONCILE_LOOKBACK", "must be a positive number of seconds")
+        if self.reconcile_interval and self.reconcile_lookback <= self.reconcile_interval:
+            raise SettingsError("RECONCILE_LOOKBACK", "must be longer than RECONCILE_INTERVAL, or calls could fall "
+                                "between two passes")
         if self.job_expiry < self.webhook_dedup_ttl:
             raise SettingsError("JOB_EXPIRY", "must be at least WEBHOOK_DEDUP_TTL, or a seen call could expire unrun")
         for token in self.webhook_tokens:

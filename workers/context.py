@@ -29,6 +29,7 @@ from workers.deadletter import dead_letter
 from workers.deliver.route import Destination, load_destinations
 from workers.deliver.sinks.base import Sink, SinkOptions, build_sink
 from workers.fetch.hints import OwnNumbers
+from workers.fetch.reconcile import run_reconciler
 from workers.fetch.wavix import WavixClient, create_http_client
 from workers.metrics import WorkerMetrics
 from workers.queue import FollowUps
@@ -141,6 +142,9 @@ async def startup(ctx: dict[str, Any]) -> None:
             redis, slack, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
             dead_letter_stream=settings.dead_letter_stream, policy=resources.alert_policy,
         )))
+    if settings.reconcile_interval > 0:  # one pass per interval across all workers (workers/fetch/reconcile.py)
+        resources.tasks.append(asyncio.create_task(run_reconciler(
+            redis, wavix, settings, metrics, policy=resources.policy, stop=resources.stop)))
     ctx["resources"], ctx["http"], ctx["slack_http"] = resources, http, slack_http
     log.info("worker.started", concurrency=settings.worker_concurrency, slack=slack is not None)
 

@@ -5,9 +5,10 @@ Label sets are bounded: job function, outcome, endpoint family, status, sink, ev
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+_PASS_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
 class WorkerMetrics:
@@ -33,6 +34,18 @@ class WorkerMetrics:
                                  "event type and field.", ["type", "field"], registry=r)
         self.directions = Counter("wavix_call_directions", "Completed events by direction (unknown: nothing said it).",
                                   ["direction"], registry=r)
+        # Reconciliation (workers/fetch/reconcile.py): only the process that ran a pass moves these; take the
+        # max / sum over the worker processes.
+        self.reconciled = Counter("wavix_reconciled_calls", "Calls found only by reconciliation: each one is a "
+                                  "webhook Wavix never delivered (or we could not take).", registry=r)
+        self.reconcile_last_success = Gauge(
+            "wavix_reconcile_last_success_timestamp_seconds", "Unix time the last successful pass ended.", registry=r)
+        self.reconcile_interval = Gauge(
+            "wavix_reconcile_interval_seconds", "RECONCILE_INTERVAL of this process (0: off).", registry=r)
+        self.reconcile_seconds = Histogram("wavix_reconcile_pass_seconds", "Reconcile pass run time (successful "
+                                           "or not).", buckets=_PASS_SECONDS, registry=r)
+        self.reconcile_failures = Counter("wavix_reconcile_failures", "Reconcile passes that failed (Wavix or Redis "
+                                          "unavailable past the retries).", registry=r)
 
     def on_response(self, endpoint: str, status: int | str, seconds: float) -> None:
         """The Wavix client's hook: one call per API answer (or timeout / transport error)."""

@@ -4,6 +4,11 @@
 closed at shutdown; nothing is created at import. The path family is configurable (FACTS.md): the older
 `/v1/cdr/{uuid}` or the current `/v1/cdrs/{call_id}`; the transcript lives under it at `/transcription`.
 
+The CDR list (`list_cdrs`, one page) and the NDJSON export (`export_lines`, streamed line by line, never
+whole in memory) serve reconciliation and backfill (workers/fetch/reconcile.py, backfill.py): the list's
+path is the CDR path without its `/{call_id}`; the export is documented for the current family only
+(`/v1/cdrs/all`). Each listed CDR is kept as the bytes Wavix sent (`msgspec.Raw`): it becomes the job's body.
+
 Secrets: the API key travels only in the `Authorization` header. Errors and logs name the path family and
 the status (`GET /v1/cdrs/{call_id} -> 503`), never a URL with its query. The transcript reference
 (`show_transcription=true`) can carry the key as `?appid=`: `redact_url` strips it from everything returned.
@@ -12,7 +17,8 @@ the status (`GET /v1/cdrs/{call_id} -> 503`), never a URL with its query. The tr
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from datetime import date
 from typing import TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
@@ -43,8 +49,10 @@ OnResponse = Callable[[str, int | str, float], None]
 
 SECRET_PARAMS = frozenset({"appid", "api_key", "apikey", "key", "token", "access_token", "signature", "sig"})
 _PLACEHOLDERS = ("{uuid}", "{call_id}")
+_ONE_CALL = frozenset({"cdr", "transcript"})  # the endpoints whose path names a call
 _MAX_MESSAGE = 200  # Wavix's `message` is short; a proxy's HTML error page is not
 _MAX_NUMBER_PAGES = 100  # 10,000 numbers: more than any account we serve
+_MAX_LIST_BODY = 64 << 20  # a page of 1,000 CDRs is about 0.5 MB; WAVIX_MAX_BODY is for one record
 
 
 class _Number(msgspec.Struct, frozen=True):
@@ -62,6 +70,21 @@ class _NumberPage(msgspec.Struct, frozen=True):
 
 
 decode_numbers = msgspec.json.Decoder(_NumberPage).decode
+
+
+class CdrPage(msgspec.Struct, frozen=True):
+    """One page of the CDR list: each item exactly as Wavix sent it, and how many pages there are."""
+
+    items: list[msgspec.Raw] = msgspec.field(default_factory=list)
+    pagination: dict[str, object] = msgspec.field(default_factory=dict)
+
+    @property
+    def total_pages(self) -> int:
+        pages = self.pagination.get("total_pages")
+        return pages if isinstance(pages, int) else 1
+
+
+decode_cdr_page = msgspec.json.Decoder(CdrPage).decode
 
 T = TypeVar("T")
 
@@ -132,6 +155,45 @@ class WavixClient:
     def transcript_template(self) -> str:
         return f"{self._cdr_path}/transcription"
 
+    @property
+    def list_template(self) -> str:
+        """`/v1/cdrs` for `/v1/cdrs/{call_id}`, `/v1/cdr` for `/v1/cdr/{uuid}`."""
+        return self._cdr_path.split("/" + self._placeholder)[0]
+
+    @property
+    def export_template(self) -> str:
+        """The NDJSON export, `/v1/cdrs/all`: documented for the current family only, whatever the CDR path."""
+        base = self.list_template
+        return f"{base}/all" if base.endswith("/cdrs") else f"{base.removesuffix('/cdr')}/cdrs/all"
+
+    async def list_cdrs(self, first: date, last: date, list_type: str, page: int, per_page: int) -> CdrPage:
+        """One page of the CDRs of the whole UTC days `first`..`last` of one `type` (placed / received), every
+        disposition: without `disposition=all` Wavix lists answered calls only."""
+        params = {"from": first.isoformat(), "to": last.isoformat(), "type": list_type, "disposition": "all",
+                  "page": str(page), "per_page": str(per_page)}
+        response = await self._get("list", self.list_template, "-", None, params)
+        return self._decode(decode_cdr_page, response, self.list_template)
+
+    async def export_lines(self, first: date, last: date, list_type: str) -> AsyncIterator[bytes]:
+        """The export's non-empty lines (one CDR each) as they arrive; raises `CallError` like the other calls,
+        also mid-stream. Close it (`contextlib.aclosing`) when stopping early."""
+        label = f"GET {self.export_template}"
+        params = {"from": first.isoformat(), "to": last.isoformat(), "type": list_type, "disposition": "all"}
+        started = time.perf_counter()
+        try:
+            async with self._http.stream("GET", self.export_template, params=params) as response:
+                self._record("export", response.status_code, started, "-", None, label)
+                if response.status_code != 200:
+                    await response.aread()
+                    raise self._error("export", label, response)
+                async for line in response.aiter_lines():
+                    if line.strip():
+                        yield line.encode()
+        except httpx.TimeoutException as e:
+            raise Transient(f"{label}: timeout ({type(e).__name__})") from e
+        except httpx.RequestError as e:  # refused, or the stream broke off part-way
+            raise Transient(f"{label}: connection failed ({type(e).__name__})") from e
+
     async def get_cdr(self, call_id: str, *, attempt: int | None = None) -> Cdr:
         """The call's CDR with its transcription reference (URLs redacted). A 404 is `NotYet`; a CDR that
         names another call is `CdrMismatch` (Wavix's error: never published as this call)."""
@@ -165,7 +227,7 @@ class WavixClient:
         label = f"GET {template}"
         if not call_id.strip():
             raise Permanent(f"{label}: empty call id")
-        path = template.replace(self._placeholder, quote(call_id, safe="")) if endpoint != "numbers" else template
+        path = template.replace(self._placeholder, quote(call_id, safe="")) if endpoint in _ONE_CALL else template
         started = time.perf_counter()
         try:
             response = await self._http.get(path, params=params)
@@ -178,9 +240,9 @@ class WavixClient:
         self._record(endpoint, response.status_code, started, call_id, attempt, label)
         if response.status_code != 200:
             raise self._error(endpoint, label, response)
-        if len(response.content) > self._max_body:
-            raise TooLarge(f"{label} -> 200: {len(response.content)} bytes, over WAVIX_MAX_BODY ({self._max_body})",
-                           status=200)
+        limit, name = (self._max_body, "WAVIX_MAX_BODY") if endpoint in _ONE_CALL else (_MAX_LIST_BODY, "a listing")
+        if len(response.content) > limit:
+            raise TooLarge(f"{label} -> 200: {len(response.content)} bytes, over {name} ({limit})", status=200)
         return response
 
     def _error(self, endpoint: str, label: str, response: httpx.Response) -> CallError:

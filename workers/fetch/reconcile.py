@@ -1,0 +1,181 @@
+"""Reconciliation: every call Wavix made gets its event, even when its webhook never reached us.
+
+Wavix documents no webhook retries: a webhook our endpoint could not take (Redis down, a deploy, a network
+blip) is gone. So every RECONCILE_INTERVAL seconds (0: off) ONE worker process, whichever takes the lock
+
+    SET {KEY_PREFIX}reconcile:lock <token> NX EX <RECONCILE_INTERVAL>        (kept until it expires)
+
+runs a pass: for `type` placed and received, `GET /v1/cdrs?from=&to=&type=&disposition=all&page=&per_page=1000`
+over the whole UTC days covering now - RECONCILE_LOOKBACK .. now, paged to the end; the items whose `date`
+lies in the window (and that ended at least SETTLE_S ago, so a webhook still on its way is not counted as
+missed) go to `workers.fetch.listed.ListedIntake`: one ENQUEUE_MANY per page, the receiver's own script,
+so a call seen before costs nothing and a webhook that comes later is a duplicate. Each call queued here
+is a missed webhook: logged once (`reconcile.missed_webhook`, with its call id) and counted in
+`wavix_reconciled_calls`. A listing request that fails is retried by `workers.retry.RetryPolicy` (Retry-After
+honoured) at most PASS_TRIES times; then the pass fails (`wavix_reconcile_failures`) and the next interval
+tries again. A pass that outlives the lock may overlap the next one: the dedup makes that harmless.
+
+Cost, measured (bench/reconcile.py; sandbox and Redis on loopback): 10,000 listed calls all seen before take
+one pass of about 1 s; an account with 10,000 calls a day needs ceil(calls listed / 1000) list requests
+per type, about 22 for a 2-hour lookback that crosses midnight, at most 2 * (10 + 10) + 2.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from functools import partial
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from contract import logs
+from contract.settings import Settings
+from workers.fetch.listed import ListedCall, ListedIntake, read_listed, with_retries
+from workers.fetch.wavix import WavixClient, create_http_client
+from workers.metrics import WorkerMetrics
+from workers.retry import CallError, RetryPolicy
+
+log = logs.get("workers.fetch.reconcile")
+
+LIST_TYPES = ("placed", "received")
+PER_PAGE = 1000  # the spec names no maximum (int32); 1,000 CDRs are about 0.5 MB a page
+PASS_TRIES = 5  # tries per listing request before the pass gives up until the next interval
+SETTLE_S = 60.0  # a call that ended this recently may still have its webhook on the way
+MAX_PAGES = 10_000  # a runaway `total_pages` cannot keep a pass going for ever
+
+
+@dataclass
+class PassReport:
+    """What one pass did: calls listed, in the window, queued (= missed webhooks), skipped, API requests."""
+
+    listed: int = 0
+    in_window: int = 0
+    queued: int = 0
+    skipped: int = 0  # unreadable, or an id that breaks the rules
+    requests: int = 0
+    days: tuple[str, str] = ("", "")
+    seconds: float = 0.0
+
+
+def lock_key(key_prefix: str) -> str:
+    return f"{key_prefix}reconcile:lock"
+
+
+def days_covering(now: float, lookback: float) -> tuple[date, date]:
+    """The first and last whole UTC day of now - lookback .. now."""
+    first = datetime.fromtimestamp(now - lookback, UTC).date()
+    return first, datetime.fromtimestamp(now, UTC).date()
+
+
+async def reconcile_pass(wavix: WavixClient, intake: ListedIntake, *, now: float, lookback: float,
+                         policy: RetryPolicy, metrics: WorkerMetrics | None = None, settle_s: float = SETTLE_S,
+                         per_page: int = PER_PAGE, tries: int = PASS_TRIES) -> PassReport:
+    """One pass at the moment `now` (unix seconds; tests pass their own clock). Raises `CallError` when Wavix
+    keeps failing and redis' errors when Redis does."""
+    first, last = days_covering(now, lookback)
+    report = PassReport(days=(first.isoformat(), last.isoformat()))
+    since, settled = now - lookback, now - settle_s
+    for list_type in LIST_TYPES:
+        page, pages = 1, 1
+        while page <= min(pages, MAX_PAGES):
+            listing = await with_retries(
+                partial(wavix.list_cdrs, first, last, list_type, page, per_page), policy, tries=tries,
+                what=f"{wavix.list_template} type={list_type} page={page}")
+            report.requests += 1
+            report.listed += len(listing.items)
+            calls = _in_window(listing.items, since, settled, report)
+            queued = await intake.offer(calls, source="reconcile", listed_type=list_type)
+            for call, new in zip(calls, queued, strict=True):
+                if new:
+                    report.queued += 1
+                    log.warning("reconcile.missed_webhook", call_id=call.call_id, type=list_type)
+                    if metrics is not None:
+                        metrics.reconciled.inc()
+            pages = listing.total_pages if listing.items else page
+            page += 1
+    return report
+
+
+def _in_window(items: list[msgspec.Raw], since: float, settled: float, report: PassReport) -> list[ListedCall]:
+    calls: list[ListedCall] = []
+    for item in items:
+        call = read_listed(bytes(item))
+        if call is None:
+            report.skipped += 1
+        elif call.started_at is None or (call.started_at >= since and (call.ended_at or 0.0) <= settled):
+            calls.append(call)  # an undated call is queued: a needless job beats a lost call
+    report.in_window += len(calls)
+    return calls
+
+
+async def run_once(redis: Redis, wavix: WavixClient, settings: Settings, metrics: WorkerMetrics, *,
+                   policy: RetryPolicy, now: float | None = None, settle_s: float = SETTLE_S) -> PassReport | None:
+    """One pass with its metrics; a failure is logged and counted, never raised (None)."""
+    started = time.perf_counter()
+    intake = ListedIntake.from_settings(redis, settings)
+    try:
+        report = await reconcile_pass(wavix, intake, now=time.time() if now is None else now,
+                                      lookback=settings.reconcile_lookback, policy=policy, metrics=metrics,
+                                      settle_s=settle_s)
+    except (CallError, RedisError, OSError) as e:
+        metrics.reconcile_failures.inc()
+        log.warning("reconcile.failed", reason=str(e), error=type(e).__name__)
+        return None
+    except Exception:  # a bug: logged with its traceback, and the next interval tries again
+        metrics.reconcile_failures.inc()
+        log.error("reconcile.crashed", exc_info=True)
+        return None
+    finally:
+        metrics.reconcile_seconds.observe(time.perf_counter() - started)
+    report.seconds = time.perf_counter() - started
+    metrics.reconcile_last_success.set(time.time())
+    log.info("reconcile.pass", listed=report.listed, in_window=report.in_window, queued=report.queued,
+             skipped=report.skipped, requests=report.requests, first_day=report.days[0], last_day=report.days[1],
+             seconds=round(report.seconds, 3))
+    return report
+
+
+async def take_turn(redis: Redis, key_prefix: str, interval: int) -> bool:
+    """Whether this process runs the pass of this interval (the lock is left to expire, never released)."""
+    return bool(await redis.set(lock_key(key_prefix), secrets.token_hex(8), nx=True, ex=interval))
+
+
+async def run_reconciler(redis: Redis, wavix: WavixClient, settings: Settings, metrics: WorkerMetrics, *,
+                         policy: RetryPolicy, stop: asyncio.Event) -> None:
+    """The worker's background task: each RECONCILE_INTERVAL, try to take the turn, and run the pass if taken.
+    The first try comes one interval after start, so short-lived (burst) workers never reconcile."""
+    interval = settings.reconcile_interval
+    metrics.reconcile_interval.set(interval)
+    while interval > 0:
+        try:
+            await asyncio.wait_for(stop.wait(), timeout=interval)
+            return
+        except TimeoutError:
+            pass
+        try:
+            mine = await take_turn(redis, settings.key_prefix, interval)
+        except (RedisError, OSError) as e:
+            metrics.reconcile_failures.inc()
+            log.warning("reconcile.lock_failed", reason=str(e))
+            continue
+        if mine:
+            await run_once(redis, wavix, settings, metrics, policy=policy)
+
+
+async def reconcile_now(settings: Settings, *, now: float | None = None, settle_s: float = 0.0,
+                        policy: RetryPolicy | None = None) -> PassReport | None:
+    """One pass outside a worker (the demo, the bench): its own HTTP client and Redis connection, no lock."""
+    http = create_http_client(settings, concurrency=2)
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        wavix = WavixClient.from_settings(http, settings)
+        return await run_once(redis, wavix, settings, WorkerMetrics(), now=now, settle_s=settle_s,
+                              policy=policy or RetryPolicy.from_settings(settings))
+    finally:
+        await redis.aclose()
+        await http.aclose()
