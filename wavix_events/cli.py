@@ -4,6 +4,7 @@
     wavix-events worker     an arq worker
     wavix-events simulate   the Wavix sandbox
     wavix-events dlq        look at dead letters and replay them
+    wavix-events backfill   import past calls from Wavix's CDR export
 
 Settings come from the environment (README); a bad one ends the command with a line naming it, exit 2.
 """
@@ -73,6 +74,14 @@ def _dlq(args: argparse.Namespace) -> int:
     return asyncio.run(run(settings, args.action, args.ids, replay_all=args.all, limit=args.limit))
 
 
+def _backfill(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    from workers.fetch.backfill import run
+
+    return run(settings, first=args.first, last=args.last, types=args.type, dry_run=args.dry_run)
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from sandbox.cli import run
 
@@ -102,6 +111,13 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--all", action="store_true", help="replay every dead letter")
     dlq.add_argument("--limit", type=int, default=100, help="entries to list (default 100)")
     dlq.set_defaults(run=_dlq)
+
+    backfill = roles.add_parser("backfill", help="import past calls from Wavix's CDR export (resumable, idempotent)")
+    backfill.add_argument("--from", dest="first", required=True, metavar="YYYY-MM-DD", help="first UTC day")
+    backfill.add_argument("--to", dest="last", required=True, metavar="YYYY-MM-DD", help="last UTC day, inclusive")
+    backfill.add_argument("--type", choices=["placed", "received", "both"], default="both", help="default both")
+    backfill.add_argument("--dry-run", action="store_true", help="only count: read-only, queues nothing")
+    backfill.set_defaults(run=_backfill)
 
     try:
         from sandbox.cli import add_arguments

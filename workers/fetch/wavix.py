@@ -17,7 +17,7 @@ the status (`GET /v1/cdrs/{call_id} -> 503`), never a URL with its query. The tr
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from datetime import date
 from typing import TypeVar
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
@@ -174,7 +174,7 @@ class WavixClient:
         response = await self._get("list", self.list_template, "-", None, params)
         return self._decode(decode_cdr_page, response, self.list_template)
 
-    async def export_lines(self, first: date, last: date, list_type: str) -> AsyncIterator[bytes]:
+    async def export_lines(self, first: date, last: date, list_type: str) -> AsyncGenerator[bytes, None]:
         """The export's non-empty lines (one CDR each) as they arrive; raises `CallError` like the other calls,
         also mid-stream. Close it (`contextlib.aclosing`) when stopping early."""
         label = f"GET {self.export_template}"
