@@ -73,6 +73,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     alert_rules: tuple[str, ...] = ("failed", "machine")
     alert_digest_threshold: int = 5  # alerts waiting at once above this are sent as one digest
 
+    # Console (`wavix-events console`): its own port, loopback unless told; refuses to start without a token.
+    console_token: str = ""
+    console_host: str = "127.0.0.1"
+    console_port: int = 8300
+    console_allow_actions: bool = False  # replay and purge dead letters from the browser
+    # Tracing: OpenTelemetry spans over OTLP/HTTP when set (the exporter reads its other OTEL_* itself).
+    otel_exporter_otlp_endpoint: str = ""
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Builds the settings from `environ` (default `os.environ`); empty values count as unset."""
@@ -110,6 +118,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         self.trusted_proxy_networks()
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+        try:
+            urlsplit(self.redis_url).port
+        except ValueError as e:
+            raise SettingsError("REDIS_URL", f"not a valid URL: {e}") from e
         api = urlsplit(self.wavix_api_url)
         if api.scheme not in ("http", "https") or not api.hostname:
             raise SettingsError("WAVIX_API_URL", f"must be an http(s) URL, got {self.wavix_api_url!r}")
