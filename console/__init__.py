@@ -1,0 +1,12 @@
+"""The console: a separate role (`wavix-events console`) that shows, in a browser, what happened to calls.
+
+    app.py       the Litestar app: login, pages, dead-letter actions (CSRF-protected)
+    data.py      its reads: the call index and summaries, the dead-letter stream
+    charts.py    SVG charts drawn on the server
+    trace.py     one call's timeline from its record; also `wavix-events trace CALL_ID`
+    asgi.py      the entry point the ASGI server imports; serve.py starts it
+    templates/   Jinja templates; no JavaScript, nothing fetched from the internet
+
+It reads what the receiver and the workers write (contract/record.py) and replays dead letters through
+workers/dlq.py; nothing of ours imports it.
+"""

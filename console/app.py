@@ -1,0 +1,219 @@
+"""The console's HTTP app: `create_app(settings, options)`, server-rendered pages behind a login.
+
+    /login           the form (CONSOLE_TOKEN); also `Authorization: Basic` (any user, the token as password)
+                     or `Bearer <token>` for scripts
+    /                overview: calls per minute by outcome, latency, recovered calls, dead letters (SVG)
+    /calls           the call index with filters; /calls/{id} a call's timeline (console/trace.py)
+    /destinations    dead letters per destination (read-only: no destination health exists yet)
+    /dead-letters    list; replay (workers/dlq.replay) and purge only when CONSOLE_ALLOW_ACTIONS=1
+
+Every POST carries Litestar's CSRF token (CSRFConfig: cookie + hidden field); the session cookie is an HMAC
+of the token (HttpOnly, SameSite=Strict), so the token itself is never stored in the browser. Pages show
+no secret: no payloads, no URLs of destinations, recording links without their query string.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+import msgspec
+from arq.connections import ArqRedis
+from litestar import Litestar, Request, Response, get, post
+from litestar.config.csrf import CSRFConfig
+from litestar.enums import RequestEncodingType
+from litestar.params import Body
+from litestar.plugins.jinja import JinjaTemplateEngine
+from litestar.response import Redirect, Template
+from litestar.template.config import TemplateConfig
+from redis.asyncio import Redis
+
+from console import charts, data, trace
+from contract import logs
+from contract.jobs import job_deserializer, job_serializer
+from contract.record import without_query
+from contract.settings import Settings
+from workers.dlq import replay
+
+log = logs.get("console")
+
+SESSION_COOKIE = "wavix_console"
+OPEN_PATHS = frozenset({"/login", "/healthz"})
+
+
+@dataclass(frozen=True)
+class ConsoleOptions:
+    token: str
+    allow_actions: bool = False
+
+
+class LoginForm(msgspec.Struct):
+    token: str = ""
+
+
+def session_value(token: str) -> str:
+    return hmac.new(token.encode(), b"wavix-events console session", hashlib.sha256).hexdigest()
+
+
+def authorized(request: Request[Any, Any, Any], token: str) -> bool:
+    if hmac.compare_digest(request.cookies.get(SESSION_COOKIE, ""), session_value(token)):
+        return True
+    scheme, _, value = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return hmac.compare_digest(value.strip().encode(), token.encode())
+    if scheme.lower() == "basic":
+        try:
+            password = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
+        except ValueError:
+            return False
+        return hmac.compare_digest(password.encode(), token.encode())
+    return False
+
+
+async def _gate(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    options: ConsoleOptions = request.app.state.options
+    if request.url.path in OPEN_PATHS or authorized(request, options.token):
+        return None
+    return Redirect(f"/login?next={quote(request.url.path)}")
+
+
+def _page(name: str, request: Request[Any, Any, Any], **context: Any) -> Template:
+    options: ConsoleOptions = request.app.state.options
+    return Template(template_name=name, context={"actions": options.allow_actions, "path": request.url.path,
+                                                 **context})
+
+
+@get("/healthz", include_in_schema=False)
+async def healthz() -> str:
+    return "ok"
+
+
+@get("/login")
+async def login_form(request: Request[Any, Any, Any], next: str = "/", failed: bool = False) -> Template:
+    return _page("login.html", request, next=next if next.startswith("/") else "/", failed=failed)
+
+
+@post("/login", status_code=303)
+async def login(
+    request: Request[Any, Any, Any], data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+    next: str = "/",
+) -> Response[Any]:
+    options: ConsoleOptions = request.app.state.options
+    if not hmac.compare_digest(data.token.encode(), options.token.encode()):
+        log.warning("console.login_refused", client=request.client.host if request.client else None)
+        return Redirect("/login?failed=true")
+    response: Response[Any] = Redirect(next if next.startswith("/") and not next.startswith("//") else "/")
+    response.set_cookie(SESSION_COOKIE, session_value(options.token), httponly=True, samesite="strict", path="/")
+    return response
+
+
+@post("/logout", status_code=303)
+async def logout() -> Response[Any]:
+    response: Response[Any] = Redirect("/login")
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+@get("/")
+async def overview_page(request: Request[Any, Any, Any], minutes: int = 60) -> Template:
+    settings: Settings = request.app.state.settings
+    minutes = max(5, min(minutes, 24 * 60))
+    view = await data.overview(request.app.state.redis, settings.key_prefix, settings.dead_letter_stream, minutes)
+    return _page("overview.html", request, view=view, p50=view.percentile(0.5), p95=view.percentile(0.95),
+                 calls_chart=charts.per_minute_bars(view.per_minute, minutes, data.now_ms()),
+                 latency_chart=charts.latency_bars(view.latencies_ms), colours=charts.COLOURS)
+
+
+@get("/calls")
+async def calls_page(
+    request: Request[Any, Any, Any], minutes: int = 60, outcome: str = "", direction: str = "", alerted: str = ""
+) -> Template:
+    settings: Settings = request.app.state.settings
+    chosen = data.CallFilter(minutes=max(1, min(minutes, 7 * 24 * 60)), outcome=outcome, direction=direction,
+                             alerted=alerted if alerted in ("yes", "no") else "")
+    found = await data.filtered(request.app.state.redis, settings.key_prefix, chosen)
+    return _page("calls.html", request, calls=found, filter=chosen, clock=trace.clock, colours=charts.COLOURS,
+                 outcomes=sorted(charts.COLOURS))
+
+
+@get("/calls/{call_id:str}")
+async def call_page(request: Request[Any, Any, Any], call_id: str) -> Template:
+    settings: Settings = request.app.state.settings
+    timeline = await trace.read(request.app.state.redis, settings.key_prefix, call_id)
+    events = [s for s in timeline.steps if s.step == "event"]
+    recording = without_query(timeline.summary.recording_url) if timeline.summary else ""
+    return _page("call.html", request, timeline=timeline, events=events, recording=recording, clock=trace.clock)
+
+
+@get("/destinations")
+async def destinations_page(request: Request[Any, Any, Any]) -> Template:
+    settings: Settings = request.app.state.settings
+    letters = await data.dead_letters(request.app.state.redis, settings.dead_letter_stream)
+    names = request.app.state.destination_names
+    counts = data.dead_per_destination(letters)
+    return _page("destinations.html", request, rows=[(n, counts.get(n, 0)) for n in sorted(set(names) | set(counts))])
+
+
+@get("/dead-letters")
+async def dead_letters_page(request: Request[Any, Any, Any], done: str = "") -> Template:
+    settings: Settings = request.app.state.settings
+    letters = await data.dead_letters(request.app.state.redis, settings.dead_letter_stream)
+    return _page("dead_letters.html", request, letters=letters, done=done, clock=trace.clock,
+                 destination_of=data.destination_of)
+
+
+@post("/dead-letters/{entry_id:str}/{action:str}", status_code=303)
+async def dead_letter_action(request: Request[Any, Any, Any], entry_id: str, action: str) -> Response[Any]:
+    options: ConsoleOptions = request.app.state.options
+    settings: Settings = request.app.state.settings
+    if not options.allow_actions:
+        return Response("actions are off (CONSOLE_ALLOW_ACTIONS=1 turns them on)", status_code=403)
+    if action == "replay":
+        try:
+            done = await replay(request.app.state.arq, settings.dead_letter_stream, entry_id,
+                                queue_name=settings.queue_name, key_prefix=settings.key_prefix)
+        except (KeyError, ValueError) as e:
+            done = f"not replayed: {e}"
+    elif action == "purge":
+        removed = await request.app.state.redis.xdel(settings.dead_letter_stream, entry_id)
+        done = f"purged {entry_id}" if removed else f"no dead letter {entry_id}"
+    else:
+        return Response("unknown action", status_code=404)
+    log.info("console.dead_letter_action", action=action, entry=entry_id, result=done)
+    return Redirect(f"/dead-letters?done={quote(done)}")
+
+
+def create_app(settings: Settings, options: ConsoleOptions, destination_names: tuple[str, ...] = ()) -> Litestar:
+    @asynccontextmanager
+    async def resources(app: Litestar) -> AsyncIterator[None]:
+        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
+        app.state.redis = redis
+        app.state.arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=job_serializer,
+                                 job_deserializer=job_deserializer)
+        try:
+            yield
+        finally:
+            await redis.aclose()
+
+    app = Litestar(
+        route_handlers=[healthz, login_form, login, logout, overview_page, calls_page, call_page, destinations_page,
+                        dead_letters_page, dead_letter_action],
+        lifespan=[resources],
+        before_request=_gate,
+        csrf_config=CSRFConfig(secret=session_value(options.token + ":csrf"), cookie_name="wavix_console_csrf",
+                               cookie_samesite="strict", cookie_httponly=True),
+        template_config=TemplateConfig(directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine),
+        openapi_config=None,
+        logging_config=None,
+    )
+    app.state.settings = settings
+    app.state.options = options
+    app.state.destination_names = destination_names
+    return app

@@ -1,0 +1,117 @@
+"""The console's reads: the call index and summaries (contract/record.py), the dead-letter stream.
+
+Each page costs a bounded number of round trips: the index range (ZREVRANGEBYSCORE, at most `MAX_CALLS`),
+the summaries in one MGET, the dead letters in one XREVRANGE of at most `MAX_LETTERS`. Nothing here
+writes; the actions (replay, purge) are in console/app.py and call workers/dlq.py.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+
+import msgspec
+from redis.asyncio import Redis
+
+from contract.jobs import DELIVER
+from contract.record import CallSummary, calls_key, decode_summary, latency_ms, summary_key
+from workers.deadletter import DeadLetter, entry
+
+MAX_CALLS = 2000  # per page or chart: an hour of a busy account
+MAX_LETTERS = 1000
+
+
+@dataclass(frozen=True)
+class CallFilter:
+    """The calls page's filters; empty strings mean "any"."""
+
+    minutes: int = 60
+    outcome: str = ""
+    direction: str = ""
+    alerted: str = ""  # "yes", "no" or ""
+
+    def keeps(self, s: CallSummary) -> bool:
+        return ((not self.outcome or s.outcome == self.outcome)
+                and (not self.direction or s.direction == self.direction)
+                and (not self.alerted or s.alerted == (self.alerted == "yes")))
+
+
+async def calls(redis: Redis, key_prefix: str, since_ms: int, limit: int = MAX_CALLS) -> list[CallSummary]:
+    """The indexed calls since `since_ms`, newest first."""
+    ids = await redis.zrevrangebyscore(calls_key(key_prefix), "+inf", since_ms, start=0, num=limit)
+    if not ids:
+        return []
+    raw = await redis.mget([summary_key(key_prefix, i.decode()) for i in ids])
+    return [decode_summary(r) for r in raw if r]
+
+
+async def filtered(redis: Redis, key_prefix: str, f: CallFilter) -> list[CallSummary]:
+    found = await calls(redis, key_prefix, now_ms() - f.minutes * 60_000)
+    return [s for s in found if f.keeps(s)]
+
+
+@dataclass
+class Overview:
+    minutes: int
+    calls: int = 0
+    per_minute: dict[int, Counter[str]] = field(default_factory=dict)  # minute (epoch ms) -> outcome -> calls
+    latencies_ms: list[int] = field(default_factory=list)
+    recovered: int = 0
+    alerted: int = 0
+    dead_letters: int = 0
+    dead_by_destination: dict[str, int] = field(default_factory=dict)
+    dead_by_kind: dict[str, int] = field(default_factory=dict)
+
+    def percentile(self, p: float) -> int | None:
+        if not self.latencies_ms:
+            return None
+        ordered = sorted(self.latencies_ms)
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
+
+
+async def overview(redis: Redis, key_prefix: str, stream: str, minutes: int = 60) -> Overview:
+    start = now_ms() - minutes * 60_000
+    view = Overview(minutes=minutes)
+    for s in await calls(redis, key_prefix, start):
+        view.calls += 1
+        view.per_minute.setdefault(s.at_ms // 60_000 * 60_000, Counter())[s.outcome] += 1
+        latency = latency_ms(s)
+        if latency is not None:
+            view.latencies_ms.append(latency)
+        view.recovered += s.found_by != "webhook"
+        view.alerted += s.alerted
+    letters = await dead_letters(redis, stream)
+    view.dead_letters = await redis.xlen(stream)
+    view.dead_by_destination = dead_per_destination(letters)
+    view.dead_by_kind = dict(Counter(d.kind for d in letters))
+    return view
+
+
+async def dead_letters(redis: Redis, stream: str, limit: int = MAX_LETTERS) -> list[DeadLetter]:
+    """The newest dead letters first."""
+    return [entry(i, f) for i, f in await redis.xrevrange(stream, count=limit)]
+
+
+def destination_of(letter: DeadLetter) -> str:
+    """A delivery's dead letter names its destination (the `Delivery` payload); other kinds have none."""
+    if letter.kind != DELIVER:
+        return ""
+    try:
+        payload = msgspec.msgpack.decode(letter.payload)
+    except msgspec.DecodeError:
+        return ""
+    return str(payload.get("destination", "")) if isinstance(payload, dict) else ""
+
+
+def dead_per_destination(letters: list[DeadLetter]) -> dict[str, int]:
+    counts: dict[str, int] = defaultdict(int)
+    for letter in letters:
+        name = destination_of(letter)
+        if name:
+            counts[name] += 1
+    return dict(counts)
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000

@@ -1,0 +1,139 @@
+"""Trace: one call's timeline, read from both halves of its record (contract/record.py), and printed.
+
+    webhooks:{call}  the receiver's half: each webhook by kind and source, judged here as it was judged then
+                     (the first of a dedup key is accepted, the next ones duplicates; progress events are
+                     recorded; a call found by listing is "reconciled")
+    record:{call}    the workers' half: job tries, fetches, events, deliveries, alerts, dead letters
+
+One read of two lists and the summary (a pipelined round trip), merged by time. `wavix-events trace CALL_ID`
+prints it (`--json` for machines); the console's call page shows the same `Step`s.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+
+from contract.jobs import Receipt
+from contract.record import CallSummary, Entry, decode_entry, decode_summary, record_key, summary_key
+from contract.webhooks import classify, webhooks_key
+
+_RECEIPT = msgspec.msgpack.Decoder(Receipt)
+
+
+class Step(msgspec.Struct, frozen=True, kw_only=True):
+    """One line of the timeline: when, which step, whether it went well, a sentence, and the raw fields."""
+
+    at_ms: int
+    step: str
+    ok: bool
+    text: str
+    fields: dict[str, Any]
+
+
+class Timeline(msgspec.Struct, frozen=True, kw_only=True):
+    call_id: str
+    steps: list[Step]
+    summary: CallSummary | None = None
+
+
+async def read(redis: Redis, key_prefix: str, call_id: str) -> Timeline:
+    """The call's timeline, oldest first; empty when nothing of the call is kept (expired, or never seen)."""
+    pipe = redis.pipeline(transaction=False)
+    pipe.lrange(webhooks_key(key_prefix, call_id), 0, -1)
+    pipe.lrange(record_key(key_prefix, call_id), 0, -1)
+    pipe.get(summary_key(key_prefix, call_id))
+    webhooks, entries, summary = await pipe.execute()
+    steps = webhook_steps(webhooks) + [entry_step(decode_entry(raw)) for raw in entries]
+    steps.sort(key=lambda s: s.at_ms)
+    return Timeline(call_id=call_id, steps=steps, summary=decode_summary(summary) if summary else None)
+
+
+def webhook_steps(raw: list[bytes]) -> list[Step]:
+    seen: set[str] = set()
+    steps = []
+    for item in raw:
+        try:
+            receipt = _RECEIPT.decode(item)
+        except msgspec.DecodeError:
+            continue
+        status = "recorded"
+        try:
+            webhook = classify(receipt.body)
+        except Exception:  # a listed call carries no body: it was queued, the list only keeps queued ones
+            webhook = None
+        if receipt.source != "webhook":
+            status = "reconciled" if receipt.source == "reconcile" else receipt.source
+            seen.add(f"{receipt.kind}:{receipt.call_id}")
+        elif webhook is not None and webhook.starts_work:
+            status = "duplicate" if webhook.dedup_key in seen else "accepted"
+            seen.add(webhook.dedup_key)
+        fields = {"kind": str(receipt.kind), "event": receipt.event, "source": receipt.source, "status": status}
+        text = f"{receipt.kind} {receipt.event or '-'} via {receipt.source}: {status}"
+        steps.append(Step(at_ms=receipt.received_at_ms, step="webhook", ok=True, text=text, fields=fields))
+    return steps
+
+
+def entry_step(entry: Entry) -> Step:
+    fields = {k: v for k, v in msgspec.structs.asdict(entry).items() if k not in ("at_ms", "step", "ok") and v}
+    return Step(at_ms=entry.at_ms, step=entry.step, ok=entry.ok, text=_sentence(entry), fields=fields)
+
+
+def _sentence(e: Entry) -> str:
+    took = f" in {e.ms:g} ms" if e.ms else ""
+    if e.step == "job":
+        return f"{e.job} try {e.attempt}: {e.outcome}{took}"
+    if e.step == "fetch":
+        return f"GET {e.what}: {e.status}{took}"
+    if e.step == "event":
+        return f"{e.event_type} {e.event_id}"
+    if e.step == "delivery":
+        why = f" ({e.reason})" if e.reason else ""
+        return f"{e.event_type} -> {e.destination} try {e.attempt}: {e.outcome}{why}{took}"
+    if e.step == "alert":
+        return f"Slack alert queued: {e.reason}"
+    if e.step == "dead_letter":
+        return f"dead letter ({e.what}) after {e.attempt} tries: {e.reason}"
+    return e.step
+
+
+def clock(at_ms: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(at_ms / 1000)) + f".{at_ms % 1000:03d}Z"
+
+
+def render_text(timeline: Timeline) -> str:
+    if not timeline.steps:
+        return f"call {timeline.call_id}: nothing kept (never seen here, or older than WEBHOOK_DEDUP_TTL)\n"
+    first = timeline.steps[0].at_ms
+    lines = [f"call {timeline.call_id}"]
+    if timeline.summary is not None:
+        s = timeline.summary
+        lines.append(f"  {s.direction} {s.outcome}, found by {s.found_by}" + (f", alerted: {', '.join(s.alert_reasons)}"
+                                                                               if s.alerted else ""))
+    for step in timeline.steps:
+        mark = " " if step.ok else "!"
+        lines.append(f"{clock(step.at_ms)} {(step.at_ms - first) / 1000:+9.3f}s {mark} {step.step:<11} {step.text}")
+    return "\n".join(lines) + "\n"
+
+
+def render_json(timeline: Timeline) -> bytes:
+    return msgspec.json.encode(timeline) + b"\n"
+
+
+async def run(redis_url: str, key_prefix: str, call_id: str, *, as_json: bool) -> int:
+    """`wavix-events trace CALL_ID`: 0 when something is kept of the call, 1 when nothing is."""
+    redis = Redis.from_url(redis_url)
+    try:
+        timeline = await read(redis, key_prefix, call_id)
+    finally:
+        await redis.aclose()
+    if as_json:
+        sys.stdout.buffer.write(render_json(timeline))
+        sys.stdout.flush()
+    else:
+        sys.stdout.write(render_text(timeline))
+    return 0 if timeline.steps else 1

@@ -1,0 +1,162 @@
+"""Observe: how a job's steps reach the per-call record (workers/record.py) and the trace (contract/tracing.py)
+without the steps themselves knowing.
+
+    observed(job function)   around each arq job: opens its notes and its span (child of the receipt's
+                             `traceparent`), notes the try and its outcome, flushes the notes once at the end
+    RecordedSink(sink)       around each destination: a `deliver <name>` span, the event's `traceparent` set to
+                             it, and an entry per attempt with its result
+    on_fetch(endpoint, ...)  the Wavix client's `on_response` hook: an entry and a span per CDR/transcript fetch
+    note_alert / note_dead   one line each in workers/context.py's `alert` and `dead_letter`
+
+A job's outcome is what its function returned ("published", "dead_letter", ...), "retry" for arq's Retry,
+or the class of an exception that escaped (a bug: arq retries it).
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+from arq import Retry
+
+from contract import tracing
+from contract.events import CallCompletedEvent, CloudEvent
+from workers import record
+
+JobFunction = Callable[[dict[str, Any], Any], Awaitable[str]]
+OnResponse = Callable[[str, "int | str", float], None]
+
+_PER_CALL_FETCHES = frozenset({"cdr", "transcript"})
+_MAX_REASON = 300
+
+
+class _Traced(msgspec.Struct):
+    traceparent: str | None = None
+
+
+_event_trace = msgspec.json.Decoder(_Traced).decode
+
+
+def _identity(arg: Any) -> tuple[str, int, str | None]:
+    """call id, the time the work began (ms), and the traceparent to continue, from a job's argument."""
+    if not isinstance(arg, dict):
+        return "", record.now_ms(), None
+    began = arg.get("received_at_ms") or arg.get("first_at_ms") or record.now_ms()
+    parent = arg.get("traceparent")
+    if parent is None and isinstance(arg.get("event"), bytes) and tracing.enabled():
+        try:
+            parent = _event_trace(arg["event"]).traceparent  # a deliver job continues its event's trace
+        except msgspec.DecodeError:
+            parent = None
+    return str(arg.get("call_id", "")), int(began), parent
+
+
+def observed(function: JobFunction) -> JobFunction:
+    """The job function, recorded and traced."""
+    name = function.__name__
+
+    @functools.wraps(function)
+    async def job(ctx: dict[str, Any], arg: Any) -> str:
+        call_id, began_ms, parent = _identity(arg)
+        attempt = int(ctx.get("job_try", 1))
+        notes = record.begin(call_id, began_ms, attempt)
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            with tracing.span(f"job {name}", parent, **{"wavix.call_id": call_id, "wavix.attempt": attempt}) as span:
+                try:
+                    outcome = await function(ctx, arg)
+                except Retry:
+                    outcome = "retry"
+                    raise
+                except BaseException as e:
+                    outcome = type(e).__name__
+                    raise
+                finally:
+                    if span is not None:
+                        span.set_attribute("wavix.outcome", outcome)
+            return outcome
+        finally:
+            ok = outcome not in ("dead_letter", "retry") and outcome[:1].islower()  # a class name: an error
+            notes.add("job", job=name, attempt=attempt, outcome=outcome, ok=ok,
+                      ms=round((time.perf_counter() - started) * 1000, 2))
+            await _flush(ctx, notes)
+
+    return job
+
+
+async def _flush(ctx: dict[str, Any], notes: record.Notes) -> None:
+    resources = ctx.get("resources")
+    if resources is None or not notes.call_id:
+        return
+    settings = resources.settings
+    await record.flush(resources.redis, settings.key_prefix, settings.webhook_dedup_ttl, notes)
+
+
+def on_fetch(then: OnResponse | None = None) -> OnResponse:
+    """The Wavix client's `on_response` hook: notes and a span for the call's fetches, then `then` (metrics)."""
+
+    def hook(endpoint: str, status: int | str, seconds: float) -> None:
+        if endpoint in _PER_CALL_FETCHES:
+            ok = status in (200, 404)
+            record.note("fetch", what=endpoint, status=str(status), ms=round(seconds * 1000, 2), ok=ok)
+            tracing.ended_span(f"fetch {endpoint}", seconds, error=not ok, **{"http.response.status_code": status})
+        if then is not None:
+            then(endpoint, status, seconds)
+
+    return hook
+
+
+class RecordedSink:
+    """A sink, recorded and traced: same `name`, `connect`, `publish`, `close`; anything else passes through."""
+
+    def __init__(self, sink: Any) -> None:
+        self._sink = sink
+        self.name: str = sink.name
+
+    def __getattr__(self, item: str) -> Any:
+        return getattr(self._sink, item)
+
+    async def connect(self) -> None:
+        await self._sink.connect()
+
+    async def close(self) -> None:
+        await self._sink.close()
+
+    async def publish(self, event: CloudEvent, *, idempotency_key: str) -> None:
+        started = time.perf_counter()
+        attributes = {"wavix.call_id": event.subject, "wavix.event_id": event.id, "wavix.destination": self.name}
+        with tracing.span(f"deliver {self.name}", **attributes):
+            parent = tracing.traceparent()
+            if parent is not None:
+                event = msgspec.structs.replace(event, traceparent=parent)
+            try:
+                await self._sink.publish(event, idempotency_key=idempotency_key)
+            except BaseException as e:
+                _failed(event, self.name, e, time.perf_counter() - started)
+                raise
+        notes = record.current()
+        if notes is not None:
+            notes.published(event, self.name, ms=(time.perf_counter() - started) * 1000, traceparent=parent or "")
+
+
+def _failed(event: CloudEvent, destination: str, error: BaseException, seconds: float) -> None:
+    notes = record.current()
+    if notes is None:
+        return
+    reason = str(getattr(error, "reason", "") or error)[:_MAX_REASON]
+    notes.add("delivery", ok=False, destination=destination, event_type=event.type, event_id=event.id,
+              attempt=notes.attempt, outcome=type(error).__name__, reason=reason, ms=round(seconds * 1000, 2))
+
+
+def note_alert(event: CallCompletedEvent) -> None:
+    """The alerts a call queued for Slack, one entry per reason."""
+    for reason in event.data.alert_reasons:
+        record.note("alert", reason=reason)
+
+
+def note_dead(kind: str, reason: str, attempts: int) -> None:
+    record.note("dead_letter", ok=False, what=kind, reason=reason[:_MAX_REASON], attempt=attempts)
