@@ -135,7 +135,8 @@ async def startup(ctx: dict[str, Any]) -> None:
         follow_ups=FollowUps(redis, queue=settings.queue_name, expiry_s=settings.job_expiry),
     )
     resources.health = await health.start(
-        settings.worker_health_port, {"/healthz": lambda: (200, "text/plain", b"ok\n"), "/metrics": metrics.page}
+        settings.worker_health_port,
+        {"/healthz": lambda: (200, "text/plain", b"ok\n"), "/metrics": metrics.page, **ctx.get("health_pages", {})},
     )
     if slack is not None:
         resources.tasks.append(asyncio.create_task(run_dispatcher(

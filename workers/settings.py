@@ -1,16 +1,21 @@
-"""The arq worker's settings, built from our `Settings` (never from module-level globals)."""
+"""The arq worker's settings, built from our `Settings` (never from module-level globals).
+
+The worker is arq's, supervised (workers/supervise.py): it rides out Redis outages. Redis unreachable at
+start fails at once (no connection retries: the CLI says so in one line and exits 1).
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from arq import func
 from arq.connections import RedisSettings
-from arq.worker import Worker
 
 from contract.jobs import DELIVER, FETCH_TRANSCRIPT, PROCESS_CALL, job_deserializer, job_serializer
 from contract.settings import Settings
 from workers import context, process
+from workers.supervise import SupervisedWorker
 
 # arq fails a job past max_tries without running it (nothing would be dead-lettered), so arq's limit is set
 # out of reach: workers/process.py dead-letters a job past its own TRY_LIMIT before arq could drop it.
@@ -25,7 +30,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             func(process.fetch_transcript, name=FETCH_TRANSCRIPT, max_tries=MAX_TRIES),
             func(process.deliver, name=DELIVER, max_tries=MAX_TRIES),
         ],
-        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "redis_settings": dataclasses.replace(RedisSettings.from_dsn(settings.redis_url), conn_retries=0),
         "queue_name": settings.queue_name,
         "job_serializer": job_serializer,
         "job_deserializer": job_deserializer,
@@ -42,5 +47,5 @@ def worker_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def create_worker(settings: Settings, **overrides: Any) -> Worker:
-    return Worker(**{**worker_options(settings), **overrides})
+def create_worker(settings: Settings, **overrides: Any) -> SupervisedWorker:
+    return SupervisedWorker(**{**worker_options(settings), **overrides})

@@ -1,0 +1,89 @@
+"""A private `redis-server` that can be stopped, killed and started again on the same port and data.
+
+The chaos run and tests/test_worker_outage.py take Redis away from running workers. They never touch
+the machine's shared Redis: each starts its own on a free loopback port, with the append-only file on
+(`--appendonly yes`, fsync every second) in a directory of its own, so a graceful `SHUTDOWN` keeps
+every write and a `kill -9` loses at most the last second, as a production Redis with AOF would.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def answers(port: int, timeout_s: float = 0.5) -> bool:
+    """Whether PING on 127.0.0.1:PORT gets PONG (a Redis still loading its AOF answers -LOADING)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+class PrivateRedis:
+    """One redis-server child process; `stop()`, `kill()` and `start()` keep its port and its data."""
+
+    def __init__(self, directory: Path, port: int | None = None) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
+        self.binary, self.directory, self.port = binary, directory, port or free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+        directory.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout_s: float = 15.0) -> PrivateRedis:
+        """Starts the server (loading its AOF, if any) and waits until PING answers."""
+        self.process = subprocess.Popen(
+            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
+             "--appendfsync", "everysec", "--dir", str(self.directory), "--daemonize", "no",
+             "--loglevel", "warning", "--logfile", str(self.directory / "redis.log")],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + timeout_s
+        while not answers(self.port):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                log = (self.directory / "redis.log").read_text(errors="replace")[-500:]
+                self.kill()
+                raise RuntimeError(f"redis-server did not start on 127.0.0.1:{self.port}: {log}")
+            time.sleep(0.05)
+        return self
+
+    def stop(self, timeout_s: float = 15.0) -> None:
+        """A graceful stop (SIGTERM: Redis flushes the AOF, then exits), as `SHUTDOWN` would do."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        self.process = None
+
+    def kill(self) -> None:
+        """`kill -9`: no flush; the AOF keeps what was fsynced (all but the last second at most)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+    def __enter__(self) -> PrivateRedis:
+        return self.start()
+
+    def __exit__(self, *_: object) -> None:
+        self.kill()
