@@ -119,7 +119,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("REDIS_URL", "must start with redis://, rediss:// or unix://")
         try:
-            urlsplit(self.redis_url).port
+            _ = urlsplit(self.redis_url).port  # raises on a port that is not a number or out of range
         except ValueError as e:
             raise SettingsError("REDIS_URL", f"not a valid URL: {e}") from e
         api = urlsplit(self.wavix_api_url)

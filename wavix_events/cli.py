@@ -6,7 +6,9 @@
     wavix-events dlq        look at dead letters and replay them
     wavix-events backfill   import past calls from Wavix's CDR export
 
-Settings come from the environment (README); a bad one ends the command with a line naming it, exit 2.
+Settings come from the environment (README). A command that cannot start says why in one line on stderr,
+never with a traceback: exit 2 for configuration (a bad setting or option), 1 for something unreachable
+or unavailable (Redis, a port already in use).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ import argparse
 import asyncio
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NoReturn
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contract import logs
 from contract.errors import SettingsError
@@ -42,6 +47,8 @@ def _worker(args: argparse.Namespace) -> int:
     from workers.deliver.route import RouteError
     from workers.settings import create_worker
 
+    if not settings.wavix_api_key:
+        raise SettingsError("WAVIX_API_KEY", "must be set for the workers to fetch CDRs")
     try:
         destinations_for(settings)  # a bad routing file stops here, naming its line, not inside arq
     except RouteError as e:
@@ -88,13 +95,30 @@ def _simulate(args: argparse.Namespace) -> int:
     return run(args)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (exit 2), like every other start-up failure."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see --help)\n")
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 < port < 65536:
+        raise argparse.ArgumentTypeError(f"a port is 1-65535, got {port}")
+    return port
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="wavix-events", description=__doc__.split("\n\n")[0])
+    parser = _Parser(prog="wavix-events", description=__doc__.split("\n\n")[0])
     roles = parser.add_subparsers(dest="role", required=True, metavar="ROLE")
 
     serve = roles.add_parser("serve", help="run the webhook receiver")
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
-    serve.add_argument("--port", type=int, default=8000, help="port to listen on (default 8000)")
+    serve.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
     # For the benchmarks only: the other server measured, and the app with its baseline route.
     serve.add_argument("--server", choices=["granian", "uvicorn"], default="granian", help=argparse.SUPPRESS)
@@ -133,13 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command: Callable[[argparse.Namespace], int] = args.run
+    role = f"wavix-events {args.role}"
     try:
         return command(args)
     except SettingsError as e:
-        print(f"wavix-events: configuration error: {e}", file=sys.stderr)
-        return 2
+        return _fail(2, f"{role}: configuration error: {e}")
+    except (RedisConnectionError, RedisTimeoutError) as e:
+        return _fail(1, f"{role}: cannot reach Redis (REDIS_URL): {e}")
+    except OSError as e:  # a port in use, an address not on this host
+        return _fail(1, f"{role}: {e}")
     except KeyboardInterrupt:
         return 130
+
+
+def _fail(status: int, line: str) -> int:
+    print(" ".join(line.split()), file=sys.stderr)
+    return status
 
 
 if __name__ == "__main__":

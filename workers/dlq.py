@@ -20,9 +20,10 @@ log = logs.get("workers.dlq")
 
 
 async def run(settings: Settings, action: str, ids: list[str], *, replay_all: bool, limit: int) -> int:
-    redis = await create_pool(
-        RedisSettings.from_dsn(settings.redis_url), job_serializer=job_serializer, job_deserializer=job_deserializer
-    )
+    # No connection retries: an unreachable Redis is one line from the CLI (exit 1), not five warnings first.
+    redis_settings = RedisSettings.from_dsn(settings.redis_url)
+    redis_settings.conn_retries = 0
+    redis = await create_pool(redis_settings, job_serializer=job_serializer, job_deserializer=job_deserializer)
     stream = settings.dead_letter_stream
     try:
         letters = await list_dead(redis, stream, count=limit if action == "list" else 10**6)
