@@ -56,7 +56,7 @@ def schema_validator(schema_id: str) -> jsonschema.Draft7Validator:
 
 
 def test_committed_document_equals_the_generated_one() -> None:
-    """docs/asyncapi.yaml cannot drift from the code (regenerate: `python -m contract.asyncapi > docs/asyncapi.yaml`)."""
+    """docs/asyncapi.yaml cannot drift from the code: `python -m contract.asyncapi > docs/asyncapi.yaml` rewrites it."""
     text = (ROOT / asyncapi.ASYNCAPI_FILE).read_text(encoding="utf-8")
     assert text == asyncapi.document_yaml(), "regenerate: python -m contract.asyncapi > docs/asyncapi.yaml"
 
