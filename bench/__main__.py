@@ -11,7 +11,7 @@ import json
 import sys
 import time
 
-from bench import ingest, sinks, worker
+from bench import ingest, reconcile, sinks, worker
 from bench.results import RESULTS
 
 ROWS = (
@@ -26,6 +26,8 @@ ROWS = (
     ("worker", "e2e_p50_ms", "webhook -> stream entry p50 at 100 calls/s, ms", None),
     ("worker", "e2e_p99_ms", "webhook -> stream entry p99 at 100 calls/s, ms", "< 250"),
     ("worker", "rss_growth_pct", "worker memory growth over the calls, %", "< 10"),
+    ("reconcile", "pass_s_10k_seen", "reconcile pass over 10,000 calls all seen before, s", "<= 10"),
+    ("reconcile", "api_requests_per_pass_10k_per_day", "list requests per pass, 10,000 calls a day", None),
 )
 
 
@@ -42,7 +44,7 @@ def table(results: dict[str, dict[str, object]]) -> str:
 
 def main() -> int:
     started = time.monotonic()
-    status = max(ingest.main([]), worker.main([]))
+    status = max(ingest.main([]), worker.main([]), reconcile.main([]))
     asyncio.run(sinks.main(1500, 2))
     results = json.loads(RESULTS.read_text())
     print(f"\nmake bench: {results.get('machine')} at {results.get('measured_at')}"
