@@ -15,6 +15,7 @@ import sys
 
 from rich.console import Console
 
+from contract import logs
 from demo.run import Options, run
 
 
@@ -30,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the worker's TRANSCRIPT_WAIT: how long it polls for a transcript (default 20)")
     parser.add_argument("--transcript-delay", type=float, default=4.0, metavar="SECONDS",
                         help="how late the sandbox's transcripts are ready (default 4)")
+    parser.add_argument("--drop-webhooks", type=float, default=0.10, metavar="SHARE",
+                        help="share of calls whose webhooks are never sent, recovered by reconciliation (default 0.1)")
     parser.add_argument("--redis-probe", default="127.0.0.1:6379", metavar="HOST:PORT",
                         help="where to look for a running Redis when REDIS_URL is unset (default 127.0.0.1:6379)")
     return parser
@@ -38,9 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
 def options_from(args: argparse.Namespace, environ: dict[str, str], interactive: bool) -> Options:
     if args.calls < 1 or args.rate <= 0 or args.wait <= 0 or args.transcript_wait < 1:
         raise SystemExit("python -m demo: --calls, --rate, --wait and --transcript-wait must be positive")
+    if not 0.0 <= args.drop_webhooks <= 1.0:
+        raise SystemExit("python -m demo: --drop-webhooks must be within 0..1")
     return Options(calls=args.calls, rate=args.rate, live=args.live and interactive, wait_s=args.wait,
                    transcript_wait_s=args.transcript_wait, transcript_delay_s=args.transcript_delay,
-                   redis_url=environ.get("REDIS_URL") or None, redis_probe=args.redis_probe)
+                   redis_url=environ.get("REDIS_URL") or None, redis_probe=args.redis_probe,
+                   drop_webhooks=args.drop_webhooks)
 
 
 async def _main(options: Options, environ: dict[str, str], console: Console) -> int:
@@ -65,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     if not console.is_terminal:
         console = Console(width=120)  # a log or a pipe: wide enough that the summary does not wrap
     options = options_from(build_parser().parse_args(argv), environ, console.is_terminal)
+    logs.configure("ERROR")  # the in-process reconcile pass: its findings are in the summary, not the terminal
     return asyncio.run(_main(options, environ, console))
 
 

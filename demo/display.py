@@ -38,6 +38,7 @@ class Snapshot:
     alerts: Alerts
     api_answers: int
     api_faults: int
+    dropped: int = 0  # calls whose webhooks the sandbox never sent
 
     def latency(self, share: float) -> float | None:
         return percentile(self.outcomes.latencies_ms(self.tally.accepted_at), share)
@@ -101,6 +102,9 @@ def summary_table(snap: Snapshot) -> Table:
     table.add_row("  accepted", str(t.answers["accepted"]), "one per call: queued for the worker")
     table.add_row("  deduplicated", str(t.answers["duplicate"]), "the same call again: 200, nothing queued")
     table.add_row("  ignored", str(t.answers["ignored"]), "progress events (setup, ringing, answered)")
+    table.add_row("  never sent", str(snap.dropped), "calls whose webhooks Wavix lost (the sandbox drops them)")
+    table.add_row("Recovered by reconciliation", f"{len(o.recovered)} of {snap.dropped}",
+                  "found in Wavix's CDR list: found_by=reconcile")
     table.add_row("Events published", str(sum(o.by_type.values())), "CloudEvents on the Redis Stream")
     for kind in (COMPLETED, TRANSCRIBED, UNAVAILABLE):
         table.add_row(f"  {kind}", str(o.by_type[kind]), "one per call" if kind == COMPLETED else "")
@@ -150,7 +154,7 @@ def result_line(snap: Snapshot, *, status: str, **extra: object) -> str:
         "transcribed": o.by_type[TRANSCRIBED], "unavailable": o.by_type[UNAVAILABLE],
         "webhooks": t.sent, "accepted": t.answers["accepted"], "duplicate": t.answers["duplicate"],
         "alerts": a.delivered, "alert_singles": a.singles, "alert_digests": a.digests,
-        "dead_letters": o.dead_letters,
+        "dead_letters": o.dead_letters, "dropped": snap.dropped, "recovered": len(o.recovered),
         "p50_ms": round(snap.latency(0.5) or 0), "p99_ms": round(snap.latency(0.99) or 0),
         **extra, "status": status,
     }

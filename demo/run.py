@@ -1,7 +1,8 @@
 """One demo run, start to end: Redis, the world (sandbox, Slack), the roles, the calls, the watch, the cleanup.
 
     choose Redis -> serve sandbox + Slack stand-in -> start receiver + worker -> place calls, send webhooks
-    -> watch the streams until every call is settled (or the deadline) -> stop roles -> delete the run's
+    (10% of the calls' webhooks never sent) -> one reconcile pass recovers those -> watch the streams
+    until every call is settled (or the deadline) -> stop roles -> delete the run's
     keys -> stop the private Redis -> summary
 
 Whatever happens (success, failure, Ctrl-C), the roles are stopped, the run's keys deleted and the private
@@ -15,7 +16,7 @@ import contextlib
 import secrets
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -25,6 +26,7 @@ from redis.exceptions import RedisError
 from rich.console import Console
 from rich.live import Live
 
+from contract.settings import Settings
 from demo import display, processes, traffic
 from demo.processes import Child, RunNames
 from demo.redis_server import RedisChoice, RedisUnavailable, choose, stop_private
@@ -33,6 +35,7 @@ from sandbox.api import ASGIApp, create_app
 from sandbox.server import Server
 from sandbox.slack import WEBHOOK_PATH, SlackStandIn
 from sandbox.state import Sandbox
+from workers.fetch.reconcile import PassReport, reconcile_now
 
 REAL_SETTINGS = ("WAVIX_API_URL", "WAVIX_API_KEY", "SLACK_WEBHOOK_URL", "SLACK_BOT_TOKEN")
 
@@ -49,6 +52,7 @@ class Options:
     transcript_delay_s: float = 4.0
     redis_url: str | None = None  # REDIS_URL, when set
     redis_probe: str = "127.0.0.1:6379"
+    drop_webhooks: float = traffic.DROPPED  # share of calls whose webhooks the sandbox never sends
 
 
 @dataclass
@@ -64,7 +68,7 @@ class World:
 @contextlib.asynccontextmanager
 async def world(options: Options, api_key: str) -> AsyncIterator[World]:
     """Serves the sandbox and the stand-in in this loop, so the demo reads their state directly."""
-    sandbox = Sandbox(traffic.sandbox_config(options.transcript_delay_s, api_key))
+    sandbox = Sandbox(traffic.sandbox_config(options.transcript_delay_s, api_key, options.drop_webhooks))
     slack = SlackStandIn()
     wavix_server, slack_server = Server(create_app(sandbox)), Server(cast(ASGIApp, slack))
     try:
@@ -98,6 +102,7 @@ class Watch:
         self.outcomes = Outcomes()
         self.alerts = Alerts()
         self.began = time.monotonic()
+        self.reconcile: Callable[[], Awaitable[PassReport | None]] | None = None  # run once, after the webhooks
 
     async def refresh(self, redis: Redis) -> None:
         await self.outcomes.refresh(redis, self.names)
@@ -106,7 +111,8 @@ class Watch:
     def snapshot(self) -> display.Snapshot:
         answers, faults = traffic.api_faults(self.world.sandbox)
         return display.Snapshot(self.names.run_id, self.calls, time.monotonic() - self.began, self.tally,
-                                self.outcomes, self.alerts, answers, faults)
+                                self.outcomes, self.alerts, answers, faults,
+                                dropped=self.world.sandbox.webhook_stats()["dropped_calls"])
 
 
 async def drive(options: Options, watch: Watch, target: str, redis: Redis, children: list[Child],
@@ -130,6 +136,7 @@ async def drive(options: Options, watch: Watch, target: str, redis: Redis, child
                 processes.check_running(children)
                 if sender.done():
                     sender.result()
+                    await _reconcile_once(watch, console)
                     deadline = deadline or time.monotonic() + options.wait_s
                     if watch.outcomes.settled(options.calls) or time.monotonic() > deadline:
                         return
@@ -138,6 +145,16 @@ async def drive(options: Options, watch: Watch, target: str, redis: Redis, child
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
+
+
+async def _reconcile_once(watch: Watch, console: Console) -> None:
+    """The pass a worker runs every RECONCILE_INTERVAL, run here once the webhooks are sent (no waiting)."""
+    if watch.reconcile is None:
+        return
+    reconcile, watch.reconcile = watch.reconcile, None
+    report = await reconcile()
+    found = "failed (see the summary)" if report is None else f"{report.queued} calls without a webhook queued"
+    console.print(f"Reconciliation against Wavix's CDR list: {found}", highlight=False)
 
 
 async def clean(redis: Redis, names: RunNames) -> int:
@@ -182,6 +199,7 @@ async def _run_with(options: Options, environ: dict[str, str], console: Console,
             console.print(f"Receiver {target} · worker pid {children[1].process.pid} · sandbox {w.wavix_url} · "
                           f"Slack stand-in {w.slack_url}", highlight=False)
             watch = Watch(names, options.calls, w)
+            watch.reconcile = lambda: reconcile_now(Settings.from_env(env), settle_s=0.0)
             await drive(options, watch, f"{target}/webhooks/wavix/{env['WEBHOOK_TOKENS']}", redis, children, console)
             await watch.refresh(redis)
     except asyncio.CancelledError:

@@ -22,13 +22,16 @@ from sandbox.state import Sandbox
 from sandbox.webhooks import ALL_VARIANTS, Result, deliveries, send_webhooks
 
 DUPLICATES = 0.10  # share of webhooks Wavix delivers twice
+DROPPED = 0.10  # share of calls whose webhooks Wavix never delivers: reconciliation recovers them
 FAULTS = Faults(rate_limit=0.02, server_error=0.03, retry_after_s=1)  # a few % of API requests spoiled
 SEED = 2026
 
 
-def sandbox_config(transcript_delay_s: float, api_key: str) -> SandboxConfig:
-    """Realistic calls: about 60% answered, some by machines; transcripts arrive late; a few API faults."""
-    return SandboxConfig(seed=SEED, api_key=api_key, transcript_delay_s=transcript_delay_s, faults=FAULTS)
+def sandbox_config(transcript_delay_s: float, api_key: str, drop_webhooks: float = DROPPED) -> SandboxConfig:
+    """Realistic calls: about 60% answered, some by machines; transcripts arrive late; a few API faults; the
+    webhooks of `drop_webhooks` of the calls never sent."""
+    return SandboxConfig(seed=SEED, api_key=api_key, transcript_delay_s=transcript_delay_s, faults=FAULTS,
+                         drop_webhooks_share=drop_webhooks)
 
 
 @dataclass

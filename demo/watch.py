@@ -59,6 +59,7 @@ class Outcomes:
 
     by_type: Counter[str] = field(default_factory=Counter)
     completed: set[str] = field(default_factory=set)
+    recovered: set[str] = field(default_factory=set)  # completed calls found by reconciliation
     answered: set[str] = field(default_factory=set)  # calls whose transcript outcome must follow
     transcript_done: set[str] = field(default_factory=set)
     alerts_expected: int = 0
@@ -83,6 +84,8 @@ class Outcomes:
         if not isinstance(event, CallCompletedEvent) or call_id in self.completed:
             return
         self.completed.add(call_id)
+        if event.data.found_by == "reconcile":
+            self.recovered.add(call_id)
         self.completed_at_ms[call_id] = int(entry_id.split(b"-")[0])
         if event.data.disposition == "answered":
             self.answered.add(call_id)
