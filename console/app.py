@@ -140,7 +140,7 @@ async def calls_page(
                              alerted=alerted if alerted in ("yes", "no") else "")
     found = await data.filtered(request.app.state.redis, settings.key_prefix, chosen)
     return _page("calls.html", request, calls=found, filter=chosen, clock=trace.clock, colours=charts.COLOURS,
-                 outcomes=sorted(charts.COLOURS))
+                 outcomes=list(charts.COLOURS))
 
 
 @get("/calls/{call_id:str}")

@@ -13,9 +13,10 @@ import time
 from collections import Counter
 from html import escape
 
+# One colour per `contract.values.Outcome`, in that order (a test keeps the two in step).
 COLOURS = {
-    "answered": "#2e7d32", "no_answer": "#f9a825", "busy": "#ef6c00", "failed": "#c62828",
-    "cancelled": "#6d4c41", "rejected": "#8e24aa", "unknown": "#757575",
+    "answered_human": "#2e7d32", "answered_machine": "#8e24aa", "answered_unknown": "#66bb6a",
+    "no_answer": "#f9a825", "busy": "#ef6c00", "failed": "#c62828", "unknown": "#757575",
 }
 LATENCY_BUCKETS_MS = (50, 100, 250, 500, 1000, 2500, 5000, 10_000, 30_000, 60_000)
 WIDTH, HEIGHT, PAD = 720, 180, 28

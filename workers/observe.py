@@ -8,12 +8,16 @@ without the steps themselves knowing.
     on_fetch(endpoint, ...)  the Wavix client's `on_response` hook: an entry and a span per CDR/transcript fetch
     note_alert / note_dead   one line each in workers/context.py's `alert` and `dead_letter`
 
+`options(worker_options)` applies all of it to arq's options: each function `observed`, and `on_startup`
+followed by `instrument` (sinks wrapped, the Wavix client's hook chained): one call where the worker is built.
+
 A job's outcome is what its function returned ("published", "dead_letter", ...), "retry" for arq's Retry,
 or the class of an exception that escaped (a bug: arq retries it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from collections.abc import Awaitable, Callable
@@ -25,6 +29,7 @@ from arq import Retry
 from contract import tracing
 from contract.events import CallCompletedEvent, CloudEvent
 from workers import record
+from workers.fetch.wavix import WavixClient
 
 JobFunction = Callable[[dict[str, Any], Any], Awaitable[str]]
 OnResponse = Callable[[str, "int | str", float], None]
@@ -160,3 +165,25 @@ def note_alert(event: CallCompletedEvent) -> None:
 
 def note_dead(kind: str, reason: str, attempts: int) -> None:
     record.note("dead_letter", ok=False, what=kind, reason=reason[:_MAX_REASON], attempt=attempts)
+
+
+def options(worker_options: dict[str, Any]) -> dict[str, Any]:
+    """arq's options with every job function observed and the resources instrumented after startup."""
+    inner = worker_options["on_startup"]
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        await inner(ctx)
+        instrument(ctx)
+        if not tracing.enabled():  # on only with OTEL_EXPORTER_OTLP_ENDPOINT
+            tracing.setup(ctx["settings"].otel_exporter_otlp_endpoint, "wavix-events-worker")
+
+    functions = [dataclasses.replace(f, coroutine=observed(f.coroutine)) for f in worker_options["functions"]]
+    return {**worker_options, "functions": functions, "on_startup": startup}
+
+
+def instrument(ctx: dict[str, Any]) -> None:
+    """Wraps the sinks and gives the Wavix client the recording hook (same HTTP client, same settings)."""
+    resources = ctx["resources"]
+    resources.sinks = {n: s if isinstance(s, RecordedSink) else RecordedSink(s) for n, s in resources.sinks.items()}
+    resources.wavix = WavixClient.from_settings(ctx["http"], resources.settings,
+                                                on_response=on_fetch(resources.metrics.on_response))
