@@ -14,7 +14,7 @@ from arq.connections import RedisSettings
 
 from contract.jobs import DELIVER, FETCH_TRANSCRIPT, PROCESS_CALL, job_deserializer, job_serializer
 from contract.settings import Settings
-from workers import context, process
+from workers import context, observe, process
 from workers.supervise import SupervisedWorker
 
 # arq fails a job past max_tries without running it (nothing would be dead-lettered), so arq's limit is set
@@ -48,4 +48,4 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
 
 def create_worker(settings: Settings, **overrides: Any) -> SupervisedWorker:
-    return SupervisedWorker(**{**worker_options(settings), **overrides})
+    return SupervisedWorker(**{**observe.options(worker_options(settings)), **overrides})  # record + trace
