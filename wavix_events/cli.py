@@ -5,6 +5,8 @@
     wavix-events simulate   the Wavix sandbox
     wavix-events dlq        look at dead letters and replay them
     wavix-events backfill   import past calls from Wavix's CDR export
+    wavix-events trace      one call's timeline (webhooks, jobs, fetches, events, deliveries, alerts)
+    wavix-events console    the operator's console in a browser (needs CONSOLE_TOKEN)
 
 Settings come from the environment (README). A command that cannot start says why in one line on stderr,
 never with a traceback: exit 2 for configuration (a bad setting or option), 1 for something unreachable
@@ -89,6 +91,21 @@ def _backfill(args: argparse.Namespace) -> int:
     return run(settings, first=args.first, last=args.last, types=args.type, dry_run=args.dry_run)
 
 
+def _trace(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    from console.trace import run
+
+    return asyncio.run(run(settings.redis_url, settings.key_prefix, args.call_id, as_json=args.json))
+
+
+def _console(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    from console.asgi import serve
+
+    return serve(settings)
+
+
 def _simulate(args: argparse.Namespace) -> int:
     from sandbox.cli import run
 
@@ -142,6 +159,14 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--type", choices=["placed", "received", "both"], default="both", help="default both")
     backfill.add_argument("--dry-run", action="store_true", help="only count: read-only, queues nothing")
     backfill.set_defaults(run=_backfill)
+
+    trace = roles.add_parser("trace", help="print what happened to one call, step by step")
+    trace.add_argument("call_id")
+    trace.add_argument("--json", action="store_true", help="the timeline as JSON")
+    trace.set_defaults(run=_trace)
+
+    console = roles.add_parser("console", help="run the console (CONSOLE_HOST:CONSOLE_PORT, login with CONSOLE_TOKEN)")
+    console.set_defaults(run=_console)
 
     try:
         from sandbox.cli import add_arguments
