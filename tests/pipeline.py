@@ -1,7 +1,8 @@
 """The whole pipeline in one event loop for end-to-end tests: sandbox, Slack stand-in, receiver, worker.
 
 Everything is real but Wavix and Slack: the Litestar app (in-process ASGI), Redis, arq's Worker in burst
-mode with our settings. Names are unique per pipeline, so tests never see each other's data.
+mode with our settings. Names are unique per pipeline, so tests never see each other's data, and everything
+written under them (keys, streams, queue, arq's job and result keys) is deleted when the pipeline ends.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from sandbox.slack import serve as serve_slack
 from sandbox.state import Sandbox
 from sandbox.webhooks import Result, send_webhooks
 from service.app import create_app
-from tests.conftest import REDIS_URL, TOKEN
+from tests.conftest import REDIS_URL, TOKEN, forget
 from workers.alert.outbox import dispatch_pending
 from workers.alert.rules import DeliveryPolicy
 from workers.alert.slack import sender_for
@@ -80,8 +81,8 @@ class Pipeline:
         """Queues process_call for a call again under a fresh job id, as arq would re-run a crashed job."""
         receipt = Receipt(kind=Kind.POST_CALL, call_id=call_id, event="", received_at_ms=int(time.time() * 1000),
                           body=b"{}")
-        await self.arq().enqueue_job(PROCESS_CALL, receipt, _job_id=f"rerun:{uuid.uuid4().hex}",
-                                     _queue_name=self.settings.queue_name)
+        job_id = f"{self.settings.key_prefix}rerun:{uuid.uuid4().hex}"  # under the prefix: cleaned up with it
+        await self.arq().enqueue_job(PROCESS_CALL, receipt, _job_id=job_id, _queue_name=self.settings.queue_name)
 
     def arq(self) -> ArqRedis:
         return ArqRedis(connection_pool=self.redis.connection_pool, job_serializer=job_serializer,
@@ -126,8 +127,9 @@ async def pipeline(config: SandboxConfig, **env: str) -> AsyncIterator[Pipeline]
             async with AsyncTestClient(app=create_app(settings)) as receiver:
                 yield Pipeline(settings, sandbox, slack, receiver, redis)
         finally:
-            await redis.delete(settings.events_stream, settings.dead_letter_stream, settings.queue_name)
             await redis.aclose()
+            forget([settings.key_prefix, settings.queue_name],
+                   [settings.events_stream, settings.dead_letter_stream, settings.queue_name])
 
 
 def _text(value: object) -> str:

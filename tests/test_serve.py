@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL, TOKEN, call_id
+from tests.conftest import REDIS_URL, TOKEN, call_id, forget
 from tests.helpers import payloads
 from tests.helpers.servers import free_port, running
 
@@ -19,12 +19,14 @@ JSON = {"content-type": "application/json"}
 def serve() -> Iterator[object]:
     """Starts a receiver with the given allowlist and proxy settings; yields its base URL."""
     started: list[object] = []
+    names: list[str] = []
 
     def start(allowed: str, proxies: str = "") -> str:
         port = free_port()
+        names.extend((f"test:queue:{uuid.uuid4().hex}", f"test:{uuid.uuid4().hex}:"))
         env = {
             "REDIS_URL": REDIS_URL, "WEBHOOK_TOKENS": TOKEN, "WEBHOOK_ALLOWED_IPS": allowed,
-            "WEBHOOK_TRUSTED_PROXIES": proxies, "QUEUE_NAME": f"test:queue:{uuid.uuid4().hex}",
+            "WEBHOOK_TRUSTED_PROXIES": proxies, "QUEUE_NAME": names[-2], "KEY_PREFIX": names[-1],
         }
         base = f"http://127.0.0.1:{port}"
         context = running(["serve", "--host", "127.0.0.1", "--port", str(port)], env, f"{base}/healthz")
@@ -35,6 +37,7 @@ def serve() -> Iterator[object]:
     yield start
     for context in started:
         context.__exit__(None, None, None)  # type: ignore[attr-defined]
+    forget(names)
 
 
 def post(base: str, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -91,7 +94,9 @@ def test_the_served_process_logs_structured_lines_without_the_token(serve_logged
 def serve_logged(tmp_path) -> Iterator[tuple[str, object]]:
     port = free_port()
     log_file = tmp_path / "receiver.log"
-    env = {"REDIS_URL": REDIS_URL, "WEBHOOK_TOKENS": TOKEN, "QUEUE_NAME": f"test:queue:{uuid.uuid4().hex}"}
+    queue, prefix = f"test:queue:{uuid.uuid4().hex}", f"test:{uuid.uuid4().hex}:"
+    env = {"REDIS_URL": REDIS_URL, "WEBHOOK_TOKENS": TOKEN, "QUEUE_NAME": queue, "KEY_PREFIX": prefix}
     base = f"http://127.0.0.1:{port}"
     with running(["serve", "--host", "127.0.0.1", "--port", str(port)], env, f"{base}/healthz", stderr=log_file):
         yield base, lambda: log_file.read_text()
+    forget([queue, prefix])

@@ -1,4 +1,4 @@
-"""Webhook bodies in every variant Wavix has used (../shared/wavix/FACTS.md), as builders of bytes."""
+"""Webhook bodies in every variant Wavix has used (sandbox/spec/FACTS.md), as builders of bytes."""
 
 from __future__ import annotations
 
