@@ -5,7 +5,9 @@ broker is "down": connections are refused), `restore()` listens again on the sam
 
 `WebhookReceiver` is a small HTTP/1.1 server (keep-alive, Content-Length bodies) that checks each request's
 Standard Webhooks signature with its own code, not the sink's: a request with a bad or stale signature is
-answered 401 and not recorded; a good one is recorded and answered `status` (204 unless a test says else).
+answered 401 and not recorded; a good one is recorded and answered `status` (204 unless a test says else),
+or the next of `script`'s statuses while any are left, after `delay_s` (a slow endpoint). Every verified
+request is in `requests`, whatever it was answered; `received` keeps the ones answered 2xx.
 """
 
 from __future__ import annotations
@@ -128,7 +130,10 @@ class WebhookReceiver:
     status: int = 204
     verify: bool = True  # False: accept unsigned requests too (the benchmark's plain-POST baseline)
     retry_after: str | None = None
+    delay_s: float = 0.0  # answer this long after the request arrived (it is recorded on arrival)
+    script: list[int] = field(default_factory=list)  # statuses for the next requests, then `status`
     received: list[Request] = field(default_factory=list)
+    requests: list[Request] = field(default_factory=list)
     rejected: int = 0
     count: int = 0
     port: int = 0
@@ -161,6 +166,8 @@ class WebhookReceiver:
                 headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
                 status = self._answer(Request(head[0].split(" ")[1], headers, body))
+                if self.delay_s:
+                    await asyncio.sleep(self.delay_s)
                 extra = f"retry-after: {self.retry_after}\r\n" if self.retry_after and status != 204 else ""
                 writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n{extra}\r\n".encode())
                 await writer.drain()
@@ -170,11 +177,14 @@ class WebhookReceiver:
         if self.verify and not signature_ok(self.secret, request.headers, request.body):
             self.rejected += 1
             return 401
-        if 200 <= self.status < 300 and self.verify:
+        status = self.script.pop(0) if self.script else self.status
+        if self.verify:
+            self.requests.append(request)
+        if 200 <= status < 300 and self.verify:
             self.received.append(request)
-        elif 200 <= self.status < 300:
+        elif 200 <= status < 300:
             self.count += 1  # the benchmark: count, keep nothing
-        return self.status
+        return status
 
 
 # --- One harness per transport: a unique destination, a way to read it back, a way to break it for good. ---
