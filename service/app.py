@@ -22,6 +22,7 @@ from service.framing import refuse_ambiguous_framing
 from service.health import healthz, metrics, readyz
 from service.metrics import ReceiverMetrics
 from service.resp import PipelinedRedis
+from service.tracing import traced
 from service.webhooks import receive_webhook
 
 log = logs.get("service")
@@ -59,7 +60,7 @@ def create_app(settings: Settings) -> Litestar:
         route_handlers=[receive_webhook, healthz, readyz, metrics],
         lifespan=[resources],
         exception_handlers=exception_handlers,
-        middleware=[refuse_ambiguous_framing],
+        middleware=[traced, refuse_ambiguous_framing],
         request_max_body_size=settings.webhook_max_body,
         openapi_config=OpenAPIConfig(title="wavix-events receiver", version="0.1.0"),
         logging_config=None,

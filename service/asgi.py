@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from litestar import Litestar
 
-from contract import logs
+from contract import logs, tracing
 from contract.settings import Settings
 from service.app import create_app
 
@@ -16,4 +16,5 @@ from service.app import create_app
 def app() -> Litestar:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
+    tracing.setup(settings.otel_exporter_otlp_endpoint, "wavix-events-receiver")  # off unless set
     return create_app(settings)

@@ -21,6 +21,7 @@ import time
 from arq.constants import job_key_prefix, result_key_prefix
 from redis.exceptions import ResponseError
 
+from contract import tracing
 from contract.intake import ENQUEUE_ONE, MODE_TRANSCRIPT, MODE_WEBHOOK, call_job_id, seen_key, transcript_job_id
 from contract.jobs import Receipt, encode_job, function_for, job_serializer
 from contract.webhooks import WEBHOOKS_KEPT, Kind, Webhook, webhooks_key
@@ -86,14 +87,17 @@ class Enqueuer:
         job_id = (transcript_job_id if transcript else call_job_id)(self._prefix, webhook.call_id)
         jid = job_id.encode()
         receipt = Receipt(
-            kind=webhook.kind, call_id=webhook.call_id, event=webhook.event, received_at_ms=now_ms, body=body
+            kind=webhook.kind, call_id=webhook.call_id, event=webhook.event, received_at_ms=now_ms, body=body,
+            traceparent=tracing.traceparent(),  # the receive span (service/tracing.py); None when tracing is off
         )
         job = encode_job(function_for(webhook), receipt, now_ms)
-        return await self._enqueue(b"".join((
-            bulk(seen_key(self._prefix, webhook.dedup_key).encode()), bulk(_JOB_KEY + jid), bulk(_RESULT_KEY + jid),
-            self._queue, bulk(webhooks_key(self._prefix, webhook.call_id).encode()), self._ttl, self._expiry,
-            bulk(job), bulk(jid), bulk(b"%d" % now_ms), bulk(job_serializer(receipt)), _MODES[transcript],
-        )))
+        with tracing.span("enqueue", **{"wavix.call_id": webhook.call_id}):
+            return await self._enqueue(b"".join((
+                bulk(seen_key(self._prefix, webhook.dedup_key).encode()), bulk(_JOB_KEY + jid),
+                bulk(_RESULT_KEY + jid), self._queue, bulk(webhooks_key(self._prefix, webhook.call_id).encode()),
+                self._ttl, self._expiry, bulk(job), bulk(jid), bulk(b"%d" % now_ms), bulk(job_serializer(receipt)),
+                _MODES[transcript],
+            )))
 
     async def record(self, webhook: Webhook, body: bytes) -> None:
         """Appends a webhook that starts no work to its call's list. Raises redis' errors like `enqueue`."""
