@@ -21,7 +21,7 @@ from contract import logs
 from contract.events import CallCompletedEvent
 from contract.intake import transcript_job_id
 from contract.settings import Settings, environment
-from workers import health
+from workers import health, observe
 from workers.alert.outbox import queue_alert, run_dispatcher
 from workers.alert.rules import Alert, DeliveryPolicy
 from workers.alert.slack import Sender, sender_for
@@ -72,6 +72,7 @@ class Resources:
 
     async def dead_letter(self, kind: str, payload: bytes, call_id: str, reason: str, attempts: int) -> None:
         self.metrics.dead_letters.labels(kind).inc()
+        observe.note_dead(kind, reason, attempts)  # the call's record (workers/record.py)
         await dead_letter(self.redis, self.settings.dead_letter_stream, kind=kind, reason=reason,
                           attempts=attempts, payload=payload, call_id=call_id)
 
@@ -83,6 +84,7 @@ class Resources:
         for reason in event.data.alert_reasons:
             if await queue_alert(self.redis, alert_for(event, reason), policy=self.alert_policy):
                 self.metrics.alerts.labels(reason).inc()
+                observe.note_alert(reason)
 
 
 def alert_for(event: CallCompletedEvent, reason: str) -> Alert:

@@ -27,7 +27,7 @@ import msgspec
 from arq import Retry
 
 from contract import tracing
-from contract.events import CallCompletedEvent, CloudEvent
+from contract.events import CloudEvent
 from workers import record
 from workers.fetch.wavix import WavixClient
 
@@ -157,10 +157,9 @@ def _failed(event: CloudEvent, destination: str, error: BaseException, seconds: 
               attempt=notes.attempt, outcome=type(error).__name__, reason=reason, ms=round(seconds * 1000, 2))
 
 
-def note_alert(event: CallCompletedEvent) -> None:
-    """The alerts a call queued for Slack, one entry per reason."""
-    for reason in event.data.alert_reasons:
-        record.note("alert", reason=reason)
+def note_alert(reason: str) -> None:
+    """An alert the call queued for Slack."""
+    record.note("alert", reason=reason)
 
 
 def note_dead(kind: str, reason: str, attempts: int) -> None:
