@@ -68,6 +68,23 @@ async def test_a_published_call_has_its_whole_story_in_order():
             await _cleanup(p, [c.call_id for c in calls])
 
 
+async def test_alerts_are_in_the_record():
+    """Each alert a call queues for Slack appears in its record with its reason."""
+    async with pipeline(SandboxConfig(seed=5, transcript_share=0.0, machine_share=0.5)) as p:
+        calls, _ = await p.place_and_send(10)
+        await _run_observed_worker(p)
+        try:
+            alerted = {cid: e[0].data.alert_reasons for cid, e in by_type(await p.events(), COMPLETED).items()
+                       if e[0].data.alert_reasons}
+            assert alerted, "the seed should give alerted calls"
+            for call_id, reasons in alerted.items():
+                timeline = await trace.read(p.redis, p.settings.key_prefix, call_id)
+                assert sorted(s.fields["reason"] for s in timeline.steps if s.step == "alert") == sorted(reasons)
+                assert timeline.summary is not None and timeline.summary.alerted
+        finally:
+            await _cleanup(p, [c.call_id for c in calls])
+
+
 async def test_a_failing_fetch_is_recorded_as_a_retry():
     """A 5xx from Wavix shows in the record as a failed fetch and a job try whose outcome is "retry"."""
     from sandbox.faults import Faults
