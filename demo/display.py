@@ -98,14 +98,17 @@ def summary_table(snap: Snapshot) -> Table:
     table.add_column(justify="right", no_wrap=True)
     table.add_column(style="dim")
     table.add_row("Calls placed", str(snap.calls), "by the Wavix sandbox")
-    table.add_row("Webhooks sent", str(t.sent), "on-call events, post-call webhooks, 10% sent twice")
-    table.add_row("  accepted", str(t.answers["accepted"]), "one per call: queued for the worker")
+    table.add_row("Webhooks sent", str(t.sent), "on-call, post-call, transcription; 10% sent twice, 10% drifted")
+    table.add_row("  accepted", str(t.answers["accepted"]), "one per call, one per transcript: queued for the worker")
     table.add_row("  deduplicated", str(t.answers["duplicate"]), "the same call again: 200, nothing queued")
     table.add_row("  ignored", str(t.answers["ignored"]), "progress events (setup, ringing, answered)")
     table.add_row("  never sent", str(snap.dropped), "calls whose webhooks Wavix lost (the sandbox drops them)")
     table.add_row("Recovered by reconciliation", f"{len(o.recovered)} of {snap.dropped}",
                   "found in Wavix's CDR list: found_by=reconcile")
     table.add_row("Events published", str(sum(o.by_type.values())), "CloudEvents on the Redis Stream")
+    table.add_row("  direction unknown", str(o.direction_unknown), "completed calls whose direction nothing said "
+                  "(must be 0: the sandbox knows every one)")
+    table.add_row("  anomalies", str(o.anomalies), "values published as null or unknown, raw value kept in the event")
     for kind in (COMPLETED, TRANSCRIBED, UNAVAILABLE):
         table.add_row(f"  {kind}", str(o.by_type[kind]), "one per call" if kind == COMPLETED else "")
     table.add_row("Slack alerts", str(a.delivered), f"failed or machine-answered calls, {o.alerts_expected} expected")
@@ -152,9 +155,10 @@ def result_line(snap: Snapshot, *, status: str, **extra: object) -> str:
     fields: dict[str, object] = {
         "run": snap.run_id, "calls": snap.calls, "completed": len(o.completed),
         "transcribed": o.by_type[TRANSCRIBED], "unavailable": o.by_type[UNAVAILABLE],
-        "webhooks": t.sent, "accepted": t.answers["accepted"], "duplicate": t.answers["duplicate"],
+        "webhooks": t.sent, "accepted": t.answers["accepted"], "accepted_calls": len(t.accepted_at), "duplicate": t.answers["duplicate"],
         "alerts": a.delivered, "alert_singles": a.singles, "alert_digests": a.digests,
         "dead_letters": o.dead_letters, "dropped": snap.dropped, "recovered": len(o.recovered),
+        "direction_unknown": o.direction_unknown, "anomalies": o.anomalies,
         "p50_ms": round(snap.latency(0.5) or 0), "p99_ms": round(snap.latency(0.99) or 0),
         **extra, "status": status,
     }

@@ -23,6 +23,7 @@ from sandbox.webhooks import ALL_VARIANTS, Result, deliveries, send_webhooks
 
 DUPLICATES = 0.10  # share of webhooks Wavix delivers twice
 DROPPED = 0.10  # share of calls whose webhooks Wavix never delivers: reconciliation recovers them
+DRIFT = 0.10  # share of webhook bodies whose unneeded fields drift in type (a number for a string, ...)
 FAULTS = Faults(rate_limit=0.02, server_error=0.03, retry_after_s=1)  # a few % of API requests spoiled
 SEED = 2026
 
@@ -67,18 +68,20 @@ class WebhookTally:
 
 def planned_webhooks(calls: list[SimCall], seed: int = SEED) -> int:
     """How many POSTs `send` will make (on-call events, post-call webhooks and repeats)."""
-    return len(deliveries(calls, variants=ALL_VARIANTS, duplicates=DUPLICATES, on_call_events_too=True, seed=seed))
+    return len(deliveries(calls, variants=ALL_VARIANTS, duplicates=DUPLICATES, on_call_events_too=True, seed=seed,
+                          drift=DRIFT))
 
 
 async def send(sandbox: Sandbox, calls: list[SimCall], target: str, rate: float, tally: WebhookTally) -> None:
-    """POSTs every webhook of `calls` at `rate` per second, in every payload variant Wavix has used."""
+    """POSTs every webhook of `calls` at `rate` per second, in every payload variant Wavix has used, `DRIFT`
+    of them with drifted field types, and each transcript's transcription-completed webhook when it is ready."""
     tally.planned = planned_webhooks(calls, sandbox.config.seed)
     hooks = {"request": [tally.on_request], "response": [tally.on_response]}
     async with httpx.AsyncClient(timeout=10.0, event_hooks=hooks) as http:  # type: ignore[arg-type]
         results = await send_webhooks(
             calls, target, rate=rate, variants=ALL_VARIANTS, duplicates=DUPLICATES, reorder=True,
             on_call_events=True, client=http, seed=sandbox.config.seed, deadline_s=600.0,
-            on_first_send=sandbox.mark_sent,
+            on_first_send=sandbox.mark_sent, drift=DRIFT, transcription_delay_s=sandbox.config.transcript_delay_s,
         )
     tally.record_errors(results)
     tally.finished = True

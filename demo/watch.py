@@ -60,6 +60,8 @@ class Outcomes:
     by_type: Counter[str] = field(default_factory=Counter)
     completed: set[str] = field(default_factory=set)
     recovered: set[str] = field(default_factory=set)  # completed calls found by reconciliation
+    direction_unknown: int = 0  # completed calls published with direction unknown (the sandbox knows them all)
+    anomalies: int = 0  # values published as null or unknown, with the raw value kept in the event
     answered: set[str] = field(default_factory=set)  # calls whose transcript outcome must follow
     transcript_done: set[str] = field(default_factory=set)
     alerts_expected: int = 0
@@ -84,6 +86,8 @@ class Outcomes:
         if not isinstance(event, CallCompletedEvent) or call_id in self.completed:
             return
         self.completed.add(call_id)
+        self.direction_unknown += event.data.direction == "unknown"
+        self.anomalies += len(event.data.anomalies)
         if event.data.found_by == "reconcile":
             self.recovered.add(call_id)
         self.completed_at_ms[call_id] = int(entry_id.split(b"-")[0])
