@@ -6,6 +6,12 @@
 Crash-safety: claiming an alert only pushes its score a lease (60 s) into the future; a worker that dies
 before the ack leaves it to become due again, so a crash means at most a resend, never a loss. More
 alerts due at once than the digest threshold go out as one digest message (workers/alert/rules.py renders).
+
+Every time is Redis's (`TIME`, read inside the scripts): with each worker's own clock, one running 60 s
+fast took alerts another was still sending, and Slack got them twice. Every decision lives in Redis too:
+a rate-limit pause (a 429, or the bot API's `ratelimited`) blocks the channel for every worker, and a
+record that no longer decodes is set aside as a `slack_alert` dead letter instead of holding its whole
+claimed batch (up to `digest_max` alerts) in a loop of failed claims.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -39,29 +46,33 @@ from workers.deadletter import dead_letter
 
 log = logs.get("workers.alert.outbox")
 
-Clock = Callable[[], float]
 Sleep = Callable[[float], Awaitable[None]]
 
+# Redis's clock in milliseconds, for the scripts below (TIME is allowed in scripts since effects replication).
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+"""
 # Gate + push in one step: an alert can never be marked "alerted" without being queued.
-_QUEUE = """
-if ARGV[1] == '1' then redis.call('SET', KEYS[1], ARGV[4], 'EX', ARGV[2])
-elseif not redis.call('SET', KEYS[1], ARGV[4], 'NX', 'EX', ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[3], ARGV[3], ARGV[5])
-redis.call('ZADD', KEYS[2], 'NX', ARGV[4], ARGV[3])
+_QUEUE = _NOW + """
+if ARGV[1] == '1' then redis.call('SET', KEYS[1], now, 'EX', ARGV[2])
+elseif not redis.call('SET', KEYS[1], now, 'NX', 'EX', ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
+redis.call('ZADD', KEYS[2], 'NX', now, ARGV[3])
 return 1
 """
-# Claim what is due: one alert, or up to ARGV[4] when more than ARGV[3] wait (a digest). Claiming
-# moves the score a lease ahead, so a dead worker's alerts come back by themselves.
-_CLAIM = """
-local n = redis.call('ZCOUNT', KEYS[1], '-inf', ARGV[1])
+# Claim what is due: one alert, or up to ARGV[3] when more than ARGV[2] wait (a digest). Claiming
+# moves the score a lease (ARGV[1] ms) ahead, so a dead worker's alerts come back by themselves.
+_CLAIM = _NOW + """
+local n = redis.call('ZCOUNT', KEYS[1], '-inf', now)
 if n == 0 then return {} end
 local limit = 1
-if n > tonumber(ARGV[3]) then limit = tonumber(ARGV[4]) end
+if n > tonumber(ARGV[2]) then limit = tonumber(ARGV[3]) end
 local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, limit)) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, limit)) do
   local rec = redis.call('HGET', KEYS[2], id)
   if rec then
-    redis.call('ZADD', KEYS[1], ARGV[2], id)
+    redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), id)
     out[#out + 1] = id
     out[#out + 1] = rec
   else
@@ -80,10 +91,10 @@ return math.max(redis.call('PTTL', KEYS[2]), 1)
 _BLOCK = """
 if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
 """
-# Put a claimed alert back for later, unless another worker already delivered it.
-_RESCHEDULE = """
+# Put a claimed alert back for ARGV[2] ms from now, unless another worker already delivered it.
+_RESCHEDULE = _NOW + """
 if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
 return 1
 """
@@ -95,13 +106,12 @@ async def queue_alert(
     *,
     policy: DeliveryPolicy = DEFAULT_POLICY,
     force: bool = False,
-    clock: Clock = time.time,
 ) -> bool:
-    """Queues the alert; False when this call and reason was already alerted (`force` replays anyway)."""
-    now_ms = int(clock() * 1000)
+    """Queues the alert, due now by Redis's clock; False when this call and reason was already alerted
+    (`force` replays anyway)."""
     due, data = pending_keys(policy.prefix)
-    record = encode_pending(Pending(alert=alert, queued_at_ms=now_ms))
-    args: list[bytes | str | int] = [int(force), policy.alerted_ttl_s, alert.key, now_ms, record]
+    record = encode_pending(Pending(alert=alert, queued_at_ms=time.time_ns() // 1_000_000))  # for the record
+    args: list[bytes | str | int] = [int(force), policy.alerted_ttl_s, alert.key, record]
     queued = bool(await redis.register_script(_QUEUE)(keys=[alerted_key(alert, policy.prefix), due, data], args=args))
     log.info("alert.queued" if queued else "alert.duplicate", call_id=alert.call_id, reason=alert.reason)
     return queued
@@ -126,27 +136,23 @@ class _Dispatcher:
         digest_threshold: int,
         dead_letter_stream: str,
         policy: DeliveryPolicy,
-        clock: Clock,
         sleep: Sleep,
     ) -> None:
         self.redis, self.sender, self.channel = redis, sender, channel_key
         self.threshold, self.dead_stream, self.policy = digest_threshold, dead_letter_stream, policy
-        self.clock, self.sleep = clock, sleep
+        self.sleep = sleep
         self.due, self.data = pending_keys(policy.prefix)
         self.gate = f"{policy.prefix}slack:gate:{channel_key}"
         self.blocked = f"{policy.prefix}slack:blocked:{channel_key}"
 
-    def now_ms(self) -> int:
-        return int(self.clock() * 1000)
-
     async def drain(self, max_messages: int | None, stop: asyncio.Event | None) -> DispatchStats:
         stats, messages = DispatchStats(), 0
         while (max_messages is None or messages < max_messages) and not _stopped(stop):
-            if not await self.redis.zcount(self.due, "-inf", self.now_ms()):
+            if not await self.redis.zcount(self.due, "-inf", await redis_now_ms(self.redis)):
                 break
             if not await self._wait_for_slot(stop):
                 break
-            batch = await self._claim()
+            batch = await self._claim(stats)
             if batch:  # else another process took them after we looked: look again
                 messages += 1
                 await self._deliver(batch, stats)
@@ -162,11 +168,25 @@ class _Dispatcher:
             await self.sleep(wait_ms / 1000)
         return False
 
-    async def _claim(self) -> Batch:
-        now = self.now_ms()
-        args = [now, now + int(self.policy.lease_s * 1000), self.threshold, self.policy.digest_max]
+    async def _claim(self, stats: DispatchStats) -> Batch:
+        """Claims what is due; a record that does not decode is dead-lettered, the others are returned."""
+        args = [int(self.policy.lease_s * 1000), self.threshold, self.policy.digest_max]
         flat = await self.redis.register_script(_CLAIM)(keys=[self.due, self.data], args=args)
-        return [(flat[i].decode(), decode_pending(flat[i + 1])) for i in range(0, len(flat), 2)]
+        batch: Batch = []
+        for key, record in ((flat[i].decode(), flat[i + 1]) for i in range(0, len(flat), 2)):
+            try:
+                batch.append((key, decode_pending(record)))
+            except msgspec.DecodeError as e:
+                await self._set_aside(key, record, f"undecodable outbox record: {e}", stats)
+        return batch
+
+    async def _set_aside(self, key: str, record: bytes, reason: str, stats: DispatchStats) -> None:
+        """A poison record: its bytes go to the dead-letter stream, as they are, and it leaves the outbox."""
+        call_id = key.rsplit(":", 1)[0]
+        await dead_letter(self.redis, self.dead_stream, kind="slack_alert", reason=reason, attempts=0,
+                          payload=record, call_id=call_id)
+        await self._remove([key])
+        stats.dead_lettered += 1
 
     async def _deliver(self, batch: Batch, stats: DispatchStats) -> None:
         alerts = [pending.alert for _, pending in batch]
@@ -199,7 +219,7 @@ class _Dispatcher:
         delay_ms = max(1, int(e.delay_s * 1000))
         await self.redis.register_script(_BLOCK)(keys=[self.blocked], args=[delay_ms])
         for key, pending in batch:
-            await self._reschedule(key, pending, self.now_ms() + delay_ms)
+            await self._reschedule(key, pending, delay_ms)
         stats.deferred += len(batch)
         log.warning("alert.rate_limited", channel=self.channel, retry_after_s=e.delay_s, alerts=len(batch))
 
@@ -211,9 +231,7 @@ class _Dispatcher:
                 await self._dead_letter(key, pending, e.reason, attempt, stats)
                 continue
             delay = max(e.delay_s or 0.0, rule.ceiling(attempt))
-            await self._reschedule(
-                key, msgspec.structs.replace(pending, attempts=attempt), self.now_ms() + int(delay * 1000)
-            )
+            await self._reschedule(key, msgspec.structs.replace(pending, attempts=attempt), int(delay * 1000))
             stats.deferred += 1
             alert = pending.alert
             log.warning(
@@ -241,9 +259,9 @@ class _Dispatcher:
         await self._remove([key])
         stats.dead_lettered += 1
 
-    async def _reschedule(self, key: str, pending: Pending, due_ms: int) -> None:
+    async def _reschedule(self, key: str, pending: Pending, in_ms: int) -> None:
         script = self.redis.register_script(_RESCHEDULE)
-        await script(keys=[self.due, self.data], args=[key, due_ms, encode_pending(pending)])
+        await script(keys=[self.due, self.data], args=[key, in_ms, encode_pending(pending)])
 
     async def _remove(self, keys: list[str]) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
@@ -261,7 +279,6 @@ async def dispatch_pending(
     channel_key: str | None = None,
     max_messages: int | None = None,
     policy: DeliveryPolicy = DEFAULT_POLICY,
-    clock: Clock = time.time,
     sleep: Sleep = asyncio.sleep,
     stop: asyncio.Event | None = None,
 ) -> DispatchStats:
@@ -277,18 +294,21 @@ async def dispatch_pending(
         digest_threshold=digest_threshold,
         dead_letter_stream=dead_letter_stream,
         policy=policy,
-        clock=clock,
         sleep=sleep,
     )
     return await dispatcher.drain(max_messages, stop)
 
 
-async def next_due_in(
-    redis: Redis, *, policy: DeliveryPolicy = DEFAULT_POLICY, clock: Clock = time.time
-) -> float | None:
+async def redis_now_ms(redis: Redis) -> int:
+    """Redis's clock, the one every due time is measured against."""
+    seconds, micros = await redis.time()
+    return int(seconds) * 1000 + int(micros) // 1000
+
+
+async def next_due_in(redis: Redis, *, policy: DeliveryPolicy = DEFAULT_POLICY) -> float | None:
     """Seconds until the earliest pending alert is due (0 if now), None when nothing is pending."""
-    first = await redis.zrange(pending_keys(policy.prefix)[0], 0, 0, withscores=True)
-    return max(0.0, first[0][1] / 1000 - clock()) if first else None
+    first: list[Any] = await redis.zrange(pending_keys(policy.prefix)[0], 0, 0, withscores=True)
+    return max(0.0, (first[0][1] - await redis_now_ms(redis)) / 1000) if first else None
 
 
 async def run_dispatcher(
@@ -301,7 +321,6 @@ async def run_dispatcher(
     channel_key: str | None = None,
     policy: DeliveryPolicy = DEFAULT_POLICY,
     poll_s: float = 0.5,
-    clock: Clock = time.time,
 ) -> None:
     """Runs until `stop` is set: drain, then sleep until the next alert is due (at most `poll_s`).
 
@@ -323,11 +342,10 @@ async def run_dispatcher(
                 dead_letter_stream=dead_letter_stream,
                 channel_key=channel,
                 policy=policy,
-                clock=clock,
                 sleep=nap,
                 stop=stop,
             )
-            due_in = await next_due_in(redis, policy=policy, clock=clock)
+            due_in = await next_due_in(redis, policy=policy)
         except (RedisError, OSError) as e:
             log.warning("alert.dispatcher_redis_error", error=type(e).__name__, channel=channel)
         except Exception:  # a bug: say so loudly, keep the other alerts flowing

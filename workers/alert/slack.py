@@ -4,7 +4,7 @@ Transport errors are classified in one place (`classify`), into this tree:
 
     SlackError
     ├── SlackRetry(delay_s, reason)   5xx, rollup_error, timeouts, connection errors: back off and retry
-    │   └── SlackRateLimited          429: the whole channel waits `Retry-After` seconds
+    │   └── SlackRateLimited          429 or `ratelimited`: the whole channel waits `Retry-After` seconds
     └── SlackPermanent(reason)        400/403/404/410, `ok: false` errors: dead-letter, never retry
 
 Pacing, grouping and never losing an alert are workers/alert/outbox.py's. The webhook URL and bot token are
@@ -98,6 +98,8 @@ def classify(status: int, headers: httpx.Headers, body: bytes, *, api: bool) -> 
         return  # an incoming webhook answers "ok" with a 2xx
     if error is None:
         raise SlackRetry(None, f"unreadable_answer_http_{status}")
+    if error == "ratelimited":  # the bot API's own 429: the whole channel waits, as for a 429
+        raise SlackRateLimited(_retry_after(headers) if "retry-after" in headers else 1.0, error)
     if error in _TRANSIENT_API:
         raise SlackRetry(_retry_after(headers) if "retry-after" in headers else None, error)
     if error:
