@@ -35,6 +35,7 @@ from arq.utils import poll
 from arq.worker import Worker
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.exceptions import WatchError
 
 from contract import logs
 
@@ -101,10 +102,12 @@ class SupervisedWorker(Worker):
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         try:
             await super().start_jobs(job_ids)
-        except OUTAGE:
+        except (*OUTAGE, WatchError) as e:
             # arq took a slot (counter and semaphore) for the job it was starting; give it back.
             self.job_counter -= 1
             self.sem.release()
+            if isinstance(e, WatchError):  # redis-py's word for a connection lost while watching a key
+                raise RedisConnectionError(str(e)) from e
             raise
 
     async def run_job(self, job_id: str, score: int) -> None:
@@ -115,6 +118,8 @@ class SupervisedWorker(Worker):
             log.warning("worker.job_bookkeeping_lost", job_id=job_id, error=str(e) or type(e).__name__)
 
     async def _release_lost(self) -> None:
+        if not self._lost:
+            return
         lost, self._lost = self._lost, set()
         try:
             await self.pool.delete(*(in_progress_key_prefix + job_id for job_id in lost))
