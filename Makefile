@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo bench bench-ingest services clean
+.PHONY: install test lint demo bench bench-ingest chaos services tools clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,6 +18,10 @@ install: $(STAMP)
 services:
 	@SERVICES="redis rabbitmq nats" scripts/ensure-services
 
+# Installs the tools the benchmarks drive (wrk) when they are missing, with apt-get.
+tools:
+	@TOOLS="wrk" scripts/ensure-tools
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
@@ -25,11 +29,15 @@ lint: $(STAMP)
 test: install services lint
 	$(BIN)/pytest
 
-bench-ingest: install services
+bench-ingest: install services tools
 	$(BIN)/python -m bench.ingest
 
-bench: install services
+bench: install services tools
 	$(BIN)/python -m bench
+
+# Faults on loopback, at most 5 minutes: workers killed, Redis restarted and killed; prints a table (docs/chaos.md).
+chaos: install services
+	$(BIN)/python -m chaos
 
 demo: install services
 	$(BIN)/python -m demo

@@ -1,7 +1,8 @@
 """`make bench`: the receiver, worker and sink benchmarks in one go, then one table.
 
 Each benchmark compares our code with a baseline measured in the same run (see docs/benchmarks.md)
-and writes its section of bench/results.json; this prints them side by side.
+and writes its section of bench/results.json; this prints them side by side. A figure that was not
+measured in this run (a tool missing, a benchmark that failed) fails the run loudly, never a "-".
 """
 
 from __future__ import annotations
@@ -31,10 +32,15 @@ ROWS = (
 )
 
 
+def missing(results: dict[str, dict[str, object]]) -> list[str]:
+    """The table's figures this run did not measure."""
+    return [f"{section}.{key}" for section, key, _, _ in ROWS if key not in results.get(section, {})]
+
+
 def table(results: dict[str, dict[str, object]]) -> str:
     lines = [f"{'measure':<56} {'value':>10}  target", "-" * 78]
     for section, key, label, target in ROWS:
-        value = results.get(section, {}).get(key, "-")
+        value = results.get(section, {}).get(key, "NOT MEASURED")
         lines.append(f"{label:<56} {value!s:>10}  {target or ''}")
     for name, numbers in sorted(dict(results.get("sinks", {})).items()):
         if isinstance(numbers, dict) and "ratio" in numbers:

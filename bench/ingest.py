@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
-        print("bench: wrk is not installed (Debian: apt-get install wrk)", file=sys.stderr)
+        print("bench: wrk is not installed: `make tools` installs it (Debian: apt-get install wrk)", file=sys.stderr)
         return 1
     started = time.monotonic()
     result = measure(args.server, args.seconds, args.rounds, args.connections)

@@ -1,0 +1,125 @@
+"""What a chaos run proved: read from the run's Redis, the sandbox's webhook results and Slack's messages.
+
+The bar (docs/chaos.md): every call whose webhook was acknowledged (answered 2xx) has exactly one
+`wavix.call.completed` event; no event id is published twice; every alert goes out exactly once per
+call and reason; no worker exits unless it was killed. Calls whose webhooks the sandbox dropped on
+purpose, or that were refused (503 while Redis was down), are counted apart: recovering them is
+reconciliation's job, not the queue's.
+"""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from redis.asyncio import Redis
+
+from contract.events import COMPLETED, decode_event
+from sandbox.slack import Received
+from sandbox.webhooks import Result
+
+_DIGEST = re.compile(r"^(\d+) call alerts?:")
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+class Completed(msgspec.Struct):
+    """The completed events in the stream: count per call, ids seen more than once, when each call's came."""
+
+    per_call: dict[str, int]
+    duplicate_ids: int
+    at_ms: dict[str, int]
+    alerts_expected: int
+
+
+async def read_events(redis: Redis, stream: str) -> Completed:
+    per_call: Counter[str] = Counter()
+    ids: Counter[str] = Counter()
+    at_ms: dict[str, int] = {}
+    alerts = 0
+    last = "-"
+    while entries := await redis.xrange(stream, min=last, count=5000):
+        for entry_id, fields in entries:
+            event = decode_event(fields[b"event"])
+            ids[event.id] += 1
+            if event.type == COMPLETED:
+                per_call[event.subject] += 1
+                at_ms.setdefault(event.subject, int(entry_id.split(b"-")[0]))
+                alerts += len(getattr(event.data, "alert_reasons", ()) or ())
+        last = "(" + entries[-1][0].decode()
+    return Completed(dict(per_call), sum(n - 1 for n in ids.values() if n > 1), at_ms, alerts)
+
+
+def load_results(path: Path) -> list[Result]:
+    if not path.exists():
+        return []
+    decode = msgspec.json.Decoder(Result).decode
+    return [decode(line) for line in path.read_bytes().splitlines() if line]
+
+
+def acknowledged(results: Iterable[Result]) -> tuple[set[str], set[str]]:
+    """Calls with a webhook answered 2xx, and calls whose webhooks were all refused or unanswered."""
+    sent, ok = set(), set()
+    for r in results:
+        sent.add(r.call_id)
+        if r.status is not None and 200 <= r.status < 300:
+            ok.add(r.call_id)
+    return ok, sent - ok
+
+
+def alerts_sent(messages: Sequence[Received]) -> tuple[int, int]:
+    """Alerts Slack accepted (a digest counts its calls) and call ids named in more than one message."""
+    total, named = 0, Counter[str]()
+    for received in messages:
+        text = str(received.message.get("text", "")) if isinstance(received.message, dict) else ""
+        digest = _DIGEST.match(text)
+        total += int(digest.group(1)) if digest else 1
+        named.update(set(_UUID.findall(str(received.message))))
+    return total, sum(1 for n in named.values() if n > 1)
+
+
+def p99(values: Sequence[float]) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return round(values[0], 2)
+    return round(statistics.quantiles(values, n=100, method="inclusive")[98], 2)
+
+
+def verdict(figures: dict[str, Any]) -> list[str]:
+    """The bar's failures, in words; empty when the run passed."""
+    failures = []
+    if figures["acknowledged_with_one_completed_pct"] != 100.0:
+        failures.append(f"acknowledged calls without exactly one completed event: {figures['acknowledged_missing']}")
+    if figures["duplicate_event_ids"]:
+        failures.append(f"event ids published twice: {figures['duplicate_event_ids']}")
+    if figures["alerts_sent"] != figures["alerts_expected"] or figures["calls_alerted_twice"]:
+        failures.append(f"alerts sent {figures['alerts_sent']} for {figures['alerts_expected']} expected, "
+                        f"{figures['calls_alerted_twice']} calls alerted twice")
+    if figures["worker_unexpected_exits"]:
+        failures.append(f"workers exited unexpectedly: {figures['worker_unexpected_exits']}")
+    return failures
+
+
+def table(figures: dict[str, Any]) -> str:
+    rows = [
+        ("calls placed", "calls"),
+        ("webhooks dropped on purpose (calls)", "calls_dropped"),
+        ("calls refused or unanswered (503 while Redis was down)", "calls_unacknowledged"),
+        ("acknowledged calls", "calls_acknowledged"),
+        ("acknowledged calls with exactly one completed event, %", "acknowledged_with_one_completed_pct"),
+        ("duplicate event ids", "duplicate_event_ids"),
+        ("alerts sent / expected (one per call and reason)", "alerts"),
+        ("calls alerted twice", "calls_alerted_twice"),
+        ("workers killed (-9) / unexpected exits", "workers"),
+        ("Redis restarts: graceful / kill -9", "redis"),
+        ("worker outage lines: lost / back", "outage_lines"),
+        ("calls in flight at a kill: kill -> event p99, s", "held_p99_s"),
+        ("run, s", "seconds"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    return "\n".join(f"{label:<{width}}  {figures.get(key)!s:>12}" for label, key in rows)
