@@ -27,8 +27,6 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
-from contract.values import Outcome
-
 SPECVERSION = "1.0"
 SOURCE = "wavix-events"
 SCHEMA = "wavix.call/1"  # the `schema` extension attribute: data family and major version
@@ -45,6 +43,7 @@ UNAVAILABLE_REASONS = frozenset({"failed", "not_provisioned", "timed_out"})
 
 Direction = Literal["inbound", "outbound", "unknown"]
 FoundBy = Literal["webhook", "reconcile", "backfill"]
+Outcome = Literal["answered_human", "answered_machine", "answered_unknown", "no_answer", "busy", "failed", "unknown"]
 Role = Literal["agent", "client", "unknown"]
 UnavailableReason = Literal["failed", "not_provisioned", "timed_out"]
 

@@ -31,15 +31,24 @@ and spacing, to one outcome:
 
 A machine answer wins over the disposition (answering-machine detection hangs up, and the disposition of
 such a call is not documented). Without a disposition a call answered by a human is `answered_human`.
+
+Numbers, links and dates: `party` (E.164 and country, with or without "+" or the "00" prefix), `public_link`
+(a URL without the query string Wavix puts its key in) and `utc` (an ISO 8601 date as UTC).
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from typing import Any, Literal
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-Outcome = Literal["answered_human", "answered_machine", "answered_unknown", "no_answer", "busy", "failed", "unknown"]
+import phonenumbers
+
+from contract.events import Outcome, Party
+from contract.wavix import text
 
 MAX_INTEGER_DIGITS = 12  # no call lasts, and no charge reaches, 10^12
 MAX_FRACTION_DIGITS = 12
@@ -59,6 +68,7 @@ _HUMAN = frozenset({"human", "person"})
 _MACHINE = frozenset({"machine", "voicemail", "fax", "answeringmachine"})
 _NOBODY_SAID = frozenset({"", "unknown", "none", "null"})
 _SQUASH = re.compile(r"[\s_\-]+")
+_NON_GEOGRAPHIC = frozenset({"001", "ZZ"})
 
 
 def plain_decimal(raw: Any) -> tuple[str | None, str | None]:
@@ -118,3 +128,62 @@ def outcome_of(disposition: str | None, answered_by: str | None) -> Outcome:
     if disposition in _NOT_ANSWERED:
         return _NOT_ANSWERED[disposition]
     return "answered_human" if answered_by == "human" else "unknown"
+
+
+def party(raw: Any) -> Party:
+    """E.164 and ISO country of a number sent with or without "+" or the "00" international prefix.
+
+    A number that does not parse keeps its raw text, with no country. The country is only given when
+    the number is valid, or when its calling code belongs to a single country (+33 is France; +1 is not).
+    """
+    written = text(raw) or ""
+    return _party("+" + written[2:] if written.startswith("00") else written)
+
+
+@functools.lru_cache(maxsize=8192)
+def _party(text: str) -> Party:
+    """Parsing a number costs ~0.1 ms and an account's own numbers recur in every call: cached, bounded."""
+    if not text:
+        return Party(None, None)
+    try:
+        number = phonenumbers.parse(text if text.startswith("+") else f"+{text}", None)
+    except phonenumbers.NumberParseException:
+        return Party(text, None)
+    if not phonenumbers.is_possible_number(number):
+        return Party(text, None)
+    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+    region = phonenumbers.region_code_for_number(number) if phonenumbers.is_valid_number(number) else None
+    if region is None:
+        regions = phonenumbers.region_codes_for_country_code(number.country_code or 0)
+        region = regions[0] if len(regions) == 1 else None
+    return Party(e164, None if region in _NON_GEOGRAPHIC else region)
+
+
+def public_link(url: Any) -> str | None:
+    """The link without query string, fragment or credentials: Wavix puts the API key there (`appid`).
+
+    Everything after `?` goes, not just known secret names: a name we do not know could be a secret
+    too, and the recording endpoint needs only its path and a bearer token.
+    """
+    link = url.strip() if isinstance(url, str) else ""
+    if not link:
+        return None
+    try:
+        parts = urlsplit(link)
+    except ValueError:
+        return None
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+def utc(raw: Any) -> datetime | None:
+    """An ISO 8601 date as UTC (a date without offset is taken as UTC); None when it does not parse."""
+    try:
+        parsed = datetime.fromisoformat(raw.strip() if isinstance(raw, str) else "")
+    except ValueError:
+        return None
+    return as_utc(parsed)
+
+
+def as_utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)

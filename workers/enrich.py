@@ -16,28 +16,33 @@ value. The caller passes `now`, so the same inputs always give the same event.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, Protocol, TypeVar, cast
-from urllib.parse import urlsplit, urlunsplit
 
 import msgspec
-import phonenumbers
 
 from contract import events as ev
 from contract.errors import PayloadError
-from contract.events import ALERT_RULES, Anomaly, CallEssentials, Direction, FoundBy, Party, Role, Turn
-from contract.values import Outcome, answered_by_of, disposition_of, outcome_of, plain_decimal
+from contract.events import ALERT_RULES, Anomaly, CallEssentials, Direction, FoundBy, Outcome, Party, Role, Turn
+from contract.values import (
+    answered_by_of,
+    as_utc,
+    disposition_of,
+    outcome_of,
+    party,
+    plain_decimal,
+    public_link,
+    utc,
+)
 from contract.wavix import Cdr, Transcript, TranscriptTurn, number, text
 
 __all__ = ["ALERT_RULES", "CallHints", "completed_event", "hints_from", "transcript_event", "unavailable_event"]
 
 _DIRECTIONS: dict[str, Direction] = {"inbound": "inbound", "incoming": "inbound", "received": "inbound"}
 _DIRECTIONS |= {"outbound": "outbound", "outgoing": "outbound", "placed": "outbound"}
-_NON_GEOGRAPHIC = frozenset({"001", "ZZ"})
 _MS = Decimal("0.001")
 _SHARE = Decimal("0.0001")
 _RAW_LIMIT = 200
@@ -244,65 +249,6 @@ def direction(cdr: Cdr, hints: CallHints, from_: Party, to: Party, answered: str
     return "outbound" if answered == "machine" else "unknown"
 
 
-def party(raw: Any) -> Party:
-    """E.164 and ISO country of a number sent with or without "+" or the "00" international prefix.
-
-    A number that does not parse keeps its raw text, with no country. The country is only given when
-    the number is valid, or when its calling code belongs to a single country (+33 is France; +1 is not).
-    """
-    written = text(raw) or ""
-    return _party("+" + written[2:] if written.startswith("00") else written)
-
-
-@functools.lru_cache(maxsize=8192)
-def _party(text: str) -> Party:
-    """Parsing a number costs ~0.1 ms and an account's own numbers recur in every call: cached, bounded."""
-    if not text:
-        return Party(None, None)
-    try:
-        number = phonenumbers.parse(text if text.startswith("+") else f"+{text}", None)
-    except phonenumbers.NumberParseException:
-        return Party(text, None)
-    if not phonenumbers.is_possible_number(number):
-        return Party(text, None)
-    e164 = phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
-    region = phonenumbers.region_code_for_number(number) if phonenumbers.is_valid_number(number) else None
-    if region is None:
-        regions = phonenumbers.region_codes_for_country_code(number.country_code or 0)
-        region = regions[0] if len(regions) == 1 else None
-    return Party(e164, None if region in _NON_GEOGRAPHIC else region)
-
-
-def public_link(url: Any) -> str | None:
-    """The link without query string, fragment or credentials: Wavix puts the API key there (`appid`).
-
-    Everything after `?` goes, not just known secret names: a name we do not know could be a secret
-    too, and the recording endpoint needs only its path and a bearer token.
-    """
-    link = url.strip() if isinstance(url, str) else ""
-    if not link:
-        return None
-    try:
-        parts = urlsplit(link)
-    except ValueError:
-        return None
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def utc(raw: Any) -> datetime | None:
-    """An ISO 8601 date as UTC (a date without offset is taken as UTC); None when it does not parse."""
-    try:
-        parsed = datetime.fromisoformat(raw.strip() if isinstance(raw, str) else "")
-    except ValueError:
-        return None
-    return _as_utc(parsed)
-
-
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
-
 E = TypeVar("E", ev.CallCompletedEvent, ev.CallTranscribedEvent, ev.TranscriptionUnavailableEvent)
 
 
@@ -319,7 +265,7 @@ def _envelope(kind: type[E], event_type: str, data: CallEssentials, cdr: Cdr, no
 
 def _event_time(cdr: Cdr, now: datetime) -> datetime:
     """The call's date when the CDR has one: the event is about the call, not about when we noticed."""
-    return utc(cdr.date) or _as_utc(now)
+    return utc(cdr.date) or as_utc(now)
 
 
 def _roles(call: CallEssentials) -> dict[str, Role]:

@@ -22,8 +22,9 @@ from redis.asyncio import Redis
 from contract import logs
 from contract.events import FoundBy
 from contract.jobs import Receipt, job_deserializer, receipt_from
+from contract.values import party
 from contract.webhooks import Kind, WebhookFacts, facts, webhooks_key
-from workers.enrich import CallHints, hints_from, party
+from workers.enrich import CallHints, hints_from
 from workers.retry import CallError
 
 log = logs.get("workers.fetch.hints")
