@@ -1,4 +1,10 @@
-"""`wavix-events dlq`: what an operator does with dead letters: list them, replay one, several or all."""
+"""`wavix-events dlq`: what an operator does with dead letters: list them, replay one, several or all.
+
+A replay deletes its letter only once the work is queued again. A `deliver` letter is queued under the
+delivery's own job id, `{prefix}deliver:{event_id}:{destination}`, so several letters for one delivery
+queue one job; the others are refused by arq and kept, and the operator is told. Re-delivery goes only
+where the event did not arrive: every attempt consults the ledger (workers/deliver/ledger.py) first.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,16 @@ import time
 
 import msgspec
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import job_key_prefix, result_key_prefix
 from redis.exceptions import ResponseError
 
 from contract import logs
-from contract.jobs import JOB_FUNCTIONS, job_deserializer, job_serializer
+from contract.jobs import DELIVER, JOB_FUNCTIONS, job_deserializer, job_serializer
 from contract.settings import Settings
 from workers.alert.outbox import queue_alert
 from workers.alert.rules import DeliveryPolicy, decode_alert
-from workers.deadletter import entry, list_dead
+from workers.deadletter import DeadLetter, entry, list_dead
+from workers.deliver.delivery import Delivery
 
 log = logs.get("workers.dlq")
 
@@ -31,7 +39,7 @@ async def run(settings: Settings, action: str, ids: list[str], *, replay_all: bo
             for d in letters:
                 at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.failed_at_ms / 1000))
                 print(f"{d.id}  {at}Z  {d.kind:<16} call={d.call_id}  attempts={d.attempts}  {d.reason}")
-            print(f"{len(letters)} dead letter(s) in {stream}")
+            print(f"{len(letters)} of {await redis.xlen(stream)} dead letter(s) in {stream}")
             return 0
         chosen = [d.id for d in letters] if replay_all else ids
         if not chosen:
@@ -55,9 +63,9 @@ async def run(settings: Settings, action: str, ids: list[str], *, replay_all: bo
 async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str, key_prefix: str) -> str:
     """Puts one dead letter back to work and removes it from the stream; returns what was done.
 
-    A job's letter (its payload is the job's own argument, msgpack) is queued again as a new job, under
-    its own id so arq's uniqueness does not refuse it; a Slack alert's letter is queued again past the
-    one-alert-per-call gate.
+    A job's letter (its payload is the job's own argument, msgpack) is queued again: a `deliver` letter
+    under the delivery's job id, any other under the letter's own id; a Slack alert's letter is queued
+    again past the one-alert-per-call gate. ValueError (the letter kept) when arq refuses the job.
     """
     try:
         found = await redis.xrange(stream, min=entry_id, max=entry_id)
@@ -66,17 +74,31 @@ async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str
     if not found:
         raise KeyError(f"no dead letter {entry_id}")
     letter = entry(*found[0])
-    if letter.kind in JOB_FUNCTIONS:
-        argument = msgspec.msgpack.decode(letter.payload)
-        await redis.enqueue_job(
-            letter.kind, argument, _job_id=f"{key_prefix}replay:{letter.id}", _queue_name=queue_name
-        )
-        done = f"queued {letter.kind} for call {letter.call_id}"
-    elif letter.kind == "slack_alert":
-        await queue_alert(redis, decode_alert(letter.payload), force=True, policy=DeliveryPolicy(prefix=key_prefix))
-        done = f"queued the Slack alert for call {letter.call_id} again"
-    else:
-        raise ValueError(f"dead letter {letter.id} has an unknown kind {letter.kind!r}")
+    try:
+        if letter.kind in JOB_FUNCTIONS:
+            done = await _requeue(redis, letter, queue_name=queue_name, key_prefix=key_prefix)
+        elif letter.kind == "slack_alert":
+            alert = decode_alert(letter.payload)
+            await queue_alert(redis, alert, force=True, policy=DeliveryPolicy(prefix=key_prefix))
+            done = f"queued the Slack alert for call {letter.call_id} again"
+        else:
+            raise ValueError(f"dead letter {letter.id} has an unknown kind {letter.kind!r}")
+    except msgspec.DecodeError as e:
+        raise ValueError(f"its payload does not decode ({e}); the letter is kept") from e
     await redis.xdel(stream, letter.id)
     log.info("dead_letter.replayed", entry=letter.id, kind=letter.kind, call_id=letter.call_id)
     return done
+
+
+async def _requeue(redis: ArqRedis, letter: DeadLetter, *, queue_name: str, key_prefix: str) -> str:
+    """Queues the letter's job again; ValueError when arq refuses it (a job with that id exists)."""
+    argument = msgspec.msgpack.decode(letter.payload)
+    job_id = f"{key_prefix}replay:{letter.id}"
+    if letter.kind == DELIVER:
+        delivery = msgspec.convert(argument, Delivery)
+        job_id = f"{key_prefix}deliver:{delivery.event_id}:{delivery.destination}"
+        if not await redis.exists(job_key_prefix + job_id):  # only the failed run's result: not a job
+            await redis.delete(result_key_prefix + job_id)
+    if await redis.enqueue_job(letter.kind, argument, _job_id=job_id, _queue_name=queue_name) is None:
+        raise ValueError(f"not queued: job {job_id} exists already (queued, running or just run); the letter is kept")
+    return f"queued {letter.kind} for call {letter.call_id}"
