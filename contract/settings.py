@@ -65,6 +65,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     dead_letter_stream: str = "wavix:dead"
     sinks_config: str = ""  # a routing file (docs in workers/deliver/route.py); empty: every event to EVENTS_STREAM
     delivery_inline_timeout: float = 2.0  # a first delivery slower than this continues in a job of its own
+    # Every event as first built, kept this long in the Redis Stream {KEY_PREFIX}eventlog for
+    # `wavix-events replay` (workers/deliver/eventlog.py); 0 keeps no log.
+    event_log_retention: int = 7 * DAY
     # Slack alerts: an incoming webhook, or a bot token and channel.
     slack_webhook_url: str = ""
     slack_bot_token: str = ""
@@ -102,6 +105,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
                      "transcript_poll", "worker_concurrency", "job_timeout"):
             if getattr(self, name) <= 0:
                 raise SettingsError(name.upper(), "must be a positive whole number")
+        if self.event_log_retention < 0:
+            raise SettingsError("EVENT_LOG_RETENTION", "must be 0 (no log) or a positive number of seconds")
         if self.reconcile_interval < 0:
             raise SettingsError("RECONCILE_INTERVAL", "must be 0 (off) or a positive number of seconds")
         if self.reconcile_lookback <= 0:
