@@ -5,9 +5,19 @@ Label sets are bounded: job function, outcome, endpoint family, status, sink, ev
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+if TYPE_CHECKING:
+    from workers.deliver.health import Health
+
 _SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+# A delivery's latency runs from its first try to the destination's confirmation: milliseconds when it is up,
+# hours when it was down (the retry schedule spans ~28 h).
+_DELIVERY_SECONDS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0, 300.0, 1800.0, 7200.0, 21600.0, 43200.0,
+                     86400.0, 172800.0)
 _PASS_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
@@ -46,6 +56,36 @@ class WorkerMetrics:
                                            "or not).", buckets=_PASS_SECONDS, registry=r)
         self.reconcile_failures = Counter("wavix_reconcile_failures", "Reconcile passes that failed (Wavix or Redis "
                                           "unavailable past the retries).", registry=r)
+
+        # Destinations (workers/deliver/): counters per process (sum them); the gauges are read from Redis by every
+        # worker (workers/deliver/health.py), so all report the same value: take the max.
+        self.deliveries = Counter("wavix_deliveries", "Delivery tries by destination and outcome: delivered, retried "
+                                  "(failed, another try is scheduled), dead_lettered, parked (destination paused).",
+                                  ["destination", "outcome"], registry=r)
+        self.delivery_seconds = Histogram("wavix_delivery_latency_seconds", "From a delivery's first try to the "
+                                          "destination's confirmation.", ["destination"], buckets=_DELIVERY_SECONDS,
+                                          registry=r)
+        d = ["destination"]
+        self.backlog = Gauge("wavix_destination_backlog", "Deliveries waiting for a retry or parked.", d, registry=r)
+        self.destination_dead = Gauge("wavix_destination_dead_letters", "Deliveries dead-lettered so far.", d,
+                                      registry=r)
+        self.paused = Gauge("wavix_destination_paused", "1 while an operator has the destination paused.", d,
+                            registry=r)
+        self.failing_since = Gauge("wavix_destination_failing_since_timestamp_seconds", "Unix time of the first "
+                                   "failure since the last success (0: not failing).", d, registry=r)
+        self.failure_streak = Gauge("wavix_destination_consecutive_failures", "Failed tries since the last success.",
+                                    d, registry=r)
+        self.routing_reloads = Counter("wavix_routing_reloads", "SIGHUP reloads of the routing file, by outcome "
+                                       "(applied, refused).", ["outcome"], registry=r)
+
+    def destinations(self, rows: Sequence[Health]) -> None:
+        """Copies each destination's health (read from Redis) into the gauges."""
+        for h in rows:
+            self.backlog.labels(h.name).set(h.backlog)
+            self.destination_dead.labels(h.name).set(h.dead_letters)
+            self.paused.labels(h.name).set(1 if h.paused else 0)
+            self.failing_since.labels(h.name).set(h.failing_since_ms / 1000)
+            self.failure_streak.labels(h.name).set(h.streak)
 
     def on_response(self, endpoint: str, status: int | str, seconds: float) -> None:
         """The Wavix client's hook: one call per API answer (or timeout / transport error)."""
