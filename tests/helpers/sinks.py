@@ -21,7 +21,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal
 from typing import Any
 
 import aio_pika
@@ -43,7 +42,7 @@ def make_event(call_id: str | None = None, **data: Any) -> ev.CallCompletedEvent
         "call_id": call, "direction": "outbound", "from_": ev.Party("+14302287001", "US"),
         "to": ev.Party("+33170363950", "FR"), "outcome": "answered_human", "parent_call_id": None,
         "date": datetime(2026, 6, 30, 10, 0, tzinfo=UTC), "disposition": "answered", "answered_by": "human",
-        "duration_s": Decimal("42"), "currency": "USD", "per_minute": Decimal("0.027"), "charge": Decimal("0.01"),
+        "duration_s": "42", "currency": "USD", "per_minute": "0.027", "charge": "0.01",
         "forward_fee": None, "destination": "France", "sip_trunk": None, "recording_url": None, "alert_reasons": (),
     }
     fields.update(data)
