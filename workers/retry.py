@@ -31,12 +31,18 @@ classes: a NotYet after three transient failures has used four of its tries.
         raise policy.retry_or_give_up(e, ctx["job_try"]) from e   # arq.Retry or GiveUp
 
 and the job's outermost layer catches `GiveUp` and dead-letters with `give_up.reason` and `.attempts`.
+
+Deliveries to our own destinations follow a `Schedule` instead (a list of waits, Svix's by default:
+5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h, each +-10 % jitter, so 8 tries over about 28 hours): a receiver
+down over lunch, or overnight, gets its events when it is back instead of a dead-letter stream of them.
+A destination sets its own (`retry: {schedule: [...], max_age: 2d}` in the routing file).
 """
 
 from __future__ import annotations
 
 import email.utils
 import random
+import re
 import time
 from dataclasses import dataclass, field, replace
 
@@ -243,3 +249,92 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     if when.tzinfo is None:
         return None
     return max(when.timestamp() - (time.time() if now is None else now), 0.0)
+
+
+DELIVERY_SCHEDULE = (5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0)  # Svix's: 8 tries over ~27.6 h
+MAX_SCHEDULE_TRIES = 30  # below workers/process.py's TRY_LIMIT (40): a schedule must end before arq's backstop
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(value: str | float | int) -> float:
+    """Seconds from `90`, `"5s"`, `"5m"`, `"2h"`, `"2d"` or `"1h30m"`; ValueError for anything else."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    text = str(value).strip().lower().replace(" ", "")
+    if not text or _DURATION.sub("", text) or not _DURATION.findall(text):
+        raise ValueError(f"not a duration: {value!r} (use e.g. 30s, 5m, 2h, 2d)")
+    return sum(float(n) * _UNITS[unit] for n, unit in _DURATION.findall(text))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """One destination's retry schedule: the waits after each failed try, and optionally a maximum age.
+
+    Without `max_age` the delivery gives up once every wait is spent (len(delays) + 1 tries). With it, the
+    last wait repeats until the next try would start more than `max_age` after the first. Each wait is drawn
+    from [d * (1 - jitter), d * (1 + jitter)], never sooner than a Retry-After the destination sent.
+    """
+
+    delays: tuple[float, ...] = DELIVERY_SCHEDULE
+    max_age: float | None = None
+    jitter: float = 0.1
+    retry_after_cap: float = 86400.0
+
+    def __post_init__(self) -> None:
+        if not self.delays or any(d < 0 for d in self.delays):
+            raise ValueError("a schedule needs at least one wait, none negative")
+        if self.max_age is not None and self.tries_within(self.max_age) > MAX_SCHEDULE_TRIES:
+            raise ValueError(f"max_age allows more than {MAX_SCHEDULE_TRIES} tries: make the last wait longer")
+        if self.max_age is None and len(self.delays) + 1 > MAX_SCHEDULE_TRIES:
+            raise ValueError(f"a schedule may have at most {MAX_SCHEDULE_TRIES - 1} waits")
+
+    def tries_within(self, age: float) -> int:
+        """How many tries fit in `age` seconds (nominal waits, the last repeated)."""
+        tries, spent, step = 1, 0.0, 0
+        while tries <= MAX_SCHEDULE_TRIES:
+            spent += self.delays[min(step, len(self.delays) - 1)]
+            if spent > age:
+                break
+            tries, step = tries + 1, step + 1
+        return tries
+
+    @property
+    def span(self) -> float:
+        """Nominal seconds from the first try to the last (max_age when set)."""
+        return self.max_age if self.max_age is not None else sum(self.delays)
+
+    def describe(self) -> str:
+        waits = ", ".join(_short(d) for d in self.delays)
+        return f"{waits}" + (f" (repeat the last until {_short(self.max_age)})" if self.max_age is not None else "")
+
+    def wait(self, failed: int) -> float | None:
+        """The nominal wait after `failed` failed tries; None when the schedule has none left by count."""
+        if failed <= len(self.delays):
+            return self.delays[max(failed, 1) - 1]
+        return self.delays[-1] if self.max_age is not None else None
+
+    def decide(self, error: CallError, failed: int, age: float, rng: random.Random | None = None) -> Decision:
+        """Retry a delivery whose try number `failed` (1-based) raised `error`, `age` s after its first try?"""
+        kind = error.code
+        nominal = self.wait(failed) if isinstance(error, Transient | NotYet) else None
+        if nominal is None:
+            why = "not retryable" if not isinstance(error, Transient | NotYet) else f"gave up after {failed} tries"
+            return Decision(False, 0.0, f"{kind}: {error.reason}; {why}", failed)
+        draw = (rng or random).uniform(nominal * (1 - self.jitter), nominal * (1 + self.jitter))
+        retry_after = error.retry_after if isinstance(error, Transient) else None
+        delay = max(draw, min(retry_after or 0.0, self.retry_after_cap))
+        if self.max_age is not None and age + delay > self.max_age:
+            limit = f"max_age {_short(self.max_age)}"
+            reason = f"{kind}: {error.reason}; gave up after {failed} tries in {_short(age)} ({limit})"
+            return Decision(False, 0.0, reason, failed)
+        return Decision(True, delay, f"{kind}: {error.reason}; try {failed + 1} in {delay:.1f}s", failed)
+
+
+def _short(seconds: float) -> str:
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size and seconds % size == 0:
+            return f"{int(seconds // size)}{unit}"
+    return f"{seconds:g}s"

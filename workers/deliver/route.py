@@ -21,6 +21,10 @@ destination "redis", `default_destinations(url)`):
           min_duration_s: 10                  # bounds are inclusive
           max_duration_s: 3600
           country: [US, CA]                   # the caller's or the callee's country (ISO alpha-2)
+        retry:                                # optional; default 5s, 5m, 30m, 2h, 5h, 10h, 10h (~28 h)
+          schedule: [5s, 5m, 30m, 2h, 5h, 10h, 10h]   # waits after each failed try (workers/retry.py)
+          max_age: 2d                         # with it, the last wait repeats until this age
+        max_per_second: 5                     # optional: a delivery rate held across all workers
 
 `${VAR}` in a `url` is replaced from the environment mapping the loader is given (so passwords stay out
 of the file); an unset variable is an error. A destination gets every event its filter does not exclude;
@@ -48,10 +52,11 @@ import yaml
 
 from contract.events import CloudEvent
 from workers.deliver.sinks.base import SinkError, check_url, redact
+from workers.retry import Schedule, parse_duration
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DESTINATION_FIELDS = ("name", "url", "secret", "secret_env", "filter")
+_DESTINATION_FIELDS = ("name", "url", "secret", "secret_env", "filter", "retry", "max_per_second")
 _LIST_FIELDS = ("types", "disposition", "answered_by", "direction", "country")
 _FILTER_FIELDS = (*_LIST_FIELDS, "min_duration_s", "max_duration_s")
 _DIRECTIONS = frozenset({"inbound", "outbound", "unknown"})
@@ -117,6 +122,8 @@ class Destination:
     secret: str | None = field(default=None, repr=False)
     filter: Filter = Filter()
     line: int = 0  # where the file declares it (0: not from a file)
+    retry: Schedule = field(default_factory=Schedule)
+    max_per_second: float = 0.0  # 0: no limit
 
     @property
     def where(self) -> str:
@@ -239,7 +246,30 @@ class _Reader:
         except SinkError as e:
             raise self.fail(url_node, where, f"url: {e}") from e
         rules = self.filter(fields["filter"][1], where) if "filter" in fields else Filter()
-        return Destination(name=name, url=url, secret=secret, filter=rules, line=line)
+        schedule = self.schedule(fields["retry"][1], where) if "retry" in fields else Schedule()
+        rate = self.rate(fields["max_per_second"][1], where) if "max_per_second" in fields else 0.0
+        return Destination(name=name, url=url, secret=secret, filter=rules, line=line, retry=schedule,
+                           max_per_second=rate)
+
+    def schedule(self, node: yaml.Node, where: str) -> Schedule:
+        where = f"{where}retry: "
+        fields = self.mapping(node, where, ("schedule", "max_age"))
+        try:
+            waits = fields.get("schedule")
+            items = waits[1].value if waits and isinstance(waits[1], yaml.SequenceNode) else None
+            if waits and not items:
+                raise ValueError('"schedule" must be a non-empty list of durations (5s, 5m, 2h, 1d)')
+            delays = tuple(parse_duration(self.scalar(i)) for i in items) if items else Schedule().delays
+            age = parse_duration(self.scalar(fields["max_age"][1])) if "max_age" in fields else None
+            return Schedule(delays=delays, max_age=age)
+        except ValueError as e:
+            raise self.fail(node, where, str(e)) from e
+
+    def rate(self, node: yaml.Node, where: str) -> float:
+        value = self.scalar(node)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise self.fail(node, where, '"max_per_second" must be a number above 0')
+        return float(value)
 
     def secret(self, fields: Fields, where: str) -> str | None:
         if "secret" in fields and "secret_env" in fields:
