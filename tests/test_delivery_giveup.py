@@ -18,13 +18,15 @@ from tests.pipeline import Pipeline, pipeline
 
 
 @asynccontextmanager
-async def completed_to(tmp_path: Path, receiver: WebhookReceiver, **env: str) -> AsyncIterator[Pipeline]:
+async def completed_to(
+    tmp_path: Path, receiver: WebhookReceiver, retry: str = "", **env: str
+) -> AsyncIterator[Pipeline]:
     await receiver.start()
     routing = tmp_path / "sinks.yaml"
     routing.write_text(
         "destinations:\n"
         f"  - name: crm\n    url: http://127.0.0.1:{receiver.port}/hooks\n    secret: {SECRET}\n"
-        "    filter:\n      types: [wavix.call.completed]\n"
+        "    filter:\n      types: [wavix.call.completed]\n" + (f"    retry: {retry}\n" if retry else "")
     )
     try:
         async with pipeline(SandboxConfig(seed=4, transcript_share=0.0), SINKS_CONFIG=str(routing),
@@ -51,12 +53,13 @@ async def test_a_permanent_answer_during_a_retry_is_dead_lettered(tmp_path: Path
 
 
 async def test_a_delivery_after_its_last_transient_try_is_dead_lettered(tmp_path: Path) -> None:
-    """A destination answering 503 every time: after the policy's last try the delivery is dead-lettered
-    with the reason saying it gave up, instead of the job failing without a letter."""
+    """A destination answering 503 every time: after its schedule's last try (three waits: four tries) the
+    delivery is dead-lettered with the reason saying it gave up, instead of the job failing without a letter."""
     receiver = WebhookReceiver(status=503)
-    async with completed_to(tmp_path, receiver, RETRY_MAX_DELAY="0.05") as p:
+    async with completed_to(tmp_path, receiver, retry="{schedule: [50ms, 50ms, 50ms]}") as p:
         await p.place_and_send(1)
         await p.run_worker()
         letters = await p.dead_letters()
         assert [f[b"kind"].decode() for f in letters] == [DELIVER]
-        assert b"503" in letters[0][b"reason"] and b"gave up" in letters[0][b"reason"]
+        assert b"503" in letters[0][b"reason"] and b"gave up after 4 tries" in letters[0][b"reason"]
+        assert len(receiver.requests) == 4

@@ -20,12 +20,16 @@ from arq.connections import ArqRedis
 from contract import logs
 from contract.events import CallCompletedEvent
 from contract.intake import transcript_job_id
+from contract.jobs import DELIVER
 from contract.settings import Settings, environment
 from workers import health, observe
 from workers.alert.outbox import queue_alert, run_dispatcher
 from workers.alert.rules import Alert, DeliveryPolicy
 from workers.alert.slack import Sender, sender_for
 from workers.deadletter import dead_letter
+from workers.deliver import health as destination_health
+from workers.deliver import reload
+from workers.deliver.jobs import decode_delivery
 from workers.deliver.route import Destination, load_destinations
 from workers.deliver.sinks.base import Sink, SinkOptions, build_sink
 from workers.fetch.hints import OwnNumbers
@@ -75,6 +79,11 @@ class Resources:
         observe.note_dead(kind, reason, attempts)  # the call's record (workers/record.py)
         await dead_letter(self.redis, self.settings.dead_letter_stream, kind=kind, reason=reason,
                           attempts=attempts, payload=payload, call_id=call_id)
+        if kind == DELIVER:  # the destination's health counts it (workers/deliver/health.py)
+            delivery = decode_delivery(payload)
+            self.metrics.deliveries.labels(delivery.destination, "dead_lettered").inc()
+            await destination_health.dead_lettered(self.redis, self.settings.key_prefix, delivery.destination,
+                                                   delivery.event_id)
 
     async def alert(self, event: CallCompletedEvent) -> None:
         """Queues one alert per reason; the dispatcher paces and groups them (workers/alert/outbox.py)."""
@@ -148,12 +157,19 @@ async def startup(ctx: dict[str, Any]) -> None:
     if settings.reconcile_interval > 0:  # one pass per interval across all workers (workers/fetch/reconcile.py)
         resources.tasks.append(asyncio.create_task(run_reconciler(
             redis, wavix, settings, metrics, policy=resources.policy, stop=resources.stop)))
+    resources.tasks.append(asyncio.create_task(destination_health.run_gauges(
+        redis, settings.key_prefix, lambda: [d.name for d in resources.destinations], metrics.destinations,
+        stop=resources.stop)))
+    ctx["routing_off"] = reload.on_sighup(  # SIGHUP: the routing file again, if valid (workers/deliver/reload.py)
+        resources, lambda: destinations_for(settings), options,
+        on_outcome=lambda ok: metrics.routing_reloads.labels("applied" if ok else "refused").inc())
     ctx["resources"], ctx["http"], ctx["slack_http"] = resources, http, slack_http
     log.info("worker.started", concurrency=settings.worker_concurrency, slack=slack is not None)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     resources: Resources | None = ctx.get("resources")
+    ctx.pop("routing_off", lambda: None)()
     if resources is not None:
         if resources.health is not None:
             resources.health.close()

@@ -17,6 +17,14 @@ runs out, in case this worker dies first; the attempt's outcome withdraws it (de
 brings it forward (a Transient). The `deliver` job is retried with the backoff of workers/retry.py until it
 succeeds or gives up into the dead-letter stream; a refusal (`Permanent`) is dead-lettered at once. The
 idempotency key `event.id:destination` is the same on every attempt, so sinks that can drop repeats do.
+
+Each destination retries on its own schedule (`retry:` in the routing file, workers/retry.py's `Schedule`:
+by default 8 tries over ~28 hours), so one that is down never delays the others: their first tries run side
+by side, and its retries are its own jobs. Tries the destination never saw are not counted: a try that finds
+the destination paused parks the delivery (workers/deliver/control.py), one over its `max_per_second`
+(workers/deliver/ratelimit.py) or behind another attempt's lease comes back later without using a try (the
+job's arq try counter is given back). Every event is logged once built (workers/deliver/eventlog.py) for
+`wavix-events replay`, whose deliveries are sent even where the ledger says "delivered".
 """
 
 from __future__ import annotations
@@ -26,18 +34,24 @@ import time
 from typing import TYPE_CHECKING
 
 import msgspec
-from arq.constants import job_key_prefix
+from arq import Retry
+from arq.constants import job_key_prefix, retry_key_prefix
 
 from contract import logs
 from contract.events import CloudEvent, decode_event, encode_event
 from contract.jobs import DELIVER
+from workers.deliver import control, eventlog
+from workers.deliver.jobs import Delivery, encode_delivery, now_ms
+from workers.deliver.jobs import job_id as _job_id
 from workers.deliver.ledger import Ledger
 from workers.deliver.route import Destination, route
 from workers.deliver.sinks.base import Sink, idempotency_key
-from workers.retry import CallError, Permanent, Transient
+from workers.retry import CallError, GiveUp, Permanent, Schedule, Transient
 
 if TYPE_CHECKING:
     from workers.context import Resources
+
+__all__ = ["Delivery", "deliver_all", "encode_delivery", "keep_delivered", "retry_delivery", "settle_in_flight"]
 
 log = logs.get("workers.deliver.delivery")
 
@@ -47,67 +61,83 @@ LEASE_S = ATTEMPT_LIMIT_S + 5.0  # no other attempt starts while one may still l
 _in_flight: set[asyncio.Task[None]] = set()  # first attempts outliving their job; kept until they end
 
 
-class Delivery(msgspec.Struct, frozen=True, kw_only=True):
-    """A `deliver` job's argument: one event for one destination."""
-
-    destination: str
-    call_id: str
-    event_id: str
-    event: bytes  # the CloudEvents JSON, exactly as the first attempt had it
-    first_at_ms: int
+class Uncounted(Transient):
+    """A try that did not reach the destination; it comes back after `retry_after` without using a try."""
 
 
-class InFlight(Transient):
+class InFlight(Uncounted):
     """Another attempt of this delivery is under way: wait for its outcome (`retry_after`: its lease)."""
 
 
+class Throttled(Uncounted):
+    """The destination's `max_per_second` has no slot soon: come back when one is (`retry_after`)."""
+
+
 def ledger(resources: Resources) -> Ledger:
-    return Ledger(resources.redis, resources.settings.key_prefix,
-                  delivered_ttl_s=resources.settings.webhook_dedup_ttl, lease_s=LEASE_S)
+    return Ledger(resources.redis, resources.settings.key_prefix, delivered_ttl_s=resources.settings.webhook_dedup_ttl,
+                  lease_s=LEASE_S, backlog_horizon_s=resources.settings.job_expiry)
 
 
 def job_id(resources: Resources, delivery: Delivery) -> str:
     """One `deliver` job per event and destination: `{prefix}deliver:{event_id}:{destination}`."""
-    return f"{resources.settings.key_prefix}deliver:{delivery.event_id}:{delivery.destination}"
+    return _job_id(resources.settings.key_prefix, delivery)
+
+
+def destination(resources: Resources, name: str) -> Destination | None:
+    return next((d for d in resources.destinations if d.name == name), None)
 
 
 async def deliver_all(resources: Resources, event: CloudEvent, attempt: int) -> None:
-    """First attempts, concurrently, to every destination that wants `event`."""
+    """Logs `event`, then first attempts, concurrently, to every destination that wants it."""
+    body = encode_event(event)
+    settings = resources.settings
+    await eventlog.append(resources.redis, settings.key_prefix, event, body, retention_s=settings.event_log_retention)
     wanted = route(event, resources.destinations)
     if not wanted:
         log.info("event.unrouted", call_id=event.subject, event_id=event.id, type=event.type)
         return
-    body = encode_event(event)
-    await asyncio.gather(*(_first_attempt(resources, event, body, d, attempt) for d in wanted))
+    await asyncio.gather(*(_first_attempt(resources, event, body, d) for d in wanted))
 
 
-async def attempt_once(resources: Resources, sink: Sink, event: CloudEvent, attempt: int) -> str:
-    """One attempt: "published", "delivered_before", or a CallError (InFlight while another runs)."""
-    book = ledger(resources)
-    claim = await book.claim(event.id, sink.name)
+async def attempt_once(resources: Resources, delivery: Delivery, event: CloudEvent) -> str:
+    """Try number `delivery.tries + 1`: "published", "delivered_before", "parked", or a CallError."""
+    name, book = delivery.destination, ledger(resources)
+    sink, where = resources.sinks.get(name), destination(resources, name)
+    if sink is None or where is None:
+        raise Permanent(f"destination {name!r} is no longer configured")
+    claim = await book.claim(event.id, name, force=delivery.replay, max_per_second=where.max_per_second)
     if claim.delivered:
-        log.info("event.delivered_before", call_id=event.subject, event_id=event.id, sink=sink.name)
+        log.info("event.delivered_before", call_id=event.subject, event_id=event.id, sink=name)
         return "delivered_before"
+    if claim.paused:
+        if not await control.park(resources.redis, resources.settings.key_prefix, delivery):
+            raise InFlight(f"{name}: resumed while parking", 0.05)
+        resources.metrics.deliveries.labels(name, "parked").inc()
+        return "parked"
     if claim.busy_ms:
-        raise InFlight(f"{sink.name}: another attempt is in flight", claim.busy_ms / 1000)
+        raise InFlight(f"{name}: another attempt is in flight", claim.busy_ms / 1000)
+    if claim.throttled_ms:
+        raise Throttled(f"{name}: over max_per_second", claim.throttled_ms / 1000)
+    if claim.wait_ms:
+        await asyncio.sleep(claim.wait_ms / 1000)
     try:
         async with asyncio.timeout(ATTEMPT_LIMIT_S):
-            await publish(resources, sink, event, attempt)
-    except CallError:
-        await book.settle(claim, delivered=False)
+            await publish(resources, sink, event, delivery.tries + 1)
+    except CallError as e:
+        await book.settle(claim, delivered=False, event=event.id, reason=e.reason, first_at_ms=delivery.first_at_ms)
         raise
     except TimeoutError as e:  # its outcome is unknown: the lease stays until it runs out
-        raise Transient(f"{sink.name}: no outcome within {ATTEMPT_LIMIT_S:.0f}s") from e
-    await book.settle(claim, delivered=True)
+        raise Transient(f"{name}: no outcome within {ATTEMPT_LIMIT_S:.0f}s") from e
+    await book.settle(claim, delivered=True, event=event.id, first_at_ms=delivery.first_at_ms)
+    resources.metrics.deliveries.labels(name, "delivered").inc()
+    resources.metrics.delivery_seconds.labels(name).observe(max(now_ms() - delivery.first_at_ms, 0) / 1000)
     return "published"
 
 
-async def _first_attempt(
-    resources: Resources, event: CloudEvent, body: bytes, destination: Destination, attempt: int
-) -> None:
-    delivery = Delivery(destination=destination.name, call_id=event.subject, event_id=event.id, event=body,
-                        first_at_ms=time.time_ns() // 1_000_000)
-    task = asyncio.create_task(_attempt(resources, delivery, event, attempt))
+async def _first_attempt(resources: Resources, event: CloudEvent, body: bytes, where: Destination) -> None:
+    delivery = Delivery(destination=where.name, call_id=event.subject, event_id=event.id, event=body,
+                        first_at_ms=now_ms())
+    task = asyncio.create_task(_attempt(resources, msgspec.structs.replace(delivery, tries=0), event))
     done, _ = await asyncio.wait({task}, timeout=resources.settings.delivery_inline_timeout)  # never cancels it
     if done:
         await _conclude(resources, delivery, task, handed_over=False)
@@ -116,11 +146,11 @@ async def _first_attempt(
     follow = asyncio.create_task(_follow(resources, delivery, task))
     _in_flight.add(follow)
     follow.add_done_callback(_in_flight.discard)
-    log.info("delivery.in_background", call_id=delivery.call_id, event_id=delivery.event_id, sink=destination.name)
+    log.info("delivery.in_background", call_id=delivery.call_id, event_id=delivery.event_id, sink=where.name)
 
 
-async def _attempt(resources: Resources, delivery: Delivery, event: CloudEvent, attempt: int) -> None:
-    await attempt_once(resources, resources.sinks[delivery.destination], event, attempt)
+async def _attempt(resources: Resources, delivery: Delivery, event: CloudEvent) -> None:
+    await attempt_once(resources, delivery, event)
 
 
 async def _follow(resources: Resources, delivery: Delivery, task: asyncio.Task[None]) -> None:
@@ -146,15 +176,24 @@ async def _conclude(resources: Resources, delivery: Delivery, task: asyncio.Task
 
 
 async def _later(resources: Resources, delivery: Delivery, error: CallError) -> None:
-    """Hands a delivery to its own job, due when the retry policy says (sooner, if it is queued already)."""
-    decision = resources.policy.decide(error, 1)
-    delay = decision.delay if decision.retry else 1.0
+    """Hands a delivery to its own job, due when its schedule says (sooner, if it is queued already)."""
+    if isinstance(error, Uncounted):
+        delivery, delay = msgspec.structs.replace(delivery, tries=0), error.retry_after or 0.0
+    else:
+        decision = _schedule(resources, delivery.destination).decide(error, 1, 0.0, resources.policy.rng)
+        delay = decision.delay if decision.retry else 1.0
+        resources.metrics.deliveries.labels(delivery.destination, "retried").inc()
     jid = job_id(resources, delivery)
     if not await resources.follow_ups.enqueue(DELIVER, delivery, job_id=jid, defer_s=delay):
-        due_ms = time.time_ns() // 1_000_000 + int(delay * 1000)
+        due_ms = now_ms() + int(delay * 1000)
         await resources.redis.zadd(resources.settings.queue_name, {jid: due_ms}, xx=True, lt=True)
     log.warning("delivery.deferred", call_id=delivery.call_id, event_id=delivery.event_id,
-                sink=delivery.destination, reason=error.reason)
+                sink=delivery.destination, reason=error.reason, delay_s=round(delay, 1))
+
+
+def _schedule(resources: Resources, name: str) -> Schedule:
+    where = destination(resources, name)
+    return where.retry if where is not None else Schedule()
 
 
 async def _withdraw(resources: Resources, delivery: Delivery) -> None:
@@ -186,12 +225,20 @@ async def publish(resources: Resources, sink: Sink, event: CloudEvent, attempt: 
 
 
 async def retry_delivery(resources: Resources, delivery: Delivery, attempt: int) -> str:
-    """The `deliver` job's step: one more attempt; failures (CallErrors) go back to the policy (process.run)."""
-    sink = resources.sinks.get(delivery.destination)
-    if sink is None:
-        raise Permanent(f"destination {delivery.destination!r} is no longer configured")
-    return await attempt_once(resources, sink, decode_event(delivery.event), attempt)
-
-
-def encode_delivery(delivery: Delivery) -> bytes:
-    return msgspec.msgpack.encode(delivery)
+    """The `deliver` job's step: one more try. Its schedule decides a failure: `arq.Retry` or `GiveUp` (which
+    workers/process.py dead-letters); a try that never reached the destination gives its arq try back."""
+    current = msgspec.structs.replace(delivery, tries=delivery.tries + attempt - 1)
+    try:
+        return await attempt_once(resources, current, decode_event(delivery.event))
+    except Uncounted as e:
+        await resources.redis.decr(retry_key_prefix + job_id(resources, delivery))
+        raise Retry(defer=max(e.retry_after or 0.0, 0.01)) from e
+    except CallError as e:
+        failed, age = current.tries + 1, time.time() - delivery.first_at_ms / 1000
+        decision = _schedule(resources, delivery.destination).decide(e, failed, age, resources.policy.rng)
+        if not decision.retry:
+            raise GiveUp(e, decision.reason, failed) from e
+        resources.metrics.deliveries.labels(delivery.destination, "retried").inc()
+        log.warning("delivery.retry", call_id=delivery.call_id, event_id=delivery.event_id, sink=delivery.destination,
+                    reason=decision.reason)
+        raise Retry(defer=decision.delay) from e

@@ -11,6 +11,11 @@ This is why replays and re-runs go only where the event did not arrive: `claim` 
 
 A delivered mark lives `delivered_ttl_s`; `keep` makes a call's marks permanent while its dead letter waits
 for a replay of any age, and the next `claim` that finds a permanent mark puts its TTL back.
+
+One round trip decides a try: `claim` also answers "paused" (the operator paused the destination:
+workers/deliver/control.py) and takes the destination's rate-limit slot (workers/deliver/ratelimit.py), or
+says when one is free; `settle` also updates the destination's health and backlog (workers/deliver/health.py).
+`claim(force=True)` ignores the delivered mark: an operator's replay sends the event again on purpose.
 """
 
 from __future__ import annotations
@@ -22,20 +27,32 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from contract.events import COMPLETED, TRANSCRIBED, UNAVAILABLE, event_id
+from workers.deliver import health, ratelimit
 
 EVENT_TYPES = (COMPLETED, TRANSCRIBED, UNAVAILABLE)  # every event a call can make; its ids follow from the call id
 
-# -1: delivered already; 0: the lease is ours; > 0: milliseconds left on another attempt's lease.
-_CLAIM = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
-  return -1
-end
-if redis.call('SET', KEYS[2], ARGV[1], 'NX', 'PX', ARGV[2]) then return 0 end
-return math.max(redis.call('PTTL', KEYS[2]), 1)
+_NOW = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
-_SETTLE = """
+# {-1}: delivered already; {-2}: paused; {-3, ms}: no rate slot for ms; {1, ms}: another attempt's lease has
+# ms left; {0, ms}: the lease is ours, send after ms (the rate slot taken).
+_CLAIM = _NOW + """
+if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
+  return {-1, 0}
+end
+if redis.call('HEXISTS', KEYS[3], 'paused_ms') == 1 then return {-2, 0} end
+local busy = redis.call('PTTL', KEYS[2])
+if busy ~= -2 then return {1, math.max(busy, 1)} end
+""" + ratelimit.GCRA + """
+redis.call('SET', KEYS[2], ARGV[1], 'PX', math.ceil(tonumber(ARGV[2]) + wait))
+""" + ratelimit.GCRA_TAKE + """
+return {0, math.ceil(wait)}
+"""
+_SETTLE = _NOW + """
 if ARGV[2] == '1' then redis.call('SET', KEYS[1], '1', 'EX', ARGV[3]) end
+""" + health.ON_SETTLE + """
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
 return 1
 """
@@ -47,29 +64,45 @@ class Claim:
 
     keys: tuple[str, str]
     token: str
+    destination: health.Keys
     delivered: bool = False
     busy_ms: int = 0
+    paused: bool = False
+    throttled_ms: int = 0  # no rate slot: come back in this many ms (nothing was taken)
+    wait_ms: int = 0  # the slot taken is this many ms ahead: sleep, then send
 
 
 class Ledger:
     """The delivery state of events at destinations, shared by every worker through Redis."""
 
-    def __init__(self, redis: Redis, prefix: str, *, delivered_ttl_s: int, lease_s: float) -> None:
+    def __init__(self, redis: Redis, prefix: str, *, delivered_ttl_s: int, lease_s: float,
+                 backlog_horizon_s: int = 7 * 86400) -> None:
         self._redis, self._prefix = redis, prefix
         self._ttl_s, self._lease_ms = delivered_ttl_s, int(lease_s * 1000)
+        self._horizon_ms = backlog_horizon_s * 1000
         self._claim, self._settle = redis.register_script(_CLAIM), redis.register_script(_SETTLE)
 
     def keys(self, event: str, destination: str) -> tuple[str, str]:
         return f"{self._prefix}delivered:{event}:{destination}", f"{self._prefix}delivering:{event}:{destination}"
 
-    async def claim(self, event: str, destination: str) -> Claim:
-        keys, token = self.keys(event, destination), uuid.uuid4().hex
-        answer = int(await self._claim(keys=keys, args=[token, self._lease_ms, self._ttl_s]))
-        return Claim(keys, token, delivered=answer < 0, busy_ms=max(answer, 0))
+    async def claim(self, event: str, destination: str, *, force: bool = False, max_per_second: float = 0.0,
+                    max_wait_s: float = ratelimit.MAX_SLEEP_S) -> Claim:
+        """Takes the lease (and a rate slot), unless delivered (and not `force`), paused, busy or throttled."""
+        d, keys, token = health.keys(self._prefix, destination), self.keys(event, destination), uuid.uuid4().hex
+        args: list[str | int | float] = [token, self._lease_ms, self._ttl_s, int(force),
+                                         ratelimit.interval_ms(max_per_second), int(max_wait_s * 1000)]
+        code, ms = (int(x) for x in await self._claim(keys=[*keys, d.health, d.rate], args=args))
+        return Claim(keys, token, d, delivered=code == -1, paused=code == -2, throttled_ms=ms if code == -3 else 0,
+                     busy_ms=ms if code == 1 else 0, wait_ms=ms if code == 0 else 0)
 
-    async def settle(self, claim: Claim, *, delivered: bool) -> None:
-        """Records the outcome (the mark only when delivered) and gives the lease back if still ours."""
-        await self._settle(keys=claim.keys, args=[claim.token, int(delivered), self._ttl_s])
+    async def settle(self, claim: Claim, *, delivered: bool, event: str = "", reason: str = "",
+                     first_at_ms: int = 0) -> None:
+        """Records the outcome (the mark only when delivered), the destination's health and backlog, and gives
+        the lease back if still ours."""
+        keys = [*claim.keys, claim.destination.health, claim.destination.backlog]
+        args: list[str | int] = [claim.token, int(delivered), self._ttl_s, event, reason[:300], first_at_ms,
+                                 self._horizon_ms]
+        await self._settle(keys=keys, args=args)
 
     async def keep(self, call_id: str, destinations: Iterable[str]) -> int:
         """Makes the delivered marks of `call_id`'s events permanent (its dead letter may wait long)."""
