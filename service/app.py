@@ -42,6 +42,7 @@ def create_app(settings: Settings) -> Litestar:
         redis = connect_redis(settings)
         pipe = PipelinedRedis(settings.redis_url, connect_timeout=1.0, timeout=2.0)
         app.state.redis = redis
+        app.state.pipe = pipe  # /readyz asks the very client the webhooks use
         app.state.enqueuer = Enqueuer(
             pipe,
             queue_name=settings.queue_name,

@@ -40,7 +40,7 @@ from contract.jobs import DELIVER, FETCH_TRANSCRIPT, Receipt
 from contract.wavix import Cdr
 from contract.webhooks import Kind
 from workers.context import Resources
-from workers.deliver.delivery import Delivery, deliver_all, retry_delivery
+from workers.deliver.delivery import Delivery, deliver_all, keep_delivered, retry_delivery
 from workers.enrich import CallHints, completed_event, transcript_event, unavailable_event
 from workers.fetch.hints import announcement, gather
 from workers.retry import CallError, GiveUp, NotProvisioned, TranscriptNotReady, Transient
@@ -115,8 +115,11 @@ async def _guarded(resources: Resources, job: Job, attempt: int, step: Step[Job]
 
 
 async def _dead(resources: Resources, kind: str, job: Receipt | Delivery, reason: str, attempts: int) -> str:
-    """Writes the dead letter; when even that fails, the job runs again rather than vanish."""
+    """Writes the dead letter; when even that fails, the job runs again rather than vanish. A call's letter
+    first keeps its delivered marks, so its replay, however late, skips destinations that have the event."""
     try:
+        if isinstance(job, Receipt):
+            await keep_delivered(resources, job.call_id)
         await resources.dead_letter(kind, msgspec.msgpack.encode(job), job.call_id, reason, attempts)
     except RedisError as e:
         log.error("dead_letter.unwritten", call_id=job.call_id, job=kind, reason=reason, error=type(e).__name__)
