@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo bench bench-ingest chaos services tools clean
+.PHONY: install test lint demo bench bench-ingest chaos services tools browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,11 +22,15 @@ services:
 tools:
 	@TOOLS="wrk" scripts/ensure-tools
 
+# The browser the console's tests drive (Debian's chromium; Playwright is told its path, it downloads none).
+browser:
+	@TOOLS="chromium" scripts/ensure-tools
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-test: install services lint
+test: install services browser lint
 	$(BIN)/pytest
 
 bench-ingest: install services tools
