@@ -3,7 +3,10 @@
     wavix-events serve      the webhook receiver (Litestar on Granian)
     wavix-events worker     an arq worker
     wavix-events simulate   the Wavix sandbox
-    wavix-events dlq        look at dead letters and replay them
+    wavix-events dlq        look at dead letters: list (filtered), show, replay, purge
+    wavix-events destinations   each destination's health (failures, backlog, dead letters, paused)
+    wavix-events pause / resume NAME   hold a destination's deliveries, then send them in order
+    wavix-events replay     re-deliver logged events to a destination since a time
     wavix-events backfill   import past calls from Wavix's CDR export
     wavix-events trace      one call's timeline (webhooks, jobs, fetches, events, deliveries, alerts)
     wavix-events console    the operator's console in a browser (needs CONSOLE_TOKEN)
@@ -78,9 +81,26 @@ async def _settle(worker: Worker) -> None:
 def _dlq(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
-    from workers.dlq import run
+    from workers.deliver.admin import AdminError, parse_time
+    from workers.dlq import Filters, run
 
-    return asyncio.run(run(settings, args.action, args.ids, replay_all=args.all, limit=args.limit))
+    try:
+        filters = Filters(destination=args.destination, reason=args.reason,
+                          since_ms=parse_time(args.since) if args.since else None,
+                          until_ms=parse_time(args.until) if args.until else None)
+    except AdminError as e:
+        raise SettingsError("--since/--until", str(e)) from e
+    return asyncio.run(run(settings, args.action, args.ids, replay_all=args.all, limit=args.limit, filters=filters,
+                           yes=args.yes))
+
+
+def _destinations(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    logs.configure(settings.log_level)
+    from workers.deliver.admin import main
+
+    options = {k: v for k, v in vars(args).items() if k in ("name", "since", "until")}
+    return asyncio.run(main(settings, args.role, types=tuple(getattr(args, "type", None) or ()), **options))
 
 
 def _backfill(args: argparse.Namespace) -> int:
@@ -146,12 +166,31 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true", help="stop once the queue is empty")
     worker.set_defaults(run=_worker)
 
-    dlq = roles.add_parser("dlq", help="list dead letters, or replay them (one, several or all)")
-    dlq.add_argument("action", choices=["list", "replay"])
-    dlq.add_argument("ids", nargs="*", help="entry ids to replay (from `dlq list`)")
-    dlq.add_argument("--all", action="store_true", help="replay every dead letter")
+    dlq = roles.add_parser("dlq", help="list dead letters, show one, replay them (one, several or all), purge them")
+    dlq.add_argument("action", choices=["list", "show", "replay", "purge"])
+    dlq.add_argument("ids", nargs="*", help="entry ids to show or replay (from `dlq list`)")
+    dlq.add_argument("--all", action="store_true", help="replay every dead letter the filters select")
     dlq.add_argument("--limit", type=int, default=100, help="entries to list (default 100)")
+    dlq.add_argument("--destination", help="only deliveries to this destination")
+    dlq.add_argument("--reason", help="only letters whose reason contains this text")
+    dlq.add_argument("--since", help="written at or after: ISO 8601 time or an age (2h)")
+    dlq.add_argument("--until", help="written at or before: ISO 8601 time or an age (30m)")
+    dlq.add_argument("--yes", action="store_true", help="purge without asking")
     dlq.set_defaults(run=_dlq)
+
+    destinations = roles.add_parser("destinations", help="each destination's health, in a table")
+    destinations.set_defaults(run=_destinations)
+    for verb, text in (("pause", "park a destination's deliveries (no tries spent) until resume"),
+                       ("resume", "send a paused destination's parked deliveries, oldest first")):
+        command = roles.add_parser(verb, help=text)
+        command.add_argument("name", help="a destination of the routing file")
+        command.set_defaults(run=_destinations)
+    replay = roles.add_parser("replay", help="re-deliver logged events (same ids) to one destination")
+    replay.add_argument("--destination", dest="name", required=True, help="a destination of the routing file")
+    replay.add_argument("--since", required=True, help="ISO 8601 time (UTC unless an offset) or an age (2h)")
+    replay.add_argument("--until", default="", help="ISO 8601 time or an age (default: now)")
+    replay.add_argument("--type", action="append", help="event type glob, repeatable (default: every type)")
+    replay.set_defaults(run=_destinations)
 
     backfill = roles.add_parser("backfill", help="import past calls from Wavix's CDR export (resumable, idempotent)")
     backfill.add_argument("--from", dest="first", required=True, metavar="YYYY-MM-DD", help="first UTC day")

@@ -1,4 +1,13 @@
-"""`wavix-events dlq`: what an operator does with dead letters: list them, replay one, several or all.
+"""`wavix-events dlq`: what an operator does with dead letters: list, show, replay or purge them.
+
+    dlq list [--destination crm] [--reason 503] [--since 2h] [--until 2026-06-30T12:00Z]
+    dlq show ID                     every field, the payload decoded (a delivery's event as JSON)
+    dlq replay ID... | --all        (the same filters narrow --all)
+    dlq purge [filters] [--yes]     deletes the letters the filters select, after a y/N question
+
+Filters: `--destination` keeps `deliver` letters for that destination (read from their payload); `--reason`
+is a case-insensitive substring of the reason; `--since`/`--until` bound the time the letter was written
+(ISO 8601 or an age such as `2h`), through the stream ids, so Redis reads only that range.
 
 A replay deletes its letter only once the work is queued again. A `deliver` letter is queued under the
 delivery's own job id, `{prefix}deliver:{event_id}:{destination}`, so several letters for one delivery
@@ -8,8 +17,10 @@ where the event did not arrive: every attempt consults the ledger (workers/deliv
 
 from __future__ import annotations
 
+import json
 import sys
 import time
+from dataclasses import dataclass
 
 import msgspec
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -21,20 +32,99 @@ from contract.jobs import DELIVER, JOB_FUNCTIONS, job_deserializer, job_serializ
 from contract.settings import Settings
 from workers.alert.outbox import queue_alert
 from workers.alert.rules import DeliveryPolicy, decode_alert
-from workers.deadletter import DeadLetter, entry, list_dead
+from workers.deadletter import DeadLetter, entry
 from workers.deliver.delivery import Delivery
 
 log = logs.get("workers.dlq")
 
 
-async def run(settings: Settings, action: str, ids: list[str], *, replay_all: bool, limit: int) -> int:
+@dataclass(frozen=True)
+class Filters:
+    """Which dead letters a command touches; empty: all. Times are Unix ms."""
+
+    destination: str | None = None
+    reason: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+
+    def keeps(self, letter: DeadLetter) -> bool:
+        if self.reason and self.reason.lower() not in letter.reason.lower():
+            return False
+        return self.destination is None or destination_of(letter) == self.destination
+
+
+def destination_of(letter: DeadLetter) -> str | None:
+    """The destination a `deliver` letter was for (None for other kinds, or a payload that does not decode)."""
+    if letter.kind != DELIVER:
+        return None
+    try:
+        return msgspec.msgpack.decode(letter.payload, type=Delivery).destination
+    except msgspec.DecodeError:
+        return None
+
+
+async def select(redis: ArqRedis, stream: str, filters: Filters, limit: int) -> list[DeadLetter]:
+    """Up to `limit` letters the filters keep, oldest first, reading only the stream's time range."""
+    low = "-" if filters.since_ms is None else f"{filters.since_ms}-0"
+    high = "+" if filters.until_ms is None else f"{filters.until_ms}-18446744073709551615"
+    found: list[DeadLetter] = []
+    while len(found) < limit:
+        page = [entry(i, f) for i, f in await redis.xrange(stream, min=low, max=high, count=500)]
+        found += [d for d in page if filters.keeps(d)]
+        if len(page) < 500:
+            break
+        low = "(" + page[-1].id
+    return found[:limit]
+
+
+def show(letter: DeadLetter) -> str:
+    """Every field of one letter, its payload decoded (msgpack -> JSON; a delivery's event as its JSON)."""
+    at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(letter.failed_at_ms / 1000))
+    lines = [f"id:        {letter.id}", f"failed at: {at}Z", f"kind:      {letter.kind}",
+             f"call id:   {letter.call_id}", f"attempts:  {letter.attempts}", f"reason:    {letter.reason}"]
+    try:
+        payload = msgspec.msgpack.decode(letter.payload)
+    except msgspec.DecodeError:
+        return "\n".join([*lines, f"payload:   {len(letter.payload)} bytes (not msgpack)"])
+    if isinstance(payload, dict) and isinstance(payload.get("event"), bytes):
+        lines.append(f"destination: {payload.get('destination')}")
+        payload["event"] = json.loads(payload["event"])
+    text = json.dumps(payload, indent=2, default=lambda b: b.decode(errors="replace"))
+    return "\n".join([*lines, "payload:", text])
+
+
+async def purge(redis: ArqRedis, stream: str, letters: list[DeadLetter], *, yes: bool) -> int:
+    """Deletes `letters` once the operator confirms (or `yes`); returns how many went."""
+    if not letters:
+        print(f"no dead letters match in {stream}")
+        return 0
+    if not yes:
+        answer = input(f"delete {len(letters)} dead letter(s) from {stream}? this cannot be undone [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing deleted")
+            return 0
+    deleted = 0
+    for i in range(0, len(letters), 500):
+        deleted += int(await redis.xdel(stream, *[d.id for d in letters[i:i + 500]]))
+    log.warning("dead_letter.purged", count=deleted, stream=stream)
+    print(f"deleted {deleted} dead letter(s) from {stream}")
+    return deleted
+
+
+async def run(settings: Settings, action: str, ids: list[str], *, replay_all: bool, limit: int,
+              filters: Filters = Filters(), yes: bool = False) -> int:
     # No connection retries: an unreachable Redis is one line from the CLI (exit 1), not five warnings first.
     redis_settings = RedisSettings.from_dsn(settings.redis_url)
     redis_settings.conn_retries = 0
     redis = await create_pool(redis_settings, job_serializer=job_serializer, job_deserializer=job_deserializer)
     stream = settings.dead_letter_stream
     try:
-        letters = await list_dead(redis, stream, count=limit if action == "list" else 10**6)
+        if action == "show":
+            return await _show(redis, stream, ids)
+        letters = await select(redis, stream, filters, limit if action == "list" else 10**6)
+        if action == "purge":
+            await purge(redis, stream, letters, yes=yes)
+            return 0
         if action == "list":
             for d in letters:
                 at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.failed_at_ms / 1000))
@@ -58,6 +148,24 @@ async def run(settings: Settings, action: str, ids: list[str], *, replay_all: bo
         return 1 if failed else 0
     finally:
         await redis.aclose()
+
+
+async def _show(redis: ArqRedis, stream: str, ids: list[str]) -> int:
+    if not ids:
+        print("dlq show: name an entry id (from `dlq list`)", file=sys.stderr)
+        return 2
+    status = 0
+    for entry_id in ids:
+        try:
+            found = await redis.xrange(stream, min=entry_id, max=entry_id)
+        except ResponseError:
+            found = []
+        if not found:
+            print(f"{entry_id}: no such dead letter in {stream}", file=sys.stderr)
+            status = 1
+            continue
+        print(show(entry(*found[0])))
+    return status
 
 
 async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str, key_prefix: str) -> str:

@@ -1,0 +1,141 @@
+"""The operator's commands for destinations: `destinations`, `pause`, `resume`, `replay` (wavix_events/cli.py).
+
+    wavix-events destinations                       each destination's health, one row each (rich table)
+    wavix-events pause crm / resume crm             hold a destination's deliveries, then send them in order
+    wavix-events replay --destination crm --since 2026-06-30T09:00Z [--until ...] [--type 'wavix.call.*']
+
+Names are checked against the routing file (SINKS_CONFIG) first, so a typo never pauses a destination that
+does not exist. Replay reads the event log (workers/deliver/eventlog.py: EVENT_LOG_RETENTION, 7 days by
+default), keeps what the destination's filter wants, and queues one `deliver` job per event, oldest first,
+marked as a replay: it is sent even where the ledger says delivered, with the same event id and idempotency
+key, so consumers drop what they already have. (A Redis Stream destination drops it itself: its publish mark,
+WEBHOOK_DEDUP_TTL, answers for the sink.) Times are ISO 8601 (UTC unless an offset is given) or an age: `2h`.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from redis.asyncio import Redis
+from rich.console import Console
+from rich.table import Table
+
+from contract.events import decode_event
+from contract.settings import Settings
+from workers.context import destinations_for
+from workers.deliver import control, eventlog, health
+from workers.deliver.jobs import Delivery, now_ms, requeue
+from workers.deliver.route import Destination
+from workers.retry import parse_duration
+
+
+class AdminError(ValueError):
+    """An operator's command that cannot be done as asked (unknown destination, bad time)."""
+
+
+def parse_time(text: str, now: float | None = None) -> int:
+    """Unix ms from ISO 8601 (`2026-06-30T09:00Z`, naive = UTC) or an age before `now` (`90m`, `2h`, `1d`)."""
+    try:
+        return int(((now if now is not None else time.time()) - parse_duration(text)) * 1000)
+    except ValueError:
+        pass
+    try:
+        when = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError as e:
+        raise AdminError(f"not a time: {text!r} (use ISO 8601, e.g. 2026-06-30T09:00Z, or an age: 2h)") from e
+    return int((when if when.tzinfo else when.replace(tzinfo=UTC)).timestamp() * 1000)
+
+
+def named(settings: Settings, name: str) -> Destination:
+    found = {d.name: d for d in destinations_for(settings)}
+    if name not in found:
+        raise AdminError(f"no destination {name!r} in the routing file; known: {', '.join(found)}")
+    return found[name]
+
+
+def _when(ms: int, now_ms_: int) -> str:
+    if not ms:
+        return "-"
+    age = max(now_ms_ - ms, 0) // 1000
+    ago = f"{age}s" if age < 120 else f"{age // 60}m" if age < 7200 else f"{age // 3600}h"
+    return f"{time.strftime('%m-%d %H:%M:%S', time.gmtime(ms / 1000))}Z ({ago} ago)"
+
+
+def table(rows: Sequence[health.Health], destinations: Sequence[Destination], now: int) -> Table:
+    out = Table(title="destinations", title_justify="left")
+    for column in ("destination", "state", "failing since", "failures", "last success", "backlog", "oldest",
+                   "parked", "dead letters", "retry schedule", "max/s"):
+        out.add_column(column, no_wrap=column in ("destination", "state"))
+    for h, d in zip(rows, destinations, strict=True):
+        state = "[yellow]paused[/]" if h.paused else "[red]failing[/]" if h.streak else "[green]ok[/]"
+        out.add_row(h.name, state, _when(h.failing_since_ms, now), str(h.streak), _when(h.last_success_ms, now),
+                    str(h.backlog), _when(h.oldest_ms, now), str(h.parked), str(h.dead_letters), d.retry.describe(),
+                    f"{d.max_per_second:g}" if d.max_per_second else "-")
+    return out
+
+
+async def show(settings: Settings, redis: Redis, console: Console) -> int:
+    destinations = destinations_for(settings)
+    rows = await health.read(redis, settings.key_prefix, [d.name for d in destinations])
+    console.print(table(rows, destinations, now_ms()))
+    for h in rows:
+        if h.streak and h.last_error:
+            console.print(f"{h.name}: last error: {h.last_error}", markup=False, highlight=False)
+    return 0
+
+
+async def pause(settings: Settings, redis: Redis, name: str) -> str:
+    named(settings, name)
+    done = await control.pause(redis, settings.key_prefix, name)
+    return f"{name}: paused" if done else f"{name}: was paused already"
+
+
+async def resume(settings: Settings, redis: Redis, name: str) -> str:
+    named(settings, name)
+    released = await control.resume(redis, settings.key_prefix, name, queue=settings.queue_name,
+                                    expiry_s=settings.job_expiry)
+    return f"{name}: resumed; {released} parked deliveries queued, oldest first"
+
+
+async def replay(settings: Settings, redis: Redis, name: str, *, since_ms: int, until_ms: int | None,
+                 types: tuple[str, ...]) -> str:
+    """Queues every logged event in [since, until] that `name` wants, oldest first, as a replay."""
+    where = named(settings, name)
+    if until_ms is not None and until_ms < since_ms:
+        raise AdminError("--until is before --since")
+    deliveries, start = [], now_ms()
+    async for _, event_id, body in eventlog.read(redis, settings.key_prefix, since_ms=since_ms, until_ms=until_ms,
+                                                 types=types):
+        event = decode_event(body)
+        if where.filter.matches(event):
+            deliveries.append(Delivery(destination=name, call_id=event.subject, event_id=event_id, event=body,
+                                       first_at_ms=start, tries=0, replay=True))
+    queued = await requeue(redis, deliveries, prefix=settings.key_prefix, queue=settings.queue_name,
+                           expiry_s=settings.job_expiry)
+    kept = "" if queued == len(deliveries) else f" ({len(deliveries) - queued} already queued)"
+    return f"{name}: {queued} events queued for replay{kept}"
+
+
+async def main(settings: Settings, command: str, *, name: str = "", since: str = "", until: str = "",
+               types: tuple[str, ...] = ()) -> int:
+    """One CLI command against REDIS_URL; an impossible request is one line on stderr and exit 2."""
+    redis = Redis.from_url(settings.redis_url)
+    try:
+        if command == "destinations":
+            return await show(settings, redis, Console())
+        if command == "pause":
+            print(await pause(settings, redis, name))
+        elif command == "resume":
+            print(await resume(settings, redis, name))
+        else:
+            print(await replay(settings, redis, name, since_ms=parse_time(since),
+                               until_ms=parse_time(until) if until else None, types=types))
+        return 0
+    except AdminError as e:
+        print(f"wavix-events {command}: {e}", file=sys.stderr)
+        return 2
+    finally:
+        await redis.aclose()
