@@ -105,10 +105,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
                      "transcript_poll", "worker_concurrency", "job_timeout"):
             if getattr(self, name) <= 0:
                 raise SettingsError(name.upper(), "must be a positive whole number")
-        if self.event_log_retention < 0:
-            raise SettingsError("EVENT_LOG_RETENTION", "must be 0 (no log) or a positive number of seconds")
-        if self.reconcile_interval < 0:
-            raise SettingsError("RECONCILE_INTERVAL", "must be 0 (off) or a positive number of seconds")
+        _zero_or_more(self, reconcile_interval="off", event_log_retention="no log")
         if self.reconcile_lookback <= 0:
             raise SettingsError("RECONCILE_LOOKBACK", "must be a positive number of seconds")
         if self.reconcile_interval and self.reconcile_lookback <= self.reconcile_interval:
@@ -144,6 +141,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
 def environment() -> Mapping[str, str]:
     """The environment, for the values a routing file names by variable (`secret_env`, `${VAR}`)."""
     return dict(os.environ)
+
+
+def _zero_or_more(settings: Settings, **meaning_of_zero: str) -> None:
+    for name, zero in meaning_of_zero.items():
+        if getattr(settings, name) < 0:
+            raise SettingsError(name.upper(), f"must be 0 ({zero}) or a positive number of seconds")
 
 
 def _networks(variable: str, values: tuple[str, ...]) -> tuple[Network, ...]:
