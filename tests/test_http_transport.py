@@ -1,4 +1,4 @@
-"""`workers.fetch.http.FastTransport` against real HTTP/1.1 peers on loopback, through `httpx.AsyncClient`.
+"""`workers.fetch.http.Transport` (httpx-aiohttp) against real HTTP/1.1 peers on loopback, through `httpx.AsyncClient`.
 
 `Peer` is a tiny asyncio server whose path picks the answer (echo, chunked, close-delimited, slow, trickled,
 dropped, garbage...) and which counts connections, so reuse and pool limits are observed from the server.
@@ -23,7 +23,7 @@ from contract.settings import Settings
 from sandbox.config import SandboxConfig
 from sandbox.server import serve
 from sandbox.state import Sandbox
-from workers.fetch.http import FastTransport
+from workers.fetch.http import Transport
 from workers.fetch.wavix import WavixClient, create_http_client
 
 CHUNKED = [b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhel",
@@ -114,7 +114,7 @@ async def peer() -> AsyncIterator[Peer]:
 
 def client(peer: Peer, timeout: httpx.Timeout | float = 5.0, connections: int = 10) -> httpx.AsyncClient:
     limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    return httpx.AsyncClient(base_url=peer.url, timeout=timeout, transport=FastTransport(limits=limits))
+    return httpx.AsyncClient(base_url=peer.url, timeout=timeout, transport=Transport(limits=limits))
 
 
 async def test_get_post_and_head_round_trips(peer: Peer) -> None:
@@ -177,7 +177,7 @@ async def test_connect_timeout() -> None:
         for filler in fillers:
             filler.setblocking(False)
             filler.connect_ex(("127.0.0.1", port))
-        transport = FastTransport()
+        transport = Transport()
         try:
             async with httpx.AsyncClient(transport=transport, timeout=httpx.Timeout(5, connect=0.2)) as http:
                 with pytest.raises(httpx.ConnectTimeout):
@@ -191,7 +191,7 @@ async def test_connect_refused_is_a_connect_error() -> None:
     """A port nobody listens on: `httpx.ConnectError` (a TransportError, so the client maps it to Transient)."""
     with socket.socket() as bound:  # bound, not listening: the port stays ours and refuses
         bound.bind(("127.0.0.1", 0))
-        async with httpx.AsyncClient(transport=FastTransport()) as http:
+        async with httpx.AsyncClient(transport=Transport()) as http:
             with pytest.raises(httpx.ConnectError):
                 await http.get(f"http://127.0.0.1:{bound.getsockname()[1]}/")
 
@@ -213,31 +213,34 @@ async def test_read_timeout_is_per_read_not_per_response(peer: Peer) -> None:
 
 
 async def test_pool_timeout(peer: Peer) -> None:
-    """With the only connection busy, a request that waits longer than the pool timeout: `httpx.PoolTimeout`;
+    """With the only connection busy, a request that waits longer than the pool timeout fails as
+    `httpx.ConnectTimeout` (aiohttp's `connect` timeout covers the wait for a connection and the connect);
     the busy request still completes."""
     async with client(peer, timeout=httpx.Timeout(5, pool=0.05), connections=1) as http:
         busy = asyncio.create_task(http.get("/slow?s=0.3"))
         await asyncio.sleep(0.05)
-        with pytest.raises(httpx.PoolTimeout):
+        with pytest.raises(httpx.ConnectTimeout):
             await http.get("/echo")
         assert (await busy).status_code == 200
 
 
-async def test_write_timeout(peer: Peer) -> None:
-    """A server that does not read a large body: `httpx.WriteTimeout` once the socket buffers are full."""
-    async with client(peer, timeout=httpx.Timeout(5, write=0.2)) as http:
-        with pytest.raises(httpx.WriteTimeout):
+async def test_a_body_the_server_never_reads_fails_when_the_server_gives_up(peer: Peer) -> None:
+    """aiohttp has no write timeout: a large POST body the server never reads ends as `httpx.ReadError`
+    when the server closes the connection (the worker only sends GETs without a body)."""
+    async with client(peer, timeout=httpx.Timeout(10, write=0.2)) as http:
+        with pytest.raises(httpx.ReadError):
             await http.post("/sink", content=b"x" * (32 * 1024 * 1024))
 
 
 async def test_dropped_connection_is_a_transport_error_and_the_next_request_succeeds(peer: Peer) -> None:
-    """A server that closes without answering: `httpx.RemoteProtocolError`; the next request gets a new
-    connection."""
+    """A server that closes without answering: aiohttp sends the GET once more on a new connection (it is
+    idempotent), then `httpx.RemoteProtocolError`; the next request gets a new connection."""
     async with client(peer) as http:
         with pytest.raises(httpx.RemoteProtocolError):
             await http.get("/drop")
         assert (await http.get("/echo")).status_code == 200
-    assert peer.connections == 2
+    assert [p for _, p in peer.requests] == ["/drop", "/drop", "/echo"]
+    assert peer.connections == 3
 
 
 async def test_garbage_answer_is_a_protocol_error(peer: Peer) -> None:
@@ -295,11 +298,11 @@ async def test_https_with_keep_alive(tmp_path: Path) -> None:
     peer = Peer()
     await peer.start(server_tls)
     try:
-        transport = FastTransport(ssl_context=ssl.create_default_context(cafile=str(cert)))
+        transport = Transport(ssl_context=ssl.create_default_context(cafile=str(cert)))
         async with httpx.AsyncClient(base_url=peer.url, transport=transport, timeout=5.0) as http:
             for _ in range(3):
                 assert (await http.post("/echo", content=b"tls")).json()["body"] == "tls"
-        async with httpx.AsyncClient(base_url=peer.url, transport=FastTransport(), timeout=5.0) as http:
+        async with httpx.AsyncClient(base_url=peer.url, transport=Transport(), timeout=5.0) as http:
             with pytest.raises(httpx.ConnectError):  # the default context does not trust a self-signed cert
                 await http.get("/echo")
     finally:
@@ -307,8 +310,8 @@ async def test_https_with_keep_alive(tmp_path: Path) -> None:
     assert peer.connections == 1  # three requests over one TLS connection; the refused handshake never counts
 
 
-async def test_wavix_client_uses_the_fast_transport_by_default() -> None:
-    """`create_http_client` without a transport builds a `FastTransport` with the worker's pool size, and the
+async def test_wavix_client_uses_the_aiohttp_transport_by_default() -> None:
+    """`create_http_client` without a transport builds a `Transport` (aiohttp) with the worker's pool size, and the
     Wavix client fetches a CDR through it from the sandbox."""
     config = SandboxConfig(seed=1, api_key="k")
     sandbox = Sandbox(config)
@@ -316,8 +319,8 @@ async def test_wavix_client_uses_the_fast_transport_by_default() -> None:
     async with serve(sandbox) as url:
         http = create_http_client(Settings(wavix_api_key="k", wavix_api_url=url), concurrency=3)
         try:
-            assert type(http._transport) is FastTransport
-            assert http._transport._pool._max_connections == 3
+            assert type(http._transport) is Transport
+            assert http._transport.limits.max_connections == 3
             cdr = await WavixClient(http).get_cdr(call.call_id)
         finally:
             await http.aclose()

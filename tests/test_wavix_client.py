@@ -143,8 +143,8 @@ async def test_bearer_header_and_factory_limits(wavix: FakeWavix) -> None:
     assert request.url.host == "wavix.test"
     assert (http.timeout.connect, http.timeout.read, http.timeout.pool) == (5.0, 10.0, 5.0)
     real = create_http_client(settings, concurrency=16)  # the mock has no pool: read the limits off a real one
-    limits = real._transport._pool  # type: ignore[attr-defined]
-    assert limits._max_connections >= 16 and limits._max_keepalive_connections >= 16
+    limits = real._transport.limits  # type: ignore[attr-defined]
+    assert limits.max_connections >= 16 and limits.max_keepalive_connections >= 16
     await real.aclose()
 
 
