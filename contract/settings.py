@@ -118,12 +118,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
                 raise SettingsError("WEBHOOK_TOKENS", "each token must be at least 16 characters long")
         self.allowed_networks()
         self.trusted_proxy_networks()
-        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
-            raise SettingsError("REDIS_URL", "must start with redis://, rediss:// or unix://")
-        try:
-            _ = urlsplit(self.redis_url).port  # raises on a port that is not a number or out of range
-        except ValueError as e:
-            raise SettingsError("REDIS_URL", f"not a valid URL: {e}") from e
+        _check_redis_url(self.redis_url)
         api = urlsplit(self.wavix_api_url)
         if api.scheme not in ("http", "https") or not api.hostname:
             raise SettingsError("WAVIX_API_URL", f"must be an http(s) URL, got {self.wavix_api_url!r}")
@@ -147,6 +142,15 @@ def _zero_or_more(settings: Settings, **meaning_of_zero: str) -> None:
     for name, zero in meaning_of_zero.items():
         if getattr(settings, name) < 0:
             raise SettingsError(name.upper(), f"must be 0 ({zero}) or a positive number of seconds")
+
+
+def _check_redis_url(url: str) -> None:
+    if not url.startswith(("redis://", "rediss://", "unix://")):
+        raise SettingsError("REDIS_URL", "must start with redis://, rediss:// or unix://")
+    try:
+        _ = urlsplit(url).port  # raises on a port that is not a number or out of range
+    except ValueError as e:
+        raise SettingsError("REDIS_URL", f"not a valid URL: {e}") from e
 
 
 def _networks(variable: str, values: tuple[str, ...]) -> tuple[Network, ...]:
