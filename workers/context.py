@@ -28,7 +28,7 @@ from workers.alert.rules import Alert, DeliveryPolicy
 from workers.alert.slack import Sender, sender_for
 from workers.deadletter import dead_letter
 from workers.deliver import health as destination_health
-from workers.deliver import reload
+from workers.deliver import inflight, reload
 from workers.deliver.jobs import decode_delivery
 from workers.deliver.route import Destination, load_destinations
 from workers.deliver.sinks.base import Sink, SinkOptions, build_sink
@@ -177,6 +177,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         for task in resources.tasks:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 10)
+        await inflight.settle(10)  # first attempts still running in the background land before sinks close
         for sink in resources.sinks.values():
             with contextlib.suppress(Exception):
                 await sink.close()

@@ -40,7 +40,7 @@ from arq.constants import job_key_prefix, retry_key_prefix
 from contract import logs
 from contract.events import CloudEvent, decode_event, encode_event
 from contract.jobs import DELIVER
-from workers.deliver import control, eventlog
+from workers.deliver import control, eventlog, inflight
 from workers.deliver.jobs import Delivery, encode_delivery, now_ms
 from workers.deliver.jobs import job_id as _job_id
 from workers.deliver.ledger import Ledger
@@ -51,14 +51,13 @@ from workers.retry import CallError, GiveUp, Permanent, Schedule, Transient
 if TYPE_CHECKING:
     from workers.context import Resources
 
-__all__ = ["Delivery", "deliver_all", "encode_delivery", "keep_delivered", "retry_delivery", "settle_in_flight"]
+__all__ = ["Delivery", "deliver_all", "encode_delivery", "keep_delivered", "retry_delivery"]
 
 log = logs.get("workers.deliver.delivery")
 
 ATTEMPT_LIMIT_S = 40.0  # one attempt's bound: a sink's connect, declare and publish at 10 s each, and slack
 LEASE_S = ATTEMPT_LIMIT_S + 5.0  # no other attempt starts while one may still land
 
-_in_flight: set[asyncio.Task[None]] = set()  # first attempts outliving their job; kept until they end
 
 
 class Uncounted(Transient):
@@ -144,8 +143,7 @@ async def _first_attempt(resources: Resources, event: CloudEvent, body: bytes, w
         return
     await resources.follow_ups.enqueue(DELIVER, delivery, job_id=job_id(resources, delivery), defer_s=LEASE_S)
     follow = asyncio.create_task(_follow(resources, delivery, task))
-    _in_flight.add(follow)
-    follow.add_done_callback(_in_flight.discard)
+    inflight.keep(follow)
     log.info("delivery.in_background", call_id=delivery.call_id, event_id=delivery.event_id, sink=where.name)
 
 
@@ -203,12 +201,6 @@ async def _withdraw(resources: Resources, delivery: Delivery) -> None:
         pipe.zrem(resources.settings.queue_name, jid)
         pipe.delete(job_key_prefix + jid)
         await pipe.execute()
-
-
-async def settle_in_flight(timeout_s: float) -> None:
-    """Waits (at most `timeout_s`) for first attempts still running in the background; for shutdown."""
-    if _in_flight:
-        await asyncio.wait(set(_in_flight), timeout=timeout_s)
 
 
 async def keep_delivered(resources: Resources, call_id: str) -> None:
