@@ -39,7 +39,7 @@ from sandbox.server import spawn
 from sandbox.state import Sandbox
 from sandbox.webhooks import Variant, post_call_body, send_webhooks
 from service.enqueue import Enqueuer
-from service.resp import PipelinedRedis
+from service.redisbatch import BatchedRedis
 from tests.helpers.servers import free_port, running
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -76,7 +76,7 @@ def sandbox_config(latency_s: float) -> SandboxConfig:
 
 async def fill(run: Run, calls: Sequence[SimCall]) -> list[str]:
     """Queues one process_call job per call, exactly as the receiver would; returns the job ids."""
-    pipe = PipelinedRedis(REDIS_URL)
+    pipe = BatchedRedis(REDIS_URL)
     enqueuer = Enqueuer(pipe, queue_name=run.queue, key_prefix=run.prefix, dedup_ttl_s=3600, job_expiry_s=3600)
     bodies = [post_call_body(c, Variant.SPEC) for c in calls]
     for i in range(0, len(bodies), 2000):

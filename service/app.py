@@ -21,7 +21,7 @@ from service.errors import exception_handlers
 from service.framing import refuse_ambiguous_framing
 from service.health import healthz, metrics, readyz
 from service.metrics import ReceiverMetrics
-from service.resp import PipelinedRedis
+from service.redisbatch import BatchedRedis
 from service.tracing import traced
 from service.webhooks import receive_webhook
 
@@ -40,9 +40,9 @@ def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
         redis = connect_redis(settings)
-        pipe = PipelinedRedis(settings.redis_url, connect_timeout=1.0, timeout=2.0)
+        pipe = BatchedRedis(settings.redis_url, connect_timeout=1.0, timeout=2.0)
         app.state.redis = redis
-        app.state.pipe = pipe  # /readyz asks the very client the webhooks use
+        app.state.pipe = pipe  # /readyz asks the very client the webhooks use (service/health.py)
         app.state.enqueuer = Enqueuer(
             pipe,
             queue_name=settings.queue_name,

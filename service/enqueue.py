@@ -17,18 +17,19 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 
 from arq.constants import job_key_prefix, result_key_prefix
-from redis.exceptions import ResponseError
+from redis.exceptions import NoScriptError
 
 from contract import tracing
 from contract.intake import ENQUEUE_ONE, MODE_TRANSCRIPT, MODE_WEBHOOK, call_job_id, seen_key, transcript_job_id
 from contract.jobs import Receipt, encode_job, function_for, job_serializer
 from contract.webhooks import WEBHOOKS_KEPT, Kind, Webhook, webhooks_key
-from service.resp import PipelinedRedis, bulk, pack
+from service.redisbatch import BatchedRedis
 
 _JOB_KEY, _RESULT_KEY = job_key_prefix.encode(), result_key_prefix.encode()
-_MODES = {True: bulk(MODE_TRANSCRIPT.encode()), False: bulk(MODE_WEBHOOK.encode())}
+_MODES = {True: MODE_TRANSCRIPT.encode(), False: MODE_WEBHOOK.encode()}
 
 # KEYS: webhook list. ARGV: receipt, ttl s.
 _RECORD = f"""
@@ -42,39 +43,32 @@ return 1
 class _Script:
     """A Lua script called by its SHA (loaded on every new connection), by its text after a script flush."""
 
-    def __init__(self, redis: PipelinedRedis, source: str, keys: int, args: int) -> None:
+    def __init__(self, redis: BatchedRedis, source: str) -> None:
         self._redis = redis
         self._source = source.encode()
-        redis.on_connect.append(pack("SCRIPT", "LOAD", source))
-        self._head = b"*%d\r\n" % (3 + keys + args)
-        self._evalsha = self._head + bulk(b"EVALSHA") + bulk(hashlib.sha1(self._source).hexdigest().encode())
-        self._numkeys = bulk(b"%d" % keys)
+        redis.on_connect.append(("SCRIPT", "LOAD", self._source))
+        self._sha = hashlib.sha1(self._source).hexdigest().encode()
 
-    async def __call__(self, keys_and_args: bytes) -> bool:
-        """Runs the script on pre-packed keys and arguments; redis' errors propagate (a 503 for the app)."""
+    async def __call__(self, keys: Sequence[bytes], args: Sequence[bytes]) -> bool:
+        """Runs the script; redis' errors propagate (a 503 for the app)."""
         try:
-            return bool(await self._redis.call(self._evalsha + self._numkeys + keys_and_args))
-        except ResponseError as e:
-            if not str(e).startswith("NOSCRIPT"):
-                raise
-            # The script cache was flushed under a live connection: send the script itself this once.
-            command = self._head + bulk(b"EVAL") + bulk(self._source) + self._numkeys + keys_and_args
-            return bool(await self._redis.call(command))
+            return bool(await self._redis.call(b"EVALSHA", self._sha, len(keys), *keys, *args))
+        except NoScriptError:  # the script cache was flushed under a live connection: send the script this once
+            return bool(await self._redis.call(b"EVAL", self._source, len(keys), *keys, *args))
 
 
 class Enqueuer:
     """Turns an accepted webhook into a queued job, once per dedup key, and records every webhook of a call."""
 
     def __init__(
-        self, redis: PipelinedRedis, *, queue_name: str, key_prefix: str, dedup_ttl_s: int, job_expiry_s: int
+        self, redis: BatchedRedis, *, queue_name: str, key_prefix: str, dedup_ttl_s: int, job_expiry_s: int
     ) -> None:
         self._prefix = key_prefix
-        self._enqueue = _Script(redis, ENQUEUE_ONE, keys=5, args=7)
-        self._record = _Script(redis, _RECORD, keys=1, args=2)
-        # The command's constant parts, packed once: only the call's own values are packed per request.
-        self._queue = bulk(queue_name.encode())
-        self._ttl = bulk(b"%d" % dedup_ttl_s)
-        self._expiry = bulk(b"%d" % (job_expiry_s * 1000))
+        self._enqueue = _Script(redis, ENQUEUE_ONE)
+        self._record = _Script(redis, _RECORD)
+        self._queue = queue_name.encode()
+        self._ttl = b"%d" % dedup_ttl_s
+        self._expiry = b"%d" % (job_expiry_s * 1000)
 
     async def enqueue(self, webhook: Webhook, body: bytes) -> bool:
         """True when a job was queued, False when the same work was already seen (the webhook is recorded
@@ -92,12 +86,11 @@ class Enqueuer:
         )
         job = encode_job(function_for(webhook), receipt, now_ms)
         with tracing.span("enqueue", **{"wavix.call_id": webhook.call_id}):
-            return await self._enqueue(b"".join((
-                bulk(seen_key(self._prefix, webhook.dedup_key).encode()), bulk(_JOB_KEY + jid),
-                bulk(_RESULT_KEY + jid), self._queue, bulk(webhooks_key(self._prefix, webhook.call_id).encode()),
-                self._ttl, self._expiry, bulk(job), bulk(jid), bulk(b"%d" % now_ms), bulk(job_serializer(receipt)),
-                _MODES[transcript],
-            )))
+            return await self._enqueue(
+                (seen_key(self._prefix, webhook.dedup_key).encode(), _JOB_KEY + jid, _RESULT_KEY + jid, self._queue,
+                 webhooks_key(self._prefix, webhook.call_id).encode()),
+                (self._ttl, self._expiry, job, jid, b"%d" % now_ms, job_serializer(receipt), _MODES[transcript]),
+            )
 
     async def record(self, webhook: Webhook, body: bytes) -> None:
         """Appends a webhook that starts no work to its call's list. Raises redis' errors like `enqueue`."""
@@ -105,6 +98,5 @@ class Enqueuer:
             kind=webhook.kind, call_id=webhook.call_id, event=webhook.event,
             received_at_ms=time.time_ns() // 1_000_000, body=body,
         )
-        await self._record(
-            bulk(webhooks_key(self._prefix, webhook.call_id).encode()) + bulk(job_serializer(receipt)) + self._ttl
-        )
+        key = webhooks_key(self._prefix, webhook.call_id).encode()
+        await self._record((key,), (job_serializer(receipt), self._ttl))

@@ -1,4 +1,5 @@
-"""The receiver's pipelined Redis client against peers that misbehave the way failovers and full servers do.
+"""The receiver's Redis client (`service.redisbatch.BatchedRedis`) against peers that misbehave the way
+failovers and full servers do.
 
 Tiny RESP servers on loopback stand in for Redis: one accepts and closes at once (maxclients, a proxy
 during failover), one answers `-READONLY` or `-LOADING` on its first connection (a demoted master).
@@ -18,10 +19,10 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
-from redis.exceptions import ConnectionError, ResponseError
+from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, RedisError
 
 from service.health import readyz
-from service.resp import PipelinedRedis, pack
+from service.redisbatch import BatchedRedis
 
 HANG_GUARD_S = 15.0  # only so that a regression fails instead of hanging the suite; never the assertion
 
@@ -116,9 +117,9 @@ def refuses_first_with(error: str) -> Answer:
     return lambda n, command: (f"-{error}\r\n".encode() if n == 1 else b"+PONG\r\n") if command else b"ok"
 
 
-def client(port: int) -> PipelinedRedis:
-    pipe = PipelinedRedis(f"redis://127.0.0.1:{port}/0", connect_timeout=1.0, timeout=1.0)
-    pipe.on_connect.append(pack("SCRIPT", "LOAD", "return 1"))  # as the enqueuer registers its script
+def client(port: int) -> BatchedRedis:
+    pipe = BatchedRedis(f"redis://127.0.0.1:{port}/0", connect_timeout=1.0, timeout=1.0)
+    pipe.on_connect.append(("SCRIPT", "LOAD", "return 1"))  # as the enqueuer registers its script
     return pipe
 
 
@@ -129,7 +130,7 @@ async def test_a_connection_closed_during_setup_fails_fast_and_later_calls_do_no
         pipe = client(port)
         for _ in range(2):
             with pytest.raises(ConnectionError):
-                await asyncio.wait_for(pipe.call(pack("PING")), HANG_GUARD_S)
+                await asyncio.wait_for(pipe.call("PING"), HANG_GUARD_S)
         await pipe.aclose()
 
 
@@ -137,21 +138,21 @@ async def test_a_connection_closed_during_setup_is_retried() -> None:
     """One connection closed right after accept (maxclients for a moment) is retried within the same call."""
     with closing_server(1) as seen:
         pipe = client(seen[0])
-        assert await asyncio.wait_for(pipe.call(pack("PING")), HANG_GUARD_S) == "PONG"
+        assert await asyncio.wait_for(pipe.call("PING"), HANG_GUARD_S) == b"PONG"
         assert seen[1] == 2
         await pipe.aclose()
 
 
-@pytest.mark.parametrize("error", ["READONLY You can't write against a read only replica.",
-                                   "LOADING Redis is loading the dataset in memory"])
-async def test_readonly_or_loading_drops_the_connection(error: str) -> None:
+@pytest.mark.parametrize(("error", "raised"), [("READONLY You can't write against a read only replica.", ReadOnlyError),
+                                               ("LOADING Redis is loading the dataset in memory", BusyLoadingError)])
+async def test_readonly_or_loading_drops_the_connection(error: str, raised: type[RedisError]) -> None:
     """After a failover the old connection says READONLY (or LOADING): the call fails, the connection is
     dropped, and the next call dials again and succeeds, instead of failing until a restart."""
     async with resp_server(refuses_first_with(error)) as seen:
-        pipe = PipelinedRedis(f"redis://127.0.0.1:{seen[0]}/0", connect_timeout=1.0, timeout=1.0)
-        with pytest.raises(ResponseError):
-            await asyncio.wait_for(pipe.call(pack("EVALSHA", "x", "0")), HANG_GUARD_S)
-        assert await asyncio.wait_for(pipe.call(pack("PING")), HANG_GUARD_S) == "PONG"
+        pipe = BatchedRedis(f"redis://127.0.0.1:{seen[0]}/0", connect_timeout=1.0, timeout=1.0)
+        with pytest.raises(raised):  # redis-py's classes: READONLY is a ResponseError, LOADING a ConnectionError
+            await asyncio.wait_for(pipe.call("EVALSHA", "x", "0"), HANG_GUARD_S)
+        assert await asyncio.wait_for(pipe.call("PING"), HANG_GUARD_S) == b"PONG"
         assert seen[1] == 2
         await pipe.aclose()
 

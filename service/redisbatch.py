@@ -1,0 +1,168 @@
+"""The receiver's Redis client: redis-py's connection and protocol code, with the commands issued in one
+event-loop turn sent as one pipeline.
+
+The receiver runs one command per webhook (EVALSHA of the enqueue script), from many concurrent requests.
+redis-py's `Redis.evalsha` costs ~53-64 µs of CPU per call here with 64 callers (pool checkout, a timer
+per read, response callbacks); the same commands written together, one write per batch and their replies
+read in order by hiredis, cost ~16 µs (bench/clients.py; docs/benchmarks.md has the run). So the only
+layer that is ours is the batching: `call()` queues a command and a future; one sender task takes every
+command queued so far, writes them with `pack_commands`, reads the replies with `read_response` and
+resolves the futures first in, first out. While a batch is on the wire the next one gathers, so the
+batch grows with the load and nothing waits longer than one round trip for its turn. The protocol
+(packing, parsing, AUTH/SELECT, TLS, unix sockets) is redis-py's.
+
+Failures are redis-py's exceptions, so the app maps them to 503 in one place. A batch that fails or times
+out (one deadline per batch, `timeout`) drops the connection: an unanswered command leaves the reply stream
+unknowable, and the calls still waiting fail; the next call dials again. An error reply fails its own call
+only, except READONLY, LOADING and MASTERDOWN, which also drop the connection (after a failover the old one
+points at a replica: only a new one reaches the new master). A connection closed by Redis while idle is
+found before a batch is written (redis-py's pool check), never after. A connection setup that fails
+(maxclients, a proxy during failover) is tried SETUP_TRIES times before the calls fail; a command is never
+sent twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from redis.asyncio.connection import AbstractConnection, Connection, parse_url
+from redis.exceptions import (
+    BusyLoadingError,
+    ConnectionError,
+    MasterDownError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+)
+from redis.exceptions import TimeoutError as RedisTimeout
+
+SETUP_TRIES = 3
+SETUP_PAUSE_S = 0.05  # between two tries of a connection setup, doubled each time
+_DROPPING = (ReadOnlyError, BusyLoadingError, MasterDownError)  # this connection will not serve writes again
+
+Command = tuple[Any, ...]
+_Waiting = list[tuple[Command, "asyncio.Future[Any]"]]
+
+
+class BatchedRedis:
+    """One lazily made connection; `call(*args)` queues a command, and returns its reply when it comes."""
+
+    def __init__(self, url: str, *, connect_timeout: float = 1.0, timeout: float = 2.0) -> None:
+        options: dict[str, Any] = dict(parse_url(url))
+        kind: type[AbstractConnection] = options.pop("connection_class", Connection)
+        options.update(socket_connect_timeout=connect_timeout, socket_timeout=None, lib_name=None, lib_version=None)
+        self._make: Callable[[], AbstractConnection] = lambda: kind(**options)
+        self._timeout = timeout
+        self._conn: AbstractConnection | None = None
+        self._queued: _Waiting = []
+        self._sender: asyncio.Task[None] | None = None
+        self.on_connect: list[Command] = []  # commands sent first on every new connection (SCRIPT LOAD)
+
+    async def call(self, *args: Any) -> Any:
+        """Sends one command with those sent in the same loop turn; raises redis-py's errors."""
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queued.append((args, future))
+        if self._sender is None:
+            self._sender = asyncio.create_task(self._send_all())
+        return await future
+
+    async def ping(self) -> None:
+        """Raises unless Redis answers on the connection the calls use (the receiver's readiness)."""
+        await self.call("PING")
+
+    async def _send_all(self) -> None:
+        try:
+            while self._queued:
+                batch, self._queued = self._queued, []
+                await self._send(batch)
+        finally:
+            self._sender = None
+            _fail(self._queued, ConnectionError("redis client stopped"))  # only when cancelled (aclose)
+
+    async def _send(self, batch: _Waiting) -> None:
+        try:
+            conn = await self._connection()
+        except RedisError as e:
+            _fail(batch, e)
+            return
+        drop = False
+        try:
+            async with asyncio.timeout(self._timeout):
+                await conn.send_packed_command(conn.pack_commands([c for c, _ in batch]), check_health=False)
+                for _, future in batch:
+                    try:
+                        reply = await conn.read_response(disconnect_on_error=False)
+                    except (ResponseError, BusyLoadingError) as e:  # an error reply: the stream is still in step
+                        drop = drop or isinstance(e, _DROPPING)
+                        reply = e
+                    if not future.done():
+                        future.set_exception(reply) if isinstance(reply, RedisError) else future.set_result(reply)
+        except TimeoutError:
+            drop = True
+            _fail(batch, RedisTimeout("redis did not answer in time"))
+        except (RedisError, OSError) as e:  # lost, or a reply redis-py cannot parse (InvalidResponse)
+            drop = True
+            _fail(batch, e if isinstance(e, ConnectionError) else ConnectionError(f"redis connection failed ({e})"))
+        except BaseException:
+            drop = True
+            _fail(batch, ConnectionError("redis client stopped"))
+            raise
+        finally:
+            if drop:
+                await self._drop()
+
+    async def _connection(self) -> AbstractConnection:
+        conn = self._conn
+        if conn is not None:
+            try:
+                if not await conn.can_read_destructive():  # type: ignore[no-untyped-call]  # closed by Redis while idle raises; data is a desync
+                    return conn
+            except (ConnectionError, OSError):
+                pass
+            await self._drop()
+        pause = SETUP_PAUSE_S
+        for attempt in range(1, SETUP_TRIES + 1):
+            try:
+                self._conn = await self._setup()
+                return self._conn
+            except ConnectionError:
+                if attempt == SETUP_TRIES:
+                    raise
+                await asyncio.sleep(pause)
+                pause *= 2
+        raise AssertionError("unreachable")
+
+    async def _setup(self) -> AbstractConnection:
+        """A new connection, greeted by redis-py (AUTH, SELECT) and by `on_connect`; ConnectionError if not."""
+        conn = self._make()
+        try:
+            async with asyncio.timeout(self._timeout):
+                await conn.connect()  # type: ignore[no-untyped-call]
+                for command in self.on_connect:
+                    await conn.send_command(*command)
+                    await conn.read_response()
+        except (RedisError, OSError, TimeoutError) as e:
+            await conn.disconnect(nowait=True)
+            raise ConnectionError(f"redis connection setup failed ({type(e).__name__}: {e})") from e
+        return conn
+
+    async def _drop(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.disconnect(nowait=True)
+
+    async def aclose(self) -> None:
+        sender = self._sender
+        if sender is not None:
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+        await self._drop()
+
+
+def _fail(waiting: _Waiting, error: BaseException) -> None:
+    for _, future in waiting:
+        if not future.done():
+            future.set_exception(error)
+    waiting.clear()
