@@ -48,7 +48,8 @@ def table(results: dict[str, dict[str, object]]) -> str:
         value = results.get(section, {}).get(key, "NOT MEASURED")
         lines.append(f"{label:<56} {value!s:>10}  {target or ''}")
     for kind, unit in (("http", "cpu_ms"), ("redis", "cpu_us")):
-        for name, numbers in dict(results.get("clients", {}).get(kind, {})).items():
+        measured: dict[str, dict[str, object]] = dict(results.get("clients", {})).get(kind, {})  # type: ignore[assignment]
+        for name, numbers in measured.items():
             lines.append(f"{'client ' + kind + ' ' + name + ', CPU ' + unit[4:]:<56} {numbers[unit]!s:>10}")
     for name, numbers in sorted(dict(results.get("sinks", {})).items()):
         if isinstance(numbers, dict) and "ratio" in numbers:
