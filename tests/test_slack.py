@@ -44,11 +44,11 @@ from workers.alert.slack import (
     WebhookSender,
     sender_for,
 )
-from workers.retry import Backoff
+from workers.retry import Schedule
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 SECRET = "s3cr3t-webhook-path-token"
-FAST_RETRY = Backoff(base=0.05, cap=0.2, max_attempts=3)
+FAST_RETRY = Schedule(delays=(0.05, 0.2), jitter=0.0)  # 3 tries
 
 
 @pytest.fixture
@@ -61,7 +61,7 @@ async def redis() -> AsyncIterator[Redis]:
 @pytest.fixture
 async def policy(redis: Redis) -> AsyncIterator[DeliveryPolicy]:
     prefix = f"test:slack:{uuid.uuid4().hex}:"
-    yield DeliveryPolicy(prefix=prefix, transient=FAST_RETRY)
+    yield DeliveryPolicy(prefix=prefix, retry=FAST_RETRY)
     keys = [key async for key in redis.scan_iter(match=prefix + "*", count=10_000)]
     if keys:
         await redis.delete(*keys)

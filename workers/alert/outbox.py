@@ -7,11 +7,15 @@ Crash-safety: claiming an alert only pushes its score a lease (60 s) into the fu
 before the ack leaves it to become due again, so a crash means at most a resend, never a loss. More
 alerts due at once than the digest threshold go out as one digest message (workers/alert/rules.py renders).
 
-Every time is Redis's (`TIME`, read inside the scripts): with each worker's own clock, one running 60 s
-fast took alerts another was still sending, and Slack got them twice. Every decision lives in Redis too:
-a rate-limit pause (a 429, or the bot API's `ratelimited`) blocks the channel for every worker, and a
-record that no longer decodes is set aside as a `slack_alert` dead letter instead of holding its whole
-claimed batch (up to `digest_max` alerts) in a loop of failed claims.
+Pacing and Redis's clock are workers/alert/gate.py's. Every decision lives in Redis: a rate-limit pause
+blocks the channel for every worker, and a record that no longer decodes is set aside as a `slack_alert`
+dead letter instead of holding its whole claimed batch (up to `digest_max` alerts) in a loop of failed
+claims. Transient failures follow `DeliveryPolicy.retry` (SLACK_RETRY_SCHEDULE, workers/retry.py's
+`Schedule`), then the alert is dead-lettered.
+
+When the bot API says where an alert landed, the ack also keeps `{prefix}alert_ts:{call_id}` (channel and
+ts; for a digest, for each call in it) for `thread_ttl_s`, in the same transaction: the call's transcript
+summary is then replied in that thread (workers/alert/notes.py, drained after the alerts).
 """
 
 from __future__ import annotations
@@ -19,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -27,6 +30,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contract import logs
+from workers.alert.gate import NOW, RESCHEDULE, Gate, Sleep, redis_now_ms, stopped
+from workers.alert.notes import dispatch_notes
 from workers.alert.rules import (
     DEFAULT_POLICY,
     Alert,
@@ -37,24 +42,20 @@ from workers.alert.rules import (
     decode_pending,
     encode_alert,
     encode_pending,
+    note_keys,
     pending_keys,
     render_alert,
     render_digest,
+    retry_decision,
+    thread_key,
 )
-from workers.alert.slack import Sender, SlackPermanent, SlackRateLimited, SlackRetry
+from workers.alert.slack import Posted, Sender, SlackPermanent, SlackRateLimited, SlackRetry, can_thread
 from workers.deadletter import dead_letter
 
 log = logs.get("workers.alert.outbox")
 
-Sleep = Callable[[float], Awaitable[None]]
-
-# Redis's clock in milliseconds, for the scripts below (TIME is allowed in scripts since effects replication).
-_NOW = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-"""
 # Gate + push in one step: an alert can never be marked "alerted" without being queued.
-_QUEUE = _NOW + """
+_QUEUE = NOW + """
 if ARGV[1] == '1' then redis.call('SET', KEYS[1], now, 'EX', ARGV[2])
 elseif not redis.call('SET', KEYS[1], now, 'NX', 'EX', ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
@@ -63,7 +64,7 @@ return 1
 """
 # Claim what is due: one alert, or up to ARGV[3] when more than ARGV[2] wait (a digest). Claiming
 # moves the score a lease (ARGV[1] ms) ahead, so a dead worker's alerts come back by themselves.
-_CLAIM = _NOW + """
+_CLAIM = NOW + """
 local n = redis.call('ZCOUNT', KEYS[1], '-inf', now)
 if n == 0 then return {} end
 local limit = 1
@@ -81,25 +82,6 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0
 end
 return out
 """
-# 0 when this caller may send now (and the next one must wait the interval), else milliseconds to wait.
-_SLOT = """
-local blocked = redis.call('PTTL', KEYS[1])
-if blocked > 0 then return blocked end
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 0 end
-return math.max(redis.call('PTTL', KEYS[2]), 1)
-"""
-_BLOCK = """
-if redis.call('PTTL', KEYS[1]) < tonumber(ARGV[1]) then redis.call('SET', KEYS[1], '1', 'PX', ARGV[1]) end
-"""
-# Put a claimed alert back for ARGV[2] ms from now, unless another worker already delivered it.
-_RESCHEDULE = _NOW + """
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
-redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
-return 1
-"""
-
-
 async def queue_alert(
     redis: Redis,
     alert: Alert,
@@ -120,53 +102,28 @@ async def queue_alert(
 Batch = list[tuple[str, Pending]]
 
 
-def _stopped(stop: asyncio.Event | None) -> bool:
-    return stop is not None and stop.is_set()
-
-
 class _Dispatcher:
     """One pass over the pending alerts of one channel; every decision is in Redis, shared by processes."""
 
-    def __init__(
-        self,
-        redis: Redis,
-        sender: Sender,
-        *,
-        channel_key: str,
-        digest_threshold: int,
-        dead_letter_stream: str,
-        policy: DeliveryPolicy,
-        sleep: Sleep,
-    ) -> None:
+    def __init__(self, redis: Redis, sender: Sender, *, channel_key: str, digest_threshold: int,
+                 dead_letter_stream: str, policy: DeliveryPolicy, sleep: Sleep) -> None:
         self.redis, self.sender, self.channel = redis, sender, channel_key
         self.threshold, self.dead_stream, self.policy = digest_threshold, dead_letter_stream, policy
-        self.sleep = sleep
+        self.gate = Gate(redis, policy.prefix, channel_key, policy.min_interval_s, sleep)
         self.due, self.data = pending_keys(policy.prefix)
-        self.gate = f"{policy.prefix}slack:gate:{channel_key}"
-        self.blocked = f"{policy.prefix}slack:blocked:{channel_key}"
 
     async def drain(self, max_messages: int | None, stop: asyncio.Event | None) -> DispatchStats:
         stats, messages = DispatchStats(), 0
-        while (max_messages is None or messages < max_messages) and not _stopped(stop):
+        while (max_messages is None or messages < max_messages) and not stopped(stop):
             if not await self.redis.zcount(self.due, "-inf", await redis_now_ms(self.redis)):
                 break
-            if not await self._wait_for_slot(stop):
+            if not await self.gate.wait(stop):
                 break
             batch = await self._claim(stats)
             if batch:  # else another process took them after we looked: look again
                 messages += 1
                 await self._deliver(batch, stats)
         return stats
-
-    async def _wait_for_slot(self, stop: asyncio.Event | None) -> bool:
-        """Waits until this process may send to the channel (1/interval, and not while Slack said 429)."""
-        slot = self.redis.register_script(_SLOT)
-        while not _stopped(stop):
-            wait_ms = int(await slot(keys=[self.blocked, self.gate], args=[int(self.policy.min_interval_s * 1000)]))
-            if wait_ms <= 0:
-                return True
-            await self.sleep(wait_ms / 1000)
-        return False
 
     async def _claim(self, stats: DispatchStats) -> Batch:
         """Claims what is due; a record that does not decode is dead-lettered, the others are returned."""
@@ -192,7 +149,7 @@ class _Dispatcher:
         alerts = [pending.alert for _, pending in batch]
         message = render_alert(alerts[0]) if len(alerts) == 1 else render_digest(alerts)
         try:
-            await self.sender.send(message)
+            posted = await self.sender.send(message)
         except SlackRateLimited as e:
             await self._rate_limited(batch, e, stats)
         except SlackRetry as e:
@@ -201,7 +158,7 @@ class _Dispatcher:
             for key, pending in batch:
                 await self._dead_letter(key, pending, e.reason, pending.attempts + 1, stats)
         else:
-            await self._remove([key for key, _ in batch])
+            await self._remove([key for key, _ in batch], posted)
             self._sent(batch, stats)
 
     def _sent(self, batch: Batch, stats: DispatchStats) -> None:
@@ -217,56 +174,51 @@ class _Dispatcher:
     async def _rate_limited(self, batch: Batch, e: SlackRateLimited, stats: DispatchStats) -> None:
         """429: block the channel for every process, keep the alerts pending until then (no attempt used)."""
         delay_ms = max(1, int(e.delay_s * 1000))
-        await self.redis.register_script(_BLOCK)(keys=[self.blocked], args=[delay_ms])
+        await self.gate.block(delay_ms)
         for key, pending in batch:
             await self._reschedule(key, pending, delay_ms)
         stats.deferred += len(batch)
         log.warning("alert.rate_limited", channel=self.channel, retry_after_s=e.delay_s, alerts=len(batch))
 
     async def _retry(self, batch: Batch, e: SlackRetry, stats: DispatchStats) -> None:
-        rule = self.policy.transient
+        """A transient failure: each alert's next try is where the schedule says, or its dead letter."""
+        now_ms = await redis_now_ms(self.redis)
         for key, pending in batch:
             attempt = pending.attempts + 1
-            if attempt >= rule.max_attempts:
+            age_s = max(0.0, (now_ms - pending.queued_at_ms) / 1000)
+            decision = retry_decision(self.policy, e.reason, attempt, age_s, e.delay_s)
+            if not decision.retry:
                 await self._dead_letter(key, pending, e.reason, attempt, stats)
                 continue
-            delay = max(e.delay_s or 0.0, rule.ceiling(attempt))
-            await self._reschedule(key, msgspec.structs.replace(pending, attempts=attempt), int(delay * 1000))
+            await self._reschedule(key, msgspec.structs.replace(pending, attempts=attempt),
+                                   int(decision.delay * 1000))
             stats.deferred += 1
             alert = pending.alert
-            log.warning(
-                "alert.retry",
-                call_id=alert.call_id,
-                reason=alert.reason,
-                attempt=attempt,
-                error=e.reason,
-                delay_s=delay,
-                channel=self.channel,
-            )
+            log.warning("alert.retry", call_id=alert.call_id, reason=alert.reason, attempt=attempt, error=e.reason,
+                        delay_s=decision.delay, channel=self.channel)
 
     async def _dead_letter(self, key: str, pending: Pending, reason: str, attempts: int, stats: DispatchStats) -> None:
         """Dead-letter first, then forget: a crash in between repeats the dead letter, never loses it."""
         alert = pending.alert
-        await dead_letter(
-            self.redis,
-            self.dead_stream,
-            kind="slack_alert",
-            reason=reason,
-            attempts=attempts,
-            payload=encode_alert(alert),
-            call_id=alert.call_id,
-        )
+        await dead_letter(self.redis, self.dead_stream, kind="slack_alert", reason=reason, attempts=attempts,
+                          payload=encode_alert(alert), call_id=alert.call_id)
         await self._remove([key])
         stats.dead_lettered += 1
 
     async def _reschedule(self, key: str, pending: Pending, in_ms: int) -> None:
-        script = self.redis.register_script(_RESCHEDULE)
+        script = self.redis.register_script(RESCHEDULE)
         await script(keys=[self.due, self.data], args=[key, in_ms, encode_pending(pending)])
 
-    async def _remove(self, keys: list[str]) -> None:
+    async def _remove(self, keys: list[str], posted: Posted | None = None) -> None:
+        """Forgets sent (or dead-lettered) alerts; with `posted`, keeps where they are for the transcript's
+        reply, in the same transaction: an alert is never acked without its thread remembered."""
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self.due, *keys)
             pipe.hdel(self.data, *keys)
+            if posted is not None:
+                where = f"{posted.channel} {posted.ts}"
+                for call_id in {key.rsplit(":", 1)[0] for key in keys}:
+                    pipe.set(thread_key(call_id, self.policy.prefix), where, ex=self.policy.thread_ttl_s)
             await pipe.execute()
 
 
@@ -286,29 +238,28 @@ async def dispatch_pending(
 
     More than `digest_threshold` alerts due at once go out as ONE digest; fewer go one per message.
     Alerts put back for later (429, transient errors) count as deferred and are not waited for here.
+    Then, with the bot API, the transcript summaries whose alert is out go to its thread (notes.py).
     """
-    dispatcher = _Dispatcher(
-        redis,
-        sender,
-        channel_key=channel_key or sender.channel_key,
-        digest_threshold=digest_threshold,
-        dead_letter_stream=dead_letter_stream,
-        policy=policy,
-        sleep=sleep,
-    )
-    return await dispatcher.drain(max_messages, stop)
-
-
-async def redis_now_ms(redis: Redis) -> int:
-    """Redis's clock, the one every due time is measured against."""
-    seconds, micros = await redis.time()
-    return int(seconds) * 1000 + int(micros) // 1000
+    dispatcher = _Dispatcher(redis, sender, channel_key=channel_key or sender.channel_key,
+                             digest_threshold=digest_threshold, dead_letter_stream=dead_letter_stream,
+                             policy=policy, sleep=sleep)
+    stats = await dispatcher.drain(max_messages, stop)
+    if can_thread(sender):
+        left = None if max_messages is None else max_messages - stats.sent - stats.digests
+        await dispatch_notes(redis, sender, dispatcher.gate, dead_letter_stream=dead_letter_stream, policy=policy,
+                             stats=stats, limit=left, stop=stop)
+    return stats
 
 
 async def next_due_in(redis: Redis, *, policy: DeliveryPolicy = DEFAULT_POLICY) -> float | None:
-    """Seconds until the earliest pending alert is due (0 if now), None when nothing is pending."""
-    first: list[Any] = await redis.zrange(pending_keys(policy.prefix)[0], 0, 0, withscores=True)
-    return max(0.0, (first[0][1] - await redis_now_ms(redis)) / 1000) if first else None
+    """Seconds until the earliest pending alert or transcript note is due (0 if now), None when none is."""
+    firsts: list[Any] = []
+    for due in (pending_keys(policy.prefix)[0], note_keys(policy.prefix)[0]):
+        firsts.extend(await redis.zrange(due, 0, 0, withscores=True))
+    if not firsts:
+        return None
+    earliest: float = min(score for _, score in firsts)
+    return max(0.0, (earliest - await redis_now_ms(redis)) / 1000)
 
 
 async def run_dispatcher(
@@ -335,16 +286,9 @@ async def run_dispatcher(
     while not stop.is_set():
         due_in: float | None = poll_s
         try:
-            await dispatch_pending(
-                redis,
-                sender,
-                digest_threshold=digest_threshold,
-                dead_letter_stream=dead_letter_stream,
-                channel_key=channel,
-                policy=policy,
-                sleep=nap,
-                stop=stop,
-            )
+            await dispatch_pending(redis, sender, digest_threshold=digest_threshold,
+                                   dead_letter_stream=dead_letter_stream, channel_key=channel, policy=policy,
+                                   sleep=nap, stop=stop)
             due_in = await next_due_in(redis, policy=policy)
         except (RedisError, OSError) as e:
             log.warning("alert.dispatcher_redis_error", error=type(e).__name__, channel=channel)

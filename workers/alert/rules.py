@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from workers.retry import Backoff
+from workers.retry import Decision, Schedule, Transient
 
 # The brief's two reasons, plus the two more rules `workers.enrich.ALERT_RULES` can be configured to fire.
 Reason = Literal["failed", "machine", "busy", "no_answer"]
@@ -80,6 +80,13 @@ def decode_alert(data: bytes) -> Alert:
 DAY = 86_400
 
 
+# Slack's retry schedule (SLACK_RETRY_SCHEDULE): 7 tries over about 2 h 43 min. Shorter than the deliveries'
+# ~28 h: Slack's own incidents are mostly fixed within an hour or two, and an alert about a failed call that
+# arrives the next morning tells nobody anything they can still act on; the dead letter keeps it for replay.
+# No jitter: alerts that failed together come back together and go out as one digest, not as a trickle.
+SLACK_SCHEDULE = Schedule(delays=(5.0, 30.0, 120.0, 600.0, 1800.0, 7200.0), jitter=0.0)
+
+
 class DeliveryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     """Pacing and retries; every process sharing a channel must use the same prefix and interval."""
 
@@ -88,9 +95,17 @@ class DeliveryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     min_interval_s: float = 1.05  # per channel; Slack allows about one message per second
     lease_s: float = 60.0  # a claimed alert is due again after this if its worker died
     digest_max: int = 500  # alerts in one digest; the rest wait for the next message
-    # Transient failures (5xx, rollup_error, timeouts): capped exponential, dead-lettered after 8 tries.
-    # No jitter: the alerts sit in one shared store, so processes do not stampede on the same instant.
-    transient: Backoff = Backoff(base=2.0, cap=300.0, max_attempts=8, floor=1.0)
+    retry: Schedule = SLACK_SCHEDULE  # transient failures (5xx, rollup_error, timeouts); then a dead letter
+    # How long a sent alert's `channel ts` is kept for the transcript's reply (TRANSCRIPT_WAIT + 15 min).
+    thread_ttl_s: int = 45 * 60
+    note_recheck_s: float = 5.0  # a transcript note whose alert is still pending looks again after this
+
+
+def retry_decision(policy: DeliveryPolicy, reason: str, failed: int, age_s: float,
+                   retry_after: float | None = None) -> Decision:
+    """Retry a Slack message whose try number `failed` (1-based) failed transiently, `age_s` after it was
+    queued? The schedule of workers/retry.py decides, as for a destination: no second rule here."""
+    return policy.retry.decide(Transient(reason, retry_after), failed, age_s)
 
 
 DEFAULT_POLICY = DeliveryPolicy()
@@ -110,6 +125,7 @@ class DispatchStats(msgspec.Struct, kw_only=True):
     digested: int = 0  # alerts inside those digests
     dead_lettered: int = 0
     deferred: int = 0  # alerts put back for later (429, transient error)
+    noted: int = 0  # transcript summaries replied in their alert's thread
 
 
 _decode_pending = msgspec.msgpack.Decoder(Pending).decode
@@ -121,6 +137,31 @@ def encode_pending(pending: Pending) -> bytes:
 
 def decode_pending(data: bytes) -> Pending:
     return _decode_pending(data)
+
+
+class Note(msgspec.Struct, frozen=True, kw_only=True):
+    """A call's transcript summary, to reply in the thread of the alert already sent about it."""
+
+    call_id: str
+    summary: str
+    from_number: str = ""
+    to_number: str = ""
+    attempts: int = 0
+    queued_at_ms: int = 0  # Redis's clock, for the retry schedule's age
+
+
+encode_note = _encoder.encode
+decode_note = msgspec.msgpack.Decoder(Note).decode
+
+
+def note_keys(prefix: str = "wavix:") -> tuple[str, str]:
+    """The ZSET of due times and the HASH of records, by call id, of transcript notes."""
+    return prefix + "alerts:notes:due", prefix + "alerts:notes:data"
+
+
+def thread_key(call_id: str, prefix: str = "wavix:") -> str:
+    """Where a sent alert's `channel ts` waits for the call's transcript (a digest's, for each call in it)."""
+    return f"{prefix}alert_ts:{call_id}"
 
 
 def alerted_key(alert: Alert, prefix: str = "wavix:") -> str:
@@ -227,6 +268,13 @@ def _pack(lines: list[str]) -> list[dict[str, Any]]:
     if chunk:
         sections.append({"type": "section", "text": _mrkdwn("\n".join(chunk))})
     return sections
+
+
+def render_note(note: Note) -> Message:
+    """The reply in an alert's thread: the summary, naming the call (a digest's thread holds many calls)."""
+    who = f"{escape(note.from_number or '?')} → {escape(note.to_number or '?')} · call `{escape(note.call_id)}`"
+    blocks = [{"type": "section", "text": _mrkdwn(f"*Transcript summary* ({clip(who, 300)})\n" + escape(note.summary))}]
+    return {"text": clip(f"Transcript summary of call {escape(note.call_id)}", 500), "blocks": blocks}
 
 
 def render_digest(alerts: list[Alert]) -> Message:

@@ -7,6 +7,10 @@ Transport errors are classified in one place (`classify`), into this tree:
     │   └── SlackRateLimited          429 or `ratelimited`: the whole channel waits `Retry-After` seconds
     └── SlackPermanent(reason)        400/403/404/410, `ok: false` errors: dead-letter, never retry
 
+`BotSender.send` returns where the message landed (`Posted`: the channel's id and the message's `ts`), so
+the call's transcript can later be replied in its thread (workers/alert/notes.py). An incoming webhook
+answers a plain `ok`, with no `ts`: its messages cannot be found again, so they get no replies.
+
 Pacing, grouping and never losing an alert are workers/alert/outbox.py's. The webhook URL and bot token are
 secrets: they are never logged nor put into an error's text.
 """
@@ -57,13 +61,21 @@ class SlackPermanent(SlackError):
     """Slack refused the message for good (bad payload, gone channel, revoked token)."""
 
 
+class Posted(msgspec.Struct, frozen=True):
+    """Where chat.postMessage put a message: the channel's id and the message's `ts` (its id in Slack)."""
+
+    channel: str
+    ts: str
+
+
 class Sender(Protocol):
-    """One Slack destination. `channel_key` names it in Redis keys and logs; it is never a secret."""
+    """One Slack destination. `channel_key` names it in Redis keys and logs; it is never a secret.
+    `send` returns where the message is when the transport says so (the bot API), else None."""
 
     @property
     def channel_key(self) -> str: ...
 
-    async def send(self, message: Message) -> None: ...
+    async def send(self, message: Message) -> Posted | None: ...
 
 
 def _retry_after(headers: httpx.Headers) -> float:
@@ -106,7 +118,7 @@ def classify(status: int, headers: httpx.Headers, body: bytes, *, api: bool) -> 
         raise SlackPermanent(error)
 
 
-async def _post(client: httpx.AsyncClient, url: str, message: Message, headers: dict[str, str], api: bool) -> None:
+async def _post(client: httpx.AsyncClient, url: str, message: Message, headers: dict[str, str], api: bool) -> bytes:
     try:
         response = await client.post(url, json=message, headers=headers)
     except httpx.TimeoutException as e:
@@ -114,6 +126,10 @@ async def _post(client: httpx.AsyncClient, url: str, message: Message, headers: 
     except httpx.TransportError as e:
         raise SlackRetry(None, f"transport_error:{type(e).__name__}") from e
     classify(response.status_code, response.headers, response.content, api=api)
+    return response.content
+
+
+_decode_posted = msgspec.json.Decoder(Posted).decode
 
 
 class WebhookSender:
@@ -133,10 +149,12 @@ class WebhookSender:
 
     async def send(self, message: Message) -> None:
         await _post(self._client, self._url, message, {}, api=False)
+        return None  # "ok" is all a webhook says: no ts, so no thread to reply in later
 
 
 class BotSender:
-    """Bot API: `chat.postMessage` with a bearer token to one channel."""
+    """Bot API: `chat.postMessage` with a bearer token to one channel (or the one a message names:
+    a thread reply goes to the channel id Slack returned for its parent)."""
 
     def __init__(self, client: httpx.AsyncClient, api_url: str, token: str, channel: str) -> None:
         self._client = client
@@ -151,8 +169,18 @@ class BotSender:
     def channel_key(self) -> str:
         return self._channel
 
-    async def send(self, message: Message) -> None:
-        await _post(self._client, self._url, {"channel": self._channel, **message}, self._headers, api=True)
+    async def send(self, message: Message) -> Posted | None:
+        body = await _post(self._client, self._url, {"channel": self._channel, **message}, self._headers, api=True)
+        try:
+            return _decode_posted(body)
+        except msgspec.ValidationError:  # ok, but no channel or ts: delivered all the same, just not threadable
+            log.warning("slack.no_ts", channel=self._channel)
+            return None
+
+
+def can_thread(sender: Sender | None) -> bool:
+    """Whether this sender's messages can be replied to later: only the bot API says where they are."""
+    return isinstance(sender, BotSender)
 
 
 def sender_for(
