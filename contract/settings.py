@@ -75,6 +75,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     slack_api_url: str = "https://slack.com/api"
     alert_rules: tuple[str, ...] = ("failed", "machine")
     alert_digest_threshold: int = 5  # alerts waiting at once above this are sent as one digest
+    # Waits after each failed try of a Slack message (workers/retry.py's Schedule, checked when a worker starts):
+    # 7 tries over ~2 h 43 min, then a dead letter. Hours, not the deliveries' day: a stale alert is no alert.
+    slack_retry_schedule: tuple[str, ...] = ("5s", "30s", "2m", "10m", "30m", "2h")
 
     # Console (`wavix-events console`): its own port, loopback unless told; refuses to start without a token.
     console_token: str = ""
