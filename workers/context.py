@@ -18,11 +18,13 @@ import httpx
 from arq.connections import ArqRedis
 
 from contract import logs
-from contract.events import CallCompletedEvent
+from contract.events import CallCompletedEvent, CallTranscribedEvent
 from contract.intake import transcript_job_id
 from contract.jobs import DELIVER
 from contract.settings import Settings, environment
 from workers import health, observe
+from workers.alert.config import policy_from_settings
+from workers.alert.notes import note_transcript
 from workers.alert.outbox import queue_alert, run_dispatcher
 from workers.alert.rules import Alert, DeliveryPolicy
 from workers.alert.slack import Sender, sender_for
@@ -95,6 +97,10 @@ class Resources:
                 self.metrics.alerts.labels(reason).inc()
                 observe.note_alert(reason)
 
+    async def alert_transcript(self, event: CallTranscribedEvent) -> None:
+        """An alerted call's transcript summary, replied in its alert's thread (workers/alert/notes.py)."""
+        await note_transcript(self.redis, self.slack, event, policy=self.alert_policy)
+
 
 def alert_for(event: CallCompletedEvent, reason: str) -> Alert:
     data = event.data
@@ -142,7 +148,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         destinations=destinations, sinks=sinks,
         slack=slack, step_timeout_s=max(1.0, settings.job_timeout - 5.0),
         alert_rules=frozenset(settings.alert_rules), metrics=metrics,
-        alert_policy=DeliveryPolicy(prefix=settings.key_prefix),
+        alert_policy=policy_from_settings(settings, slack),
         follow_ups=FollowUps(redis, queue=settings.queue_name, expiry_s=settings.job_expiry),
     )
     resources.health = await health.start(
