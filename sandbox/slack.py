@@ -1,13 +1,16 @@
 """A local stand-in for Slack: incoming webhooks and `chat.postMessage`, answering the way Slack does.
 
     POST /services/T000/B000/XXXX     incoming webhook: 200 "ok", or a plain-text error
-    POST /api/chat.postMessage        bot API: 200 {"ok": true}, or {"ok": false, "error": ...}
+    POST /api/chat.postMessage        bot API: 200 {"ok": true, "channel": "C...", "ts": "..."}, or
+                                      {"ok": false, "error": ...}; `thread_ts` replies in a thread
 
 It records every request (with arrival time and the answer given), enforces about one message per second
 per channel with 429 + `Retry-After: 1` like Slack, checks Block Kit limits with its own rules (written
 from Slack's documentation, not shared with the renderer, so a renderer bug cannot hide behind them),
 plays a queue of scripted answers for tests, and, when `echo` is on, prints each accepted message as
-readable text (the demo shows alerts this way).
+readable text (the demo shows alerts this way). Like Slack, the bot API answers with the channel's id
+(`#alerts` -> `C...`, either may be posted to) and a `ts` unique in the channel; a reply whose `thread_ts`
+is no message of that channel is refused `thread_not_found`, and `forget(channel, ts)` deletes a message.
 
 Tests: `async with serve(standin) as base_url: ...`. Demo: `python -m sandbox.slack --port 8099`.
 """
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import hashlib
+import itertools
 import socket
 import time
 from collections import deque
@@ -120,6 +125,13 @@ def block_kit_problems(message: Mapping[str, Any]) -> list[str]:
     return problems
 
 
+def channel_id(channel: str) -> str:
+    """Slack's id for a channel named `#name` (as chat.postMessage returns it); an id stays itself."""
+    if not channel.startswith("#"):
+        return channel
+    return "C" + hashlib.sha256(channel.encode()).hexdigest()[:10].upper()
+
+
 def render_text(message: Mapping[str, Any]) -> str:
     """A readable rendering of a Block Kit message for a terminal."""
     lines: list[str] = []
@@ -161,6 +173,17 @@ class SlackStandIn:
         self.received: list[Received] = []
         self._script: deque[Answer] = deque()
         self._last_accepted: dict[str, float] = {}
+        self._posted: dict[str, set[str]] = {}  # channel id -> ts of its messages
+        self._serial = itertools.count(1)
+
+    def forget(self, channel: str, ts: str) -> None:
+        """Deletes a posted message: a reply in its thread is refused `thread_not_found` from now on."""
+        self._posted.get(channel_id(channel), set()).discard(ts)
+
+    def thread(self, channel: str, ts: str) -> list[Received]:
+        """The accepted replies in the thread of message `ts`."""
+        return [r for r in self.accepted() if isinstance(r.message, dict) and r.message.get("thread_ts") == ts
+                and channel_id(r.channel) == channel_id(channel)]
 
     def script(self, *answers: Answer) -> None:
         """The next requests get these answers, in order, before any other check."""
@@ -200,7 +223,7 @@ class SlackStandIn:
         answer, error = self._decide(api, headers, message, channel)
         now = self.clock()
         if answer.status == 200 and not error:
-            self._last_accepted[channel] = now
+            self._last_accepted[channel_id(channel) if api else channel] = now
             if self.echo:
                 print(f"\n--- Slack {channel} at {time.strftime('%H:%M:%S')} ---\n{render_text(message)}", flush=True)
         self.received.append(
@@ -220,11 +243,17 @@ class SlackStandIn:
             return self._fail(api, "channel_not_found")
         if block_kit_problems(message):
             return self._fail(api, "invalid_blocks")
-        last = self._last_accepted.get(channel)
+        cid = channel_id(channel) if api else channel
+        if api and "thread_ts" in message and str(message["thread_ts"]) not in self._posted.get(cid, set()):
+            return self._fail(api, "thread_not_found")
+        last = self._last_accepted.get(cid)
         if self.enforce_rate and last is not None and self.clock() - last < self.min_interval_s - self.tolerance_s:
             return rate_limited(1), "rate_limited"
-        ok = msgspec.json.encode({"ok": True, "channel": channel, "ts": f"{time.time():.6f}"})
-        return (Answer(200, ok, "application/json") if api else Answer(200, b"ok")), ""
+        if not api:
+            return Answer(200, b"ok"), ""
+        ts = f"{int(time.time())}.{next(self._serial):06d}"
+        self._posted.setdefault(cid, set()).add(ts)
+        return Answer(200, msgspec.json.encode({"ok": True, "channel": cid, "ts": ts}), "application/json"), ""
 
     @staticmethod
     def _fail(api: bool, error: str) -> tuple[Answer, str]:

@@ -42,7 +42,7 @@ from workers.alert.rules import (
     retry_decision,
     thread_key,
 )
-from workers.alert.slack import Sender, SlackPermanent, SlackRateLimited, SlackRetry
+from workers.alert.slack import Sender, SlackPermanent, SlackRateLimited, SlackRetry, can_thread
 from workers.deadletter import dead_letter
 
 log = logs.get("workers.alert.notes")
@@ -108,6 +108,16 @@ async def queue_note(redis: Redis, note: Note, *, policy: DeliveryPolicy) -> boo
     event = {1: "alert.note_queued", 0: "alert.note_unneeded", -1: "alert.note_duplicate"}[outcome]
     log.info(event, call_id=note.call_id)
     return outcome == 1
+
+
+async def note_transcript(redis: Redis, sender: Sender | None, event: CallTranscribedEvent, *,
+                          policy: DeliveryPolicy) -> bool:
+    """The hook after a `wavix.call.transcribed` is delivered: queues its summary for the alert's thread,
+    when there is a summary, an alert, and a bot token (a webhook's alerts cannot be found again)."""
+    note = note_for(event)
+    if note is None or not can_thread(sender):
+        return False
+    return await queue_note(redis, note, policy=policy)
 
 
 class _Notes:
