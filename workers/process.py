@@ -35,7 +35,7 @@ from arq import Retry
 from redis.exceptions import RedisError
 
 from contract import logs
-from contract.events import CloudEvent
+from contract.events import CallTranscribedEvent, CloudEvent
 from contract.jobs import DELIVER, FETCH_TRANSCRIPT, Receipt
 from contract.wavix import Cdr
 from contract.webhooks import Kind
@@ -181,10 +181,11 @@ async def _fetch_transcript(resources: Resources, receipt: Receipt, attempt: int
             return await _unavailable(resources, cdr, "timed_out", hints, attempt, state)
         raise decision from e
     event = transcript_event(cdr, transcript, hints=hints, now=datetime.now(UTC))
-    if event.type != "wavix.call.transcribed":
+    if not isinstance(event, CallTranscribedEvent):
         return await _unavailable(resources, cdr, "failed", hints, attempt, state)
     _count(resources, event)
     await deliver_all(resources, event, attempt)
+    await resources.alert_transcript(event)  # before the state: a failure here runs the job (and this) again
     await resources.redis.set(resources.transcript_state_key(receipt.call_id), "transcribed",
                               ex=resources.settings.webhook_dedup_ttl)
     return "published"
