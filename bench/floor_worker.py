@@ -13,7 +13,7 @@ from typing import Any
 from arq import func
 
 from contract import logs
-from contract.jobs import PROCESS_CALL
+from contract.jobs import PROCESS_CALL, receipt_from
 from contract.settings import Settings
 from workers.fetch.wavix import WavixClient, create_http_client
 from workers.settings import create_worker
@@ -32,7 +32,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     await ctx["http"].aclose()
 
 
-async def floor(ctx: dict[str, Any], receipt: Any) -> str:
+async def floor(ctx: dict[str, Any], arg: Any) -> str:
+    receipt = receipt_from(arg)  # the deserializer yields plain maps, as for the real job
     await ctx["wavix"].get_cdr(receipt.call_id)
     await ctx["publish"](keys=[ctx["settings"].events_stream], args=[receipt.call_id])
     return "ok"
