@@ -109,7 +109,7 @@ def http_candidates(url: str) -> dict[str, Factory]:
            "httpx + workers.fetch.http.Transport": over(lambda: ours.Transport(limits=limits)),
            "aiohttp": plain_aiohttp}
     if hasattr(ours, "FastTransport"):  # the hand-written transport, while it existed (until 2026-12)
-        out["httpx + FastTransport (hand-written)"] = over(lambda: ours.FastTransport(limits=limits))
+        out["httpx + FastTransport (hand-written)"] = over(lambda: ours.FastTransport(limits=limits))  # type: ignore[attr-defined]
     return out
 
 
@@ -162,7 +162,7 @@ def _other_redis_candidates(sha: str) -> dict[str, Factory]:
         async def valkey_glide() -> Any:
             config = glide.GlideClientConfiguration([glide.NodeAddress(REDIS_HOST, REDIS_PORT)])
             client = await glide.GlideClient.create(config)
-            script = glide.Script(SCRIPT)
+            script = glide.Script(SCRIPT)  # type: ignore[no-untyped-call]
             yield lambda: client.invoke_script(script, keys=list(KEYS), args=["1"])
             await client.close()
         out["valkey-glide " + importlib.metadata.version("valkey-glide")] = valkey_glide
