@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 import httpx
 import msgspec
 import pytest
+from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from contract.errors import SettingsError
@@ -30,6 +31,7 @@ from workers.alert.rules import (
     DeliveryPolicy,
     Note,
     decode_note,
+    encode_note,
     escape,
     note_keys,
     pending_keys,
@@ -37,6 +39,7 @@ from workers.alert.rules import (
     thread_key,
 )
 from workers.alert.slack import BotSender, WebhookSender
+from workers.dlq import replay
 from workers.retry import Schedule
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
@@ -287,3 +290,26 @@ async def test_with_a_webhook_transcripts_leave_slack_alone_and_startup_says_why
         messages = [r.message for r in p.slack.accepted()]
         assert any(answered[0].call_id in m["text"] for m in messages)  # the alert went out, by the webhook
         assert not any("thread_ts" in m or "Transcript summary" in m["text"] for m in messages)
+
+
+async def test_a_dead_lettered_reply_replays_into_the_thread(
+    redis: Redis, policy: DeliveryPolicy, slack: tuple[SlackStandIn, BotSender]
+) -> None:
+    """`dlq replay` of a `slack_note` letter queues the reply again past its once-per-call mark; once Slack
+    takes it, it lands in the alert's thread and the letter is gone."""
+    standin, bot = slack
+    await queue_alert(redis, make_alert(6), policy=policy)
+    await flush(redis, bot, policy)
+    channel, ts = (await redis.get(thread_key("call-0006", policy.prefix))).decode().split()
+    await redis.xadd(policy.prefix + "dead", {"kind": "slack_note", "reason": "thread_not_found", "attempts": 1,
+                                              "call_id": "call-0006", "payload": encode_note(note(6, "late")),
+                                              "failed_at_ms": 0})
+    await redis.set(f"{policy.prefix}alert_noted:call-0006", "1")
+    [(entry_id, _)] = await redis.xrange(policy.prefix + "dead")
+    arq = ArqRedis(connection_pool=redis.connection_pool)
+    done = await replay(arq, policy.prefix + "dead", entry_id.decode(), queue_name=f"{policy.prefix}q",
+                        key_prefix=policy.prefix)
+    assert "transcript reply" in done and await redis.xlen(policy.prefix + "dead") == 0
+    await flush(redis, bot, policy)
+    replies = standin.thread(channel, ts)
+    assert len(replies) == 1 and "late" in str(replies[0])

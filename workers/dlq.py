@@ -30,8 +30,9 @@ from redis.exceptions import ResponseError
 from contract import logs
 from contract.jobs import DELIVER, JOB_FUNCTIONS, job_deserializer, job_serializer
 from contract.settings import Settings
+from workers.alert.notes import queue_note
 from workers.alert.outbox import queue_alert
-from workers.alert.rules import DeliveryPolicy, decode_alert
+from workers.alert.rules import DeliveryPolicy, decode_alert, decode_note
 from workers.deadletter import DeadLetter, entry
 from workers.deliver.delivery import Delivery
 
@@ -168,6 +169,15 @@ async def _show(redis: ArqRedis, stream: str, ids: list[str]) -> int:
     return status
 
 
+async def _requeue_note(redis: ArqRedis, letter: DeadLetter, *, key_prefix: str) -> str:
+    """A transcript reply's letter: queued again past its once-per-call mark, if its alert can still be found."""
+    note = msgspec.structs.replace(decode_note(letter.payload), attempts=0)
+    await redis.delete(f"{key_prefix}alert_noted:{note.call_id}")
+    if not await queue_note(redis, note, policy=DeliveryPolicy(prefix=key_prefix)):
+        raise ValueError("its alert's Slack message can no longer be found (no ts kept); the letter is kept")
+    return f"queued the transcript reply for call {note.call_id} again"
+
+
 async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str, key_prefix: str) -> str:
     """Puts one dead letter back to work and removes it from the stream; returns what was done.
 
@@ -189,6 +199,8 @@ async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str
             alert = decode_alert(letter.payload)
             await queue_alert(redis, alert, force=True, policy=DeliveryPolicy(prefix=key_prefix))
             done = f"queued the Slack alert for call {letter.call_id} again"
+        elif letter.kind == "slack_note":
+            done = await _requeue_note(redis, letter, key_prefix=key_prefix)
         else:
             raise ValueError(f"dead letter {letter.id} has an unknown kind {letter.kind!r}")
     except msgspec.DecodeError as e:
