@@ -12,7 +12,7 @@ async def test_a_short_chaos_run_loses_no_acknowledged_call_and_publishes_nothin
     exited unless killed, and each worker said once that Redis went and once that it came back."""
     figures = await execute(SHORT, tmp_path)
     assert report.verdict(figures) == [], figures
-    assert figures["calls_acknowledged"] > 150
+    assert figures["calls_acknowledged"] >= SHORT.calls // 2  # the rest were dropped or met the Redis restart
     assert figures["acknowledged_with_one_completed_pct"] == 100.0
     assert figures["duplicate_event_ids"] == 0
     assert figures["worker_kills"] == 1 and figures["worker_unexpected_exits"] == 0
