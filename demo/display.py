@@ -155,7 +155,8 @@ def result_line(snap: Snapshot, *, status: str, **extra: object) -> str:
     fields: dict[str, object] = {
         "run": snap.run_id, "calls": snap.calls, "completed": len(o.completed),
         "transcribed": o.by_type[TRANSCRIBED], "unavailable": o.by_type[UNAVAILABLE],
-        "webhooks": t.sent, "accepted": t.answers["accepted"], "accepted_calls": len(t.accepted_at), "duplicate": t.answers["duplicate"],
+        "webhooks": t.sent, "accepted": t.answers["accepted"], "accepted_calls": len(t.accepted_at),
+        "duplicate": t.answers["duplicate"],
         "alerts": a.delivered, "alert_singles": a.singles, "alert_digests": a.digests,
         "dead_letters": o.dead_letters, "dropped": snap.dropped, "recovered": len(o.recovered),
         "direction_unknown": o.direction_unknown, "anomalies": o.anomalies,

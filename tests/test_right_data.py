@@ -52,7 +52,7 @@ async def test_transcribed_events_carry_the_calls_direction_and_roles() -> None:
     config = SandboxConfig(seed=4, transcript_share=1.0, transcript_failed_share=0.0, machine_share=0.0,
                            transcript_nulls_share=1.0, transcript_delay_s=0.5)
     async with pipeline(config) as p:
-        calls, _ = await p.place_and_send(12, on_call_events=True, transcription_delay_s=0.5)
+        await p.place_and_send(12, on_call_events=True, transcription_delay_s=0.5)
         await p.run_worker()
         events = await p.events()
         transcribed, completed = by_type(events, TRANSCRIBED), by_type(events, COMPLETED)
