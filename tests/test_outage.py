@@ -34,12 +34,13 @@ async def test_an_event_published_during_a_rabbitmq_outage_arrives_after_it_and_
     config = tmp_path / "sinks.yaml"
     try:
         async with pipeline(SandboxConfig(seed=17, transcript_share=0.0), TRANSCRIPT_POLL="3600",
-                            RETRY_MAX_DELAY="6", DELIVERY_INLINE_TIMEOUT="1", SINKS_CONFIG=str(config)) as p:
+                            DELIVERY_INLINE_TIMEOUT="1", SINKS_CONFIG=str(config)) as p:
             config.write_text(
                 "destinations:\n"
                 f"  - name: redis\n    url: {p.settings.redis_url}?stream={p.settings.events_stream}\n"
                 f"  - name: rabbit\n    url: {rabbit.url(proxy.port)}\n"
                 "    filter: {types: [wavix.call.completed]}\n"
+                "    retry: {schedule: [3s], max_age: 75s}\n"  # the default waits 5 min after the second try
                 f"  - name: nats\n    url: {nats.url()}\n"
                 "    filter: {types: [wavix.call.completed]}\n"
             )
