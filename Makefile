@@ -44,7 +44,7 @@ chaos: install services
 	$(BIN)/python -m chaos
 
 demo: install services
-	$(BIN)/python -m demo
+	$(BIN)/python -m demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

@@ -33,6 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="how late the sandbox's transcripts are ready (default 4)")
     parser.add_argument("--drop-webhooks", type=float, default=0.10, metavar="SHARE",
                         help="share of calls whose webhooks are never sent, recovered by reconciliation (default 0.1)")
+    parser.add_argument("--console", action="store_true",
+                        help="after the run, keep the operator console open on its data until Ctrl-C (prints its URL)")
     parser.add_argument("--redis-probe", default="127.0.0.1:6379", metavar="HOST:PORT",
                         help="where to look for a running Redis when REDIS_URL is unset (default 127.0.0.1:6379)")
     return parser
@@ -46,7 +48,7 @@ def options_from(args: argparse.Namespace, environ: dict[str, str], interactive:
     return Options(calls=args.calls, rate=args.rate, live=args.live and interactive, wait_s=args.wait,
                    transcript_wait_s=args.transcript_wait, transcript_delay_s=args.transcript_delay,
                    redis_url=environ.get("REDIS_URL") or None, redis_probe=args.redis_probe,
-                   drop_webhooks=args.drop_webhooks)
+                   drop_webhooks=args.drop_webhooks, console=args.console)
 
 
 async def _main(options: Options, environ: dict[str, str], console: Console) -> int:

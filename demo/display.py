@@ -129,6 +129,9 @@ def show_examples(console: Console, snap: Snapshot) -> None:
         text = json.dumps(json.loads(snap.outcomes.example), indent=2)
         console.print(Panel(Syntax(text, "json", theme="ansi_dark", background_color="default", word_wrap=True),
                             title=f"An enriched event, as published ({COMPLETED})", title_align="left"))
+    console.print("Consume events yourself: examples/ has a consumer per destination kind (examples/README.md); "
+                  "`make demo` with `--console` keeps the run's stream and the console open to try them.",
+                  highlight=False)
     message: dict[str, Any] | None = snap.alerts.example_single or snap.alerts.example_digest
     if message is not None:
         rendered = Text.from_markup(escape(render_text(message)), emoji=True)  # :x: as Slack shows it

@@ -53,6 +53,7 @@ class Options:
     redis_url: str | None = None  # REDIS_URL, when set
     redis_probe: str = "127.0.0.1:6379"
     drop_webhooks: float = traffic.DROPPED  # share of calls whose webhooks the sandbox never sends
+    console: bool = False  # keep the operator console open on the run's data until Ctrl-C
 
 
 @dataclass
@@ -202,6 +203,8 @@ async def _run_with(options: Options, environ: dict[str, str], console: Console,
             watch.reconcile = lambda: reconcile_now(Settings.from_env(env), settle_s=0.0)
             await drive(options, watch, f"{target}/webhooks/wavix/{env['WEBHOOK_TOKENS']}", redis, children, console)
             await watch.refresh(redis)
+            if options.console:
+                await keep_console_open(watch, env, log_dir, children, console, choice.url)
     except asyncio.CancelledError:
         interrupted = True
         current = asyncio.current_task()
@@ -212,6 +215,27 @@ async def _run_with(options: Options, environ: dict[str, str], console: Console,
     finally:
         leftover = await _shut_down(children, redis, names, choice)
     return _report(console, watch, children, choice, leftover, log_dir, error=error, interrupted=interrupted)
+
+
+async def keep_console_open(watch: Watch, env: dict[str, str], log_dir: Path, children: list[Child],
+                            console: Console, redis_url: str) -> None:
+    """`--console`: the summary so far, then `wavix-events console` on the run's data until Ctrl-C."""
+    console.print(display.summary_table(watch.snapshot()))
+    port, token = processes.free_port(), secrets.token_hex(16)
+    role = processes.start_role("console", ["console"], {**env, "CONSOLE_TOKEN": token, "CONSOLE_PORT": str(port),
+                                                         "CONSOLE_HOST": "127.0.0.1", "CONSOLE_ALLOW_ACTIONS": "1"},
+                                log_dir)
+    children.append(role)
+    await processes.wait_http(role, f"http://127.0.0.1:{port}/healthz")
+    console.print(f"[bold]Console:[/] http://127.0.0.1:{port}/ · token {token} · Ctrl-C ends the demo", highlight=False)
+    console.print(f"Consume the run's events: .venv/bin/python -m examples.redis_consumer --url {redis_url} "
+                  f"--stream {watch.names.events} --group demo   (others: examples/README.md)", highlight=False)
+    try:
+        await asyncio.Event().wait()
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None:
+            current.uncancel()  # Ctrl-C is how this mode ends: the run is judged as if it had ended here
 
 
 async def _shut_down(children: list[Child], redis: Redis, names: RunNames, choice: RedisChoice) -> int:

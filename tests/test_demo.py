@@ -114,3 +114,38 @@ def test_without_a_reachable_redis_the_demo_runs_its_own_and_stops_it():
     assert not any(alive(pid) for pid in run.pids), run
     assert not run.group_left, run
     assert not answers(int(result["redis_port"])), run
+
+
+def test_demo_console_stays_open_on_the_runs_data_until_ctrl_c():
+    """`--console`: after the run the console serves the run's calls at the URL it prints, and Ctrl-C ends the
+    demo cleanly (exit 0, nothing left behind)."""
+    import re
+    import signal
+    import time
+
+    import httpx
+
+    process = subprocess.Popen([sys.executable, "-m", "demo", "--calls", "10", "--console", *SHORT], cwd=ROOT,
+                               env={**os.environ, "REDIS_URL": REDIS_URL}, text=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, start_new_session=True)
+    seen: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 90
+        found = None
+        while time.monotonic() < deadline and found is None:
+            line = process.stdout.readline()
+            seen.append(line)
+            found = re.search(r"Console: (http://127\.0\.0\.1:\d+/) · token (\w+)", line)
+        assert found, "".join(seen)
+        page = httpx.get(found.group(1) + "calls", headers={"Authorization": f"Bearer {found.group(2)}"})
+        assert page.status_code == 200 and page.text.count("/calls/") >= 10
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, 9)
+            process.wait()
+    result = [line for line in out.splitlines() if line.startswith("DEMO RESULT ")]
+    assert process.returncode == 0 and result and "status=ok" in result[-1], "".join(seen) + out
+    assert not group_alive(process.pid)

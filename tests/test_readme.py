@@ -56,9 +56,10 @@ def test_each_role_reads_the_shared_env_file_and_the_snippet_writes_a_valid_one(
     env = dict(line.split("=", 1) for line in (tmp_path / ".env").read_text().splitlines() if line)
     settings = Settings.from_env(env)
     assert len(settings.webhook_tokens) == 1 and settings.wavix_api_key == SandboxConfig().api_key
-    role_lines = [line for b in blocks() for line in b.splitlines() if "wavix-events serve" in line
-                  or "wavix-events worker" in line or "wavix-events simulate" in line or "wavix-events dlq" in line]
-    assert role_lines and all(line.startswith("set -a; . ./.env; set +a;") for line in role_lines)
+    sourced = "set -a; . ./.env; set +a"
+    role_lines = [line for b in blocks() if not b.startswith(sourced + " ") for line in b.splitlines()
+                  if any(f"wavix-events {role}" in line for role in ("serve", "worker", "simulate", "dlq"))]
+    assert role_lines and all(line.startswith(sourced + ";") for line in role_lines)  # or the block's first line
     simulate = next(line for line in role_lines if "simulate" in line)
     assert "/webhooks/wavix/$WEBHOOK_TOKENS" in simulate and "--port 8100" in simulate
     assert "WAVIX_API_URL=http://127.0.0.1:8100" in snippet
