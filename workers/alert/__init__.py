@@ -1,1 +1,1 @@
-"""Alert: Slack for calls that failed or met a machine. `rules.py` says what, `outbox.py` paces, `slack.py` sends."""
+"""Alert: Slack for calls that failed or met a machine, paced and never lost, and their transcripts in the thread."""

@@ -1,1 +1,1 @@
-"""Deliver: an event to every destination that wants it. `route.py` picks, `delivery.py` attempts, `sinks/` speak."""
+"""Deliver: an event to every destination that wants it, once each, on its own schedule, under the operator's hand."""

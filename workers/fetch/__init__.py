@@ -1,1 +1,1 @@
-"""Fetch: what the workers ask Wavix for. `wavix.py` is the API client; `http.py` its transport."""
+"""Fetch: what the workers ask Wavix for, and the calls found in Wavix's own list when a webhook never came."""
