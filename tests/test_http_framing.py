@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
-from tests.conftest import REDIS_URL, TOKEN, call_id
+from tests.conftest import REDIS_URL, TOKEN, call_id, forget
 from tests.helpers.servers import free_port, running
 
 PATH = f"/webhooks/wavix/{TOKEN}"
@@ -44,10 +44,13 @@ class Served:
 @pytest.fixture(scope="module")
 def served() -> Iterator[Served]:
     port = free_port()
-    queue = f"test:queue:{uuid.uuid4().hex}"
-    env = {"REDIS_URL": REDIS_URL, "WEBHOOK_TOKENS": TOKEN, "QUEUE_NAME": queue}
-    with running(["serve", "--host", "127.0.0.1", "--port", str(port)], env, f"http://127.0.0.1:{port}/healthz"):
-        yield Served(port, queue)
+    queue, prefix = f"test:queue:{uuid.uuid4().hex}", f"test:{uuid.uuid4().hex}:"
+    env = {"REDIS_URL": REDIS_URL, "WEBHOOK_TOKENS": TOKEN, "QUEUE_NAME": queue, "KEY_PREFIX": prefix}
+    try:
+        with running(["serve", "--host", "127.0.0.1", "--port", str(port)], env, f"http://127.0.0.1:{port}/healthz"):
+            yield Served(port, queue)
+    finally:
+        forget([prefix], [queue])
 
 
 @pytest.fixture

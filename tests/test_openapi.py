@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
 from contract.errors import PayloadError
 from contract.webhooks import classify
 from service.openapi import WEBHOOK_BODY
-from tests.conftest import REDIS_URL, TOKEN
+from tests.conftest import REDIS_URL, TOKEN, forget
 from tests.helpers.servers import free_port, running
 
 OPERATION = "/webhooks/wavix/{token}"
@@ -36,11 +36,14 @@ OPERATION = "/webhooks/wavix/{token}"
 @pytest.fixture(scope="module")
 def base() -> Iterator[str]:
     port = free_port()
-    env = {"REDIS_URL": REDIS_URL, "WEBHOOK_TOKENS": TOKEN, "QUEUE_NAME": f"test:queue:{uuid.uuid4().hex}",
-           "KEY_PREFIX": f"test:{uuid.uuid4().hex}:"}
+    queue, prefix = f"test:queue:{uuid.uuid4().hex}", f"test:{uuid.uuid4().hex}:"
+    env = {"REDIS_URL": REDIS_URL, "WEBHOOK_TOKENS": TOKEN, "QUEUE_NAME": queue, "KEY_PREFIX": prefix}
     url = f"http://127.0.0.1:{port}"
-    with running(["serve", "--host", "127.0.0.1", "--port", str(port)], env, f"{url}/healthz"):
-        yield url
+    try:
+        with running(["serve", "--host", "127.0.0.1", "--port", str(port)], env, f"{url}/healthz"):
+            yield url
+    finally:
+        forget([prefix], [queue])
 
 
 def accepted(body: dict[str, Any]) -> bool:
