@@ -4,8 +4,9 @@
                      or `Bearer <token>` for scripts
     /                overview: calls per minute by outcome, latency, recovered calls, dead letters (SVG)
     /calls           the call index with filters; /calls/{id} a call's timeline (console/trace.py)
-    /destinations    dead letters per destination (read-only: no destination health exists yet)
-    /dead-letters    list; replay (workers/dlq.replay) and purge only when CONSOLE_ALLOW_ACTIONS=1
+    /destinations    each destination's health; pause, resume, replay since a time (console/destinations.py)
+    /dead-letters    list; replay (workers/dlq.replay) and purge
+Actions (every POST but login and logout) answer 403 unless CONSOLE_ALLOW_ACTIONS=1.
 
 Every POST carries Litestar's CSRF token (CSRFConfig: cookie + hidden field); the session cookie is an HMAC
 of the token (HttpOnly, SameSite=Strict), so the token itself is never stored in the browser. Pages show
@@ -19,7 +20,6 @@ import hashlib
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -35,7 +35,9 @@ from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 from redis.asyncio import Redis
 
-from console import charts, data, trace
+from console import charts, data, destinations, trace
+from console.web import ConsoleOptions as ConsoleOptions  # re-exported: console.asgi and the tests import it here
+from console.web import page, refused
 from contract import logs
 from contract.jobs import job_deserializer, job_serializer
 from contract.record import without_query
@@ -46,12 +48,6 @@ log = logs.get("console")
 
 SESSION_COOKIE = "wavix_console"
 OPEN_PATHS = frozenset({"/login", "/healthz"})
-
-
-@dataclass(frozen=True)
-class ConsoleOptions:
-    token: str
-    allow_actions: bool = False
 
 
 class LoginForm(msgspec.Struct):
@@ -84,12 +80,6 @@ async def _gate(request: Request[Any, Any, Any]) -> Response[Any] | None:
     return Redirect(f"/login?next={quote(request.url.path)}")
 
 
-def _page(name: str, request: Request[Any, Any, Any], **context: Any) -> Template:
-    options: ConsoleOptions = request.app.state.options
-    return Template(template_name=name, context={"actions": options.allow_actions, "path": request.url.path,
-                                                 **context})
-
-
 @get("/healthz", include_in_schema=False)
 async def healthz() -> str:
     return "ok"
@@ -97,7 +87,7 @@ async def healthz() -> str:
 
 @get("/login")
 async def login_form(request: Request[Any, Any, Any], next: str = "/", failed: bool = False) -> Template:
-    return _page("login.html", request, next=next if next.startswith("/") else "/", failed=failed)
+    return page("login.html", request, next=next if next.startswith("/") else "/", failed=failed)
 
 
 @post("/login", status_code=303)
@@ -126,9 +116,11 @@ async def overview_page(request: Request[Any, Any, Any], minutes: int = 60) -> T
     settings: Settings = request.app.state.settings
     minutes = max(5, min(minutes, 24 * 60))
     view = await data.overview(request.app.state.redis, settings.key_prefix, settings.dead_letter_stream, minutes)
-    return _page("overview.html", request, view=view, p50=view.percentile(0.5), p95=view.percentile(0.95),
-                 calls_chart=charts.per_minute_bars(view.per_minute, minutes, data.now_ms()),
-                 latency_chart=charts.latency_bars(view.latencies_ms), colours=charts.COLOURS)
+    health = await destinations.rows(request.app.state.redis, settings, request.app.state.destination_names)
+    return page("overview.html", request, view=view, p50=view.percentile(0.5), p95=view.percentile(0.95),
+                health=health, when=destinations.when,
+                calls_chart=charts.per_minute_bars(view.per_minute, minutes, data.now_ms()),
+                latency_chart=charts.latency_bars(view.latencies_ms), colours=charts.COLOURS)
 
 
 @get("/calls")
@@ -139,8 +131,8 @@ async def calls_page(
     chosen = data.CallFilter(minutes=max(1, min(minutes, 7 * 24 * 60)), outcome=outcome, direction=direction,
                              alerted=alerted if alerted in ("yes", "no") else "")
     found = await data.filtered(request.app.state.redis, settings.key_prefix, chosen)
-    return _page("calls.html", request, calls=found, filter=chosen, clock=trace.clock, colours=charts.COLOURS,
-                 outcomes=list(charts.COLOURS))
+    return page("calls.html", request, calls=found, filter=chosen, clock=trace.clock, colours=charts.COLOURS,
+                outcomes=list(charts.COLOURS))
 
 
 @get("/calls/{call_id:str}")
@@ -149,32 +141,22 @@ async def call_page(request: Request[Any, Any, Any], call_id: str) -> Template:
     timeline = await trace.read(request.app.state.redis, settings.key_prefix, call_id)
     events = [s for s in timeline.steps if s.step == "event"]
     recording = without_query(timeline.summary.recording_url) if timeline.summary else ""
-    return _page("call.html", request, timeline=timeline, events=events, recording=recording, clock=trace.clock)
-
-
-@get("/destinations")
-async def destinations_page(request: Request[Any, Any, Any]) -> Template:
-    settings: Settings = request.app.state.settings
-    letters = await data.dead_letters(request.app.state.redis, settings.dead_letter_stream)
-    names = request.app.state.destination_names
-    counts = data.dead_per_destination(letters)
-    return _page("destinations.html", request, rows=[(n, counts.get(n, 0)) for n in sorted(set(names) | set(counts))])
+    return page("call.html", request, timeline=timeline, events=events, recording=recording, clock=trace.clock)
 
 
 @get("/dead-letters")
 async def dead_letters_page(request: Request[Any, Any, Any], done: str = "") -> Template:
     settings: Settings = request.app.state.settings
     letters = await data.dead_letters(request.app.state.redis, settings.dead_letter_stream)
-    return _page("dead_letters.html", request, letters=letters, done=done, clock=trace.clock,
-                 destination_of=data.destination_of)
+    return page("dead_letters.html", request, letters=letters, done=done, clock=trace.clock,
+                destination_of=data.destination_of)
 
 
 @post("/dead-letters/{entry_id:str}/{action:str}", status_code=303)
 async def dead_letter_action(request: Request[Any, Any, Any], entry_id: str, action: str) -> Response[Any]:
-    options: ConsoleOptions = request.app.state.options
     settings: Settings = request.app.state.settings
-    if not options.allow_actions:
-        return Response("actions are off (CONSOLE_ALLOW_ACTIONS=1 turns them on)", status_code=403)
+    if (refusal := refused(request)) is not None:
+        return refusal
     if action == "replay":
         try:
             done = await replay(request.app.state.arq, settings.dead_letter_stream, entry_id,
@@ -203,8 +185,9 @@ def create_app(settings: Settings, options: ConsoleOptions, destination_names: t
             await redis.aclose()
 
     app = Litestar(
-        route_handlers=[healthz, login_form, login, logout, overview_page, calls_page, call_page, destinations_page,
-                        dead_letters_page, dead_letter_action],
+        route_handlers=[healthz, login_form, login, logout, overview_page, calls_page, call_page,
+                        destinations.destinations_page, destinations.destination_action, dead_letters_page,
+                        dead_letter_action],
         lifespan=[resources],
         before_request=_gate,
         csrf_config=CSRFConfig(secret=session_value(options.token + ":csrf"), cookie_name="wavix_console_csrf",
