@@ -2,9 +2,13 @@
 
 The bar (docs/chaos.md): every call whose webhook was acknowledged (answered 2xx) has exactly one
 `wavix.call.completed` event; no event id is published twice; every alert goes out exactly once per
-call and reason; no worker exits unless it was killed. Calls whose webhooks the sandbox dropped on
-purpose, or that were refused (503 while Redis was down), are counted apart: recovering them is
-reconciliation's job, not the queue's.
+call and reason; no worker exits unless it was killed. Per destination (chaos/sinks.py): no acknowledged
+call's completed event missing anywhere, no event id twice on the Redis Stream or on NATS, every webhook
+signature good. Webhook repeats are counted and reported, not failed: a worker killed between the
+endpoint's 2xx and the ledger's mark sends again, with the same `webhook-id` (docs/chaos.md).
+
+Calls whose webhooks the sandbox dropped on purpose, or that were refused (503 while Redis was down), are
+counted apart: recovering them is reconciliation's job, not the queue's.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ class Completed(msgspec.Struct):
     """The completed events in the stream: count per call, ids seen more than once, when each call's came."""
 
     per_call: dict[str, int]
+    per_id: dict[str, int]  # every event id in the stream, with how many entries carry it
     duplicate_ids: int
     at_ms: dict[str, int]
     alerts_expected: int
@@ -51,7 +56,7 @@ async def read_events(redis: Redis, stream: str) -> Completed:
                 at_ms.setdefault(event.subject, int(entry_id.split(b"-")[0]))
                 alerts += len(getattr(event.data, "alert_reasons", ()) or ())
         last = "(" + entries[-1][0].decode()
-    return Completed(dict(per_call), sum(n - 1 for n in ids.values() if n > 1), at_ms, alerts)
+    return Completed(dict(per_call), dict(ids), sum(n - 1 for n in ids.values() if n > 1), at_ms, alerts)
 
 
 def load_results(path: Path) -> list[Result]:
@@ -100,9 +105,33 @@ def verdict(figures: dict[str, Any]) -> list[str]:
     if figures["alerts_sent"] != figures["alerts_expected"] or figures["calls_alerted_twice"]:
         failures.append(f"alerts sent {figures['alerts_sent']} for {figures['alerts_expected']} expected, "
                         f"{figures['calls_alerted_twice']} calls alerted twice")
+    failures += _destination_failures(figures.get("destinations", {}))
     if figures["worker_unexpected_exits"]:
         failures.append(f"workers exited unexpectedly: {figures['worker_unexpected_exits']}")
     return failures
+
+
+DEDUPLICATED = ("redis", "nats")  # destinations whose repeats fail the bar (atomic mark; Nats-Msg-Id)
+
+
+def _destination_failures(destinations: dict[str, dict[str, Any]]) -> list[str]:
+    failures = []
+    for name, line in destinations.items():
+        if line["missing"]:
+            failures.append(f"{name}: acknowledged calls' completed events missing: {line['missing']}")
+        if name in DEDUPLICATED and line["duplicates"]:
+            failures.append(f"{name}: event ids received more than once: {line['duplicates']}")
+        if line.get("bad_signatures"):
+            failures.append(f"{name}: POSTs with a bad signature: {line['bad_signatures']}")
+    return failures
+
+
+def destination_table(destinations: dict[str, dict[str, Any]]) -> str:
+    """One line per destination: received, distinct ids, ids received twice or more, missing."""
+    head = f"{'destination':<12}{'received':>10}{'distinct':>10}{'duplicates':>12}{'missing':>9}"
+    lines = [head] + [f"{name:<12}{d['received']:>10}{d['distinct']:>10}{d['duplicates']:>12}{d['missing']:>9}"
+                      for name, d in destinations.items()]
+    return "\n".join(lines)
 
 
 def table(figures: dict[str, Any]) -> str:
@@ -115,6 +144,8 @@ def table(figures: dict[str, Any]) -> str:
         ("duplicate event ids", "duplicate_event_ids"),
         ("alerts sent / expected (one per call and reason)", "alerts"),
         ("calls alerted twice", "calls_alerted_twice"),
+        ("webhook POSTs repeating a webhook-id / bad signatures", "webhook_repeats"),
+        ("deliveries still pending at the end (leases, deliver jobs)", "pending_deliveries"),
         ("workers killed (-9) / unexpected exits", "workers"),
         ("Redis restarts: graceful / kill -9", "redis"),
         ("worker outage lines: lost / back", "outage_lines"),
@@ -122,4 +153,5 @@ def table(figures: dict[str, Any]) -> str:
         ("run, s", "seconds"),
     ]
     width = max(len(label) for label, _ in rows)
-    return "\n".join(f"{label:<{width}}  {figures.get(key)!s:>12}" for label, key in rows)
+    main = "\n".join(f"{label:<{width}}  {figures.get(key)!s:>12}" for label, key in rows)
+    return f"{main}\n\n{destination_table(figures.get('destinations', {}))}"

@@ -1,11 +1,15 @@
 """One chaos run: the whole service on loopback, faults on a schedule, then the bar measured.
 
 A private Redis with AOF on a free port, the receiver, two workers and the Wavix sandbox (429s, 5xx,
-slow and dropped answers, dropped webhooks, duplicates) as processes; the Slack stand-in in this
-process. The sandbox places the calls and sends their webhooks at a steady rate; meanwhile the plan's
-actions run at their times: a worker killed with -9 (and started again at once, as a supervisor would),
-Redis stopped gracefully for 2 s, Redis killed with -9 for 2 s. Then the run drains (bounded) and
-chaos/report.py measures it. Everything is bounded in count and time; only loopback is used.
+slow and dropped answers, dropped webhooks, duplicates) as processes; the Slack stand-in and the
+webhook destination's endpoint in this process. The workers' routing file (chaos/sinks.py) sends every
+event to three destinations: the Redis Stream, that endpoint, and a JetStream stream of the run's own.
+
+The sandbox places the calls and sends their webhooks at a steady rate; meanwhile the plan's actions run
+at their times: a worker killed with -9 (and started again at once, as a supervisor would), Redis stopped
+gracefully for 2 s, Redis killed with -9 for 2 s. Then the run drains (bounded: until every destination
+has every acknowledged call's event and no delivery is in flight or queued, so a late repeat is counted
+too) and chaos/report.py measures it. Everything is bounded in count and time; only loopback is used.
 """
 
 from __future__ import annotations
@@ -20,9 +24,10 @@ from typing import Any
 
 from redis.asyncio import Redis
 
-from chaos import report
+from chaos import report, sinks
 from chaos.redis import PrivateRedis, free_port
 from chaos.roles import Role
+from contract.events import COMPLETED, event_id
 from sandbox.slack import SlackStandIn
 from sandbox.slack import serve as serve_slack
 
@@ -57,6 +62,8 @@ class Run:
     workers: list[Role]
     sandbox: Role
     slack: SlackStandIn
+    hooks: sinks.HookCounter
+    nats: sinks.NatsStream
     held: list[tuple[float, list[str]]] = field(default_factory=list)
     restarts: dict[str, int] = field(default_factory=lambda: {"restart_redis": 0, "kill_redis": 0})
 
@@ -65,13 +72,14 @@ class Run:
         return self.workdir / "webhooks.ndjson"
 
 
-def _roles(plan: Plan, workdir: Path, redis_url: str, slack_url: str) -> tuple[Role, list[Role], Role]:
+def _roles(plan: Plan, workdir: Path, redis_url: str, slack_url: str, routing: Path) -> tuple[Role, list[Role], Role]:
     ports = {name: free_port() for name in ("receiver", "sandbox", "worker-1", "worker-2")}
     env = {**os.environ, "REDIS_URL": redis_url, "WEBHOOK_TOKENS": TOKEN, "WAVIX_API_KEY": API_KEY,
            "WAVIX_API_URL": f"http://127.0.0.1:{ports['sandbox']}", "SLACK_WEBHOOK_URL": f"{slack_url}/services/T/B/X",
            "RETRY_MAX_DELAY": "5", "JOB_COMPLETION_WAIT": "5", "TRANSCRIPT_POLL": "3600", "LOG_LEVEL": "INFO"}
     for name in ("QUEUE_NAME", "KEY_PREFIX", "EVENTS_STREAM", "DEAD_LETTER_STREAM", "SINKS_CONFIG"):
         env.pop(name, None)  # the defaults, on the run's own Redis
+    env["SINKS_CONFIG"] = str(routing)
     receiver = Role("receiver", ["serve", "--host", "127.0.0.1", "--port", str(ports["receiver"])], env,
                     workdir / "receiver.log", f"http://127.0.0.1:{ports['receiver']}/healthz")
     workers = [Role(name, ["worker"], {**env, "WORKER_HEALTH_PORT": str(ports[name])}, workdir / f"{name}.log",
@@ -91,11 +99,13 @@ async def execute(plan: Plan, workdir: Path) -> dict[str, Any]:
     """Runs the plan in `workdir` (logs, Redis data, results) and returns the figures of the bar."""
     workdir.mkdir(parents=True, exist_ok=True)
     redis = PrivateRedis(workdir / "redis").start()
-    slack = SlackStandIn()
+    slack, hooks, stream = SlackStandIn(), await sinks.HookCounter().start(), sinks.NatsStream()
     try:
+        await stream.create()
+        routing = sinks.routing_file(workdir / "sinks.yaml", redis.url, hooks.url, stream.name, stream.subject)
         async with serve_slack(slack) as slack_url:
-            receiver, workers, sandbox = _roles(plan, workdir, redis.url, slack_url)
-            run = Run(plan, workdir, redis, receiver, workers, sandbox, slack)
+            receiver, workers, sandbox = _roles(plan, workdir, redis.url, slack_url, routing)
+            run = Run(plan, workdir, redis, receiver, workers, sandbox, slack, hooks, stream)
             try:
                 for role in (receiver, *workers):
                     await asyncio.to_thread(role.start)
@@ -104,6 +114,8 @@ async def execute(plan: Plan, workdir: Path) -> dict[str, Any]:
                 for role in (sandbox, *workers, receiver):
                     await asyncio.to_thread(role.stop)
     finally:
+        await stream.delete()
+        await hooks.stop()
         redis.kill()
 
 
@@ -149,22 +161,32 @@ async def _in_flight(url: str) -> list[str]:
 
 
 async def _drain(run: Run) -> dict[str, Any]:
-    """Waits (bounded) until every acknowledged call has its event and every alert went out; measures."""
+    """Waits (bounded) until every destination has every acknowledged call's event, every alert went out and
+    no delivery is in flight or queued (a repeat after a lease runs out comes late); then measures."""
     deadline = time.monotonic() + run.plan.drain_s
     while True:
         for worker in run.workers:
             await asyncio.to_thread(worker.check)
         figures = await measure(run)
-        settled = not figures["acknowledged_missing"] and figures["alerts_sent"] >= figures["alerts_expected"]
-        if settled or time.monotonic() > deadline:
+        missing = any(d["missing"] for d in figures["destinations"].values())
+        alerted = figures["alerts_sent"] >= figures["alerts_expected"]
+        if (not missing and alerted and not figures["pending_deliveries"]) or time.monotonic() > deadline:
             return figures
         await asyncio.sleep(1.0)
+
+
+async def _pending(redis: Redis) -> int:
+    """Deliveries not over yet: attempts holding a lease, and `deliver` jobs waiting in the queue."""
+    leases = [k async for k in redis.scan_iter(match="wavix:delivering:*", count=1000)]
+    queued = [j for j in await redis.zrange("wavix:queue", 0, -1) if j.startswith(b"wavix:deliver:")]
+    return len(leases) + len(queued)
 
 
 async def measure(run: Run) -> dict[str, Any]:
     redis = Redis.from_url(run.redis.url)
     try:
         events = await report.read_events(redis, "wavix:events")
+        pending = await _pending(redis)
     finally:
         await redis.aclose()
     results = report.load_results(run.results_path)
@@ -173,11 +195,22 @@ async def measure(run: Run) -> dict[str, Any]:
     sent, twice = report.alerts_sent(run.slack.accepted())
     held = [events.at_ms[c] / 1000 - at for at, calls in run.held for c in calls if c in events.at_ms]
     logs = "".join(w.log.read_text(errors="replace") for w in run.workers)
+    expected = [event_id(c, COMPLETED) for c in ok]
+    hooks = run.hooks
+    repeats = sum(n - 1 for n in hooks.per_webhook_id.values() if n > 1)
+    destinations = {
+        "redis": sinks.figures(events.per_id, expected),
+        "webhook": {**sinks.figures(hooks.per_event, expected), "bad_signatures": hooks.bad_signatures,
+                    "webhook_ids_repeated": sum(1 for n in hooks.per_webhook_id.values() if n > 1)},
+        "nats": sinks.figures(await run.nats.per_event(), expected),
+    }
     return {
         "calls": run.plan.calls, "calls_dropped": run.plan.calls - len(ok | refused) if results else None,
         "calls_unacknowledged": len(refused), "calls_acknowledged": len(ok),
         "acknowledged_with_one_completed_pct": round(100 * (len(ok) - len(missing)) / max(1, len(ok)), 2),
         "acknowledged_missing": missing[:20], "duplicate_event_ids": events.duplicate_ids,
+        "destinations": destinations, "pending_deliveries": pending,
+        "webhook_repeats": f"{repeats} / {hooks.bad_signatures}",
         "alerts_sent": sent, "alerts_expected": events.alerts_expected, "alerts": f"{sent} / {events.alerts_expected}",
         "calls_alerted_twice": twice, "worker_kills": sum(w.kills for w in run.workers),
         "worker_unexpected_exits": sum(len(w.unexpected_exits) for w in run.workers),
