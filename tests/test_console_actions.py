@@ -109,3 +109,22 @@ async def test_the_page_shows_health_but_no_url_or_secret(tmp_path: Path) -> Non
         finally:
             await redis.aclose()
     assert masked("x http://a:b@h/p y", ()) == "x [url] y"
+
+
+async def test_an_impossible_action_is_reported_not_done(tmp_path: Path) -> None:
+    """A replay without a since time, with a time that is not one, or for a name not in the routing file is
+    answered with the CLI's own refusal on the page (nothing queued), and an unknown action is 404."""
+    async with console(tmp_path, allow_actions=True) as (client, settings):
+        token = csrf_field((await client.get("/destinations", headers=AUTH)).text)
+        for name, since, said in (("crm", "", "replay needs a since time"), ("crm", "yesterday", "not a time"),
+                                  ("crn", "1h", "no destination &#39;crn&#39; in the routing file; known: crm")):
+            page = await client.post(f"/destinations/{name}/replay", headers=AUTH,
+                                     data={"_csrf_token": token, "since": since})
+            assert page.status_code == 200 and "not done: " in page.text and said in page.text, said
+        unknown = await client.post("/destinations/crm/explode", headers=AUTH, data={"_csrf_token": token})
+        assert unknown.status_code == 404
+        redis = Redis.from_url(REDIS_URL)
+        try:
+            assert await redis.zcard(settings.queue_name) == 0
+        finally:
+            await redis.aclose()
