@@ -1,9 +1,9 @@
 """Enqueue: the dedup mark, the arq job and the call's webhook record, in one Redis round trip that cannot
 half-happen; and, for webhooks that start no work, the record alone, in one round trip too.
 
-The script is `contract.intake.ENQUEUE_ONE`, the very one the reconciler runs for calls it finds in
-Wavix's list: it appends the webhook's `Receipt` to the call's list (duplicates included, so the worker
-sees every webhook of the call whatever order they came in), stops if the work was seen within the
+The script is `contract.intake`'s intake function (`ENQUEUE_MANY` here), the very one the reconciler runs for
+calls it finds in Wavix's list: it appends the webhook's `Receipt` to the call's list (duplicates included,
+so the worker sees every webhook of the call whatever order they came in), stops if the work was seen within the
 dedup window, else queues arq's job record and entry and only then sets the dedup mark. A transcription
 webhook goes to the call's one transcript job (`contract.intake.transcript_job_id`), which the worker's
 poll shares. arq's own `_job_id` uniqueness is not enough: it only holds while the job or its result
@@ -11,25 +11,35 @@ exists, not for the whole dedup window.
 
 Progress events (ringing, answered, ...) start no work but say things the worker needs (`direction`),
 so `record()` appends them with the small record script: still one round trip per webhook.
+
+Batching: the webhooks that reach `enqueue()` while the previous batch is in Redis (at least those of one
+event-loop turn) go as ONE `ENQUEUE_MANY` call (the same five keys and seven arguments per webhook, one
+answer each), not one `ENQUEUE_ONE` per webhook in a pipeline. Measured under wrk (docs/benchmarks.md):
+Redis runs one script call instead of N, and the receiver packs one command and reads one reply per batch.
+The batch is atomic as a whole, in arrival order, so two deliveries of one call in a batch still queue once.
+A batch holds at most `MAX_BATCH` webhooks; an error reply fails every webhook of its batch (a 503 each).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Sequence
+from typing import Any
 
 from arq.constants import job_key_prefix, result_key_prefix
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from contract import tracing
-from contract.intake import ENQUEUE_ONE, MODE_TRANSCRIPT, MODE_WEBHOOK, call_job_id, seen_key, transcript_job_id
+from contract.intake import ENQUEUE_MANY, MODE_TRANSCRIPT, MODE_WEBHOOK, call_job_id, seen_key, transcript_job_id
 from contract.jobs import Receipt, encode_job, function_for, job_serializer
 from contract.webhooks import WEBHOOKS_KEPT, Kind, Webhook, webhooks_key
 from service.redisbatch import BatchedRedis
 
 _JOB_KEY, _RESULT_KEY = job_key_prefix.encode(), result_key_prefix.encode()
 _MODES = {True: MODE_TRANSCRIPT.encode(), False: MODE_WEBHOOK.encode()}
+MAX_BATCH = 128  # webhooks per ENQUEUE_MANY call: bounds the time Redis spends in one script
 
 # KEYS: webhook list. ARGV: receipt, ttl s.
 _RECORD = f"""
@@ -49,12 +59,65 @@ class _Script:
         redis.on_connect.append(("SCRIPT", "LOAD", self._source))
         self._sha = hashlib.sha1(self._source).hexdigest().encode()
 
-    async def __call__(self, keys: Sequence[bytes], args: Sequence[bytes]) -> bool:
-        """Runs the script; redis' errors propagate (a 503 for the app)."""
+    async def __call__(self, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
+        """Runs the script and returns its reply; redis' errors propagate (a 503 for the app)."""
         try:
-            return bool(await self._redis.call(b"EVALSHA", self._sha, len(keys), *keys, *args))
+            return await self._redis.call(b"EVALSHA", self._sha, len(keys), *keys, *args)
         except NoScriptError:  # the script cache was flushed under a live connection: send the script this once
-            return bool(await self._redis.call(b"EVAL", self._source, len(keys), *keys, *args))
+            return await self._redis.call(b"EVAL", self._source, len(keys), *keys, *args)
+
+
+_Pending = list[tuple[list[bytes], list[bytes], "asyncio.Future[bool]"]]
+
+
+class _Batcher:
+    """Runs ENQUEUE_MANY for the webhooks gathered while the previous batch was in Redis."""
+
+    def __init__(self, script: _Script) -> None:
+        self._script = script
+        self._pending: _Pending = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def __call__(self, keys: list[bytes], args: list[bytes]) -> bool:
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._pending.append((keys, args, future))
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_all())
+        return await future
+
+    async def _flush_all(self) -> None:
+        try:
+            while self._pending:
+                batch, self._pending = self._pending[:MAX_BATCH], self._pending[MAX_BATCH:]
+                await self._flush(batch)
+        finally:
+            self._flusher = None
+            for _, _, future in self._pending:  # only when cancelled
+                future.cancel()
+            self._pending = []
+
+    async def _flush(self, batch: _Pending) -> None:
+        keys: list[bytes] = []
+        args: list[bytes] = []
+        for k, a, _ in batch:
+            keys += k
+            args += a
+        try:
+            answers = await self._script(keys, args)
+            if not isinstance(answers, list) or len(answers) != len(batch):
+                raise ResponseError(f"ENQUEUE_MANY answered {answers!r:.80} for {len(batch)} webhooks")
+        except Exception as e:
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(e)
+            return
+        except BaseException:
+            for _, _, future in batch:
+                future.cancel()
+            raise
+        for (_, _, future), answer in zip(batch, answers, strict=True):
+            if not future.done():
+                future.set_result(bool(answer))
 
 
 class Enqueuer:
@@ -64,7 +127,7 @@ class Enqueuer:
         self, redis: BatchedRedis, *, queue_name: str, key_prefix: str, dedup_ttl_s: int, job_expiry_s: int
     ) -> None:
         self._prefix = key_prefix
-        self._enqueue = _Script(redis, ENQUEUE_ONE)
+        self._enqueue = _Batcher(_Script(redis, ENQUEUE_MANY))
         self._record = _Script(redis, _RECORD)
         self._queue = queue_name.encode()
         self._ttl = b"%d" % dedup_ttl_s
@@ -87,9 +150,9 @@ class Enqueuer:
         job = encode_job(function_for(webhook), receipt, now_ms)
         with tracing.span("enqueue", **{"wavix.call_id": webhook.call_id}):
             return await self._enqueue(
-                (seen_key(self._prefix, webhook.dedup_key).encode(), _JOB_KEY + jid, _RESULT_KEY + jid, self._queue,
-                 webhooks_key(self._prefix, webhook.call_id).encode()),
-                (self._ttl, self._expiry, job, jid, b"%d" % now_ms, job_serializer(receipt), _MODES[transcript]),
+                [seen_key(self._prefix, webhook.dedup_key).encode(), _JOB_KEY + jid, _RESULT_KEY + jid, self._queue,
+                 webhooks_key(self._prefix, webhook.call_id).encode()],
+                [self._ttl, self._expiry, job, jid, b"%d" % now_ms, job_serializer(receipt), _MODES[transcript]],
             )
 
     async def record(self, webhook: Webhook, body: bytes) -> None:
