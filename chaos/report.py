@@ -123,6 +123,9 @@ def _destination_failures(destinations: dict[str, dict[str, Any]]) -> list[str]:
             failures.append(f"{name}: event ids received more than once: {line['duplicates']}")
         if line.get("bad_signatures"):
             failures.append(f"{name}: POSTs with a bad signature: {line['bad_signatures']}")
+        if "webhook_ids" in line and (line["webhook_ids"], line["webhook_ids_repeated"]) != (
+                line["distinct"], line["duplicates"]):
+            failures.append(f"{name}: a repeat came with another webhook-id, which no consumer can drop")
     return failures
 
 

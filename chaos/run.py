@@ -50,7 +50,8 @@ class Plan:
     seed: int = 7
 
 
-SHORT = Plan(calls=200, rate=40.0, actions=((1.5, "kill_worker"), (3.0, "restart_redis")), drain_s=60.0)
+# drain_s: past a killed attempt's 45 s lease (workers/deliver/delivery.py LEASE_S), so its late repeat is counted
+SHORT = Plan(calls=200, rate=40.0, actions=((1.5, "kill_worker"), (3.0, "restart_redis")), drain_s=90.0)
 
 
 @dataclass
@@ -201,6 +202,7 @@ async def measure(run: Run) -> dict[str, Any]:
     destinations = {
         "redis": sinks.figures(events.per_id, expected),
         "webhook": {**sinks.figures(hooks.per_event, expected), "bad_signatures": hooks.bad_signatures,
+                    "webhook_ids": len(hooks.per_webhook_id),
                     "webhook_ids_repeated": sum(1 for n in hooks.per_webhook_id.values() if n > 1)},
         "nats": sinks.figures(await run.nats.per_event(), expected),
     }

@@ -181,4 +181,5 @@ def figures(per_event: Counter[str] | dict[str, int], expected: Iterable[str]) -
         "received": sum(per_event.values()), "distinct": len(per_event),
         "duplicates": sum(1 for n in per_event.values() if n > 1),
         "missing": sum(1 for event in expected if event not in per_event),
+        "duplicate_ids": sorted(event for event, n in per_event.items() if n > 1)[:20],
     }
