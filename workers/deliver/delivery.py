@@ -43,7 +43,7 @@ from contract.jobs import DELIVER
 from workers.deliver import control, eventlog, inflight
 from workers.deliver.jobs import Delivery, encode_delivery, now_ms
 from workers.deliver.jobs import job_id as _job_id
-from workers.deliver.ledger import Ledger
+from workers.deliver.ledger import Claim, Ledger
 from workers.deliver.route import Destination, route
 from workers.deliver.sinks.base import Sink, idempotency_key
 from workers.retry import CallError, GiveUp, Permanent, Schedule, Transient
@@ -87,24 +87,32 @@ def destination(resources: Resources, name: str) -> Destination | None:
 
 
 async def deliver_all(resources: Resources, event: CloudEvent, attempt: int) -> None:
-    """Logs `event`, then first attempts, concurrently, to every destination that wants it."""
+    """Logs `event`, then first attempts, concurrently, to every destination that wants it. The log entry and
+    the claims of every destination with a sink are one script call (workers/deliver/ledger.py)."""
     body = encode_event(event)
     settings = resources.settings
-    await eventlog.append(resources.redis, settings.key_prefix, event, body, retention_s=settings.event_log_retention)
     wanted = route(event, resources.destinations)
     if not wanted:
+        await eventlog.append(resources.redis, settings.key_prefix, event, body,
+                              retention_s=settings.event_log_retention)
         log.info("event.unrouted", call_id=event.subject, event_id=event.id, type=event.type)
         return
-    await asyncio.gather(*(_first_attempt(resources, event, body, d) for d in wanted))
+    entry = eventlog.entry(settings.key_prefix, event, body, retention_s=settings.event_log_retention)
+    ready = [d for d in wanted if d.name in resources.sinks]  # one without a sink is refused in attempt_once
+    claims = await ledger(resources).claim_all(event.id, [(d.name, d.max_per_second) for d in ready], log=entry)
+    made = dict(zip([d.name for d in ready], claims, strict=True))
+    await asyncio.gather(*(_first_attempt(resources, event, body, d, made.get(d.name)) for d in wanted))
 
 
-async def attempt_once(resources: Resources, delivery: Delivery, event: CloudEvent) -> str:
-    """Try number `delivery.tries + 1`: "published", "delivered_before", "parked", or a CallError."""
+async def attempt_once(resources: Resources, delivery: Delivery, event: CloudEvent, claim: Claim | None = None) -> str:
+    """Try number `delivery.tries + 1`: "published", "delivered_before", "parked", or a CallError. `claim`: the
+    ledger's answer for this try when it was asked already (deliver_all's one call for all destinations)."""
     name, book = delivery.destination, ledger(resources)
     sink, where = resources.sinks.get(name), destination(resources, name)
     if sink is None or where is None:
         raise Permanent(f"destination {name!r} is no longer configured")
-    claim = await book.claim(event.id, name, force=delivery.replay, max_per_second=where.max_per_second)
+    if claim is None:
+        claim = await book.claim(event.id, name, force=delivery.replay, max_per_second=where.max_per_second)
     if claim.delivered:
         log.info("event.delivered_before", call_id=event.subject, event_id=event.id, sink=name)
         return "delivered_before"
@@ -133,10 +141,11 @@ async def attempt_once(resources: Resources, delivery: Delivery, event: CloudEve
     return "published"
 
 
-async def _first_attempt(resources: Resources, event: CloudEvent, body: bytes, where: Destination) -> None:
+async def _first_attempt(resources: Resources, event: CloudEvent, body: bytes, where: Destination,
+                         claim: Claim | None) -> None:
     delivery = Delivery(destination=where.name, call_id=event.subject, event_id=event.id, event=body,
                         first_at_ms=now_ms())
-    task = asyncio.create_task(_attempt(resources, msgspec.structs.replace(delivery, tries=0), event))
+    task = asyncio.create_task(_attempt(resources, msgspec.structs.replace(delivery, tries=0), event, claim))
     done, _ = await asyncio.wait({task}, timeout=resources.settings.delivery_inline_timeout)  # never cancels it
     if done:
         await _conclude(resources, delivery, task, handed_over=False)
@@ -147,8 +156,8 @@ async def _first_attempt(resources: Resources, event: CloudEvent, body: bytes, w
     log.info("delivery.in_background", call_id=delivery.call_id, event_id=delivery.event_id, sink=where.name)
 
 
-async def _attempt(resources: Resources, delivery: Delivery, event: CloudEvent) -> None:
-    await attempt_once(resources, delivery, event)
+async def _attempt(resources: Resources, delivery: Delivery, event: CloudEvent, claim: Claim | None) -> None:
+    await attempt_once(resources, delivery, event, claim)
 
 
 async def _follow(resources: Resources, delivery: Delivery, task: asyncio.Task[None]) -> None:

@@ -4,8 +4,9 @@
 
 A destination that lost data (a consumer's bad deploy, a restored backup) asks for what it was sent since a
 time; the log answers with the events exactly as they were, same ids, so consumers that already have one drop
-it. Written once per event build (process_call and fetch_transcript), before routing, in the round trip's
-own XADD whose `MINID ~` trims entries older than the retention as it goes (no sweeper). A job re-run writes
+it. Written once per event build (process_call and fetch_transcript), inside the script that claims the event's
+first attempts (workers/deliver/ledger.py: no round trip of its own; an unrouted event gets its own XADD), by
+an XADD whose `MINID ~` trims entries older than the retention as it goes (no sweeper). A job re-run writes
 its event again: `read` keeps the first entry of each id.
 
 Size: one entry per event, ~2 KB (the event JSON); 100 000 calls a day with transcripts for half is about
@@ -17,6 +18,7 @@ from __future__ import annotations
 import fnmatch
 import time
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
@@ -29,13 +31,35 @@ def key(prefix: str) -> str:
     return f"{prefix}eventlog"
 
 
-async def append(redis: Redis, prefix: str, event: CloudEvent, body: bytes, *, retention_s: int) -> None:
-    """Logs `event` (its JSON `body`) and trims what is older than `retention_s` (0: no log)."""
+@dataclass(frozen=True)
+class LogEntry:
+    """One event's entry: `XADD key MINID ~ min_id * id .. type .. event ..`."""
+
+    key: str
+    min_id: str
+    event_id: str
+    event_type: str
+    body: bytes
+
+    def args(self) -> tuple[str, str, str, bytes]:
+        return self.min_id, self.event_id, self.event_type, self.body
+
+
+def entry(prefix: str, event: CloudEvent, body: bytes, *, retention_s: int) -> LogEntry | None:
+    """`event`'s entry (its JSON `body`), trimming what is older than `retention_s`; None: no log (0).
+    The job writes it in its delivery ledger's claim script (workers/deliver/ledger.py), no round trip of its own."""
     if retention_s <= 0:
-        return
+        return None
     horizon_ms = int((time.time() - retention_s) * 1000)  # the worker's clock: seconds of skew do not matter here
-    await redis.xadd(key(prefix), {"id": event.id, "type": event.type, "event": body},
-                     minid=f"{max(horizon_ms, 0)}", approximate=True)
+    return LogEntry(key(prefix), f"{max(horizon_ms, 0)}", event.id, event.type, body)
+
+
+async def append(redis: Redis, prefix: str, event: CloudEvent, body: bytes, *, retention_s: int) -> None:
+    """Logs `event` on its own (an unrouted event: no claim to ride on); nothing when `retention_s` is 0."""
+    log = entry(prefix, event, body, retention_s=retention_s)
+    if log is not None:
+        await redis.xadd(log.key, {"id": log.event_id, "type": log.event_type, "event": log.body}, minid=log.min_id,
+                         approximate=True)
 
 
 async def read(redis: Redis, prefix: str, *, since_ms: int, until_ms: int | None = None,

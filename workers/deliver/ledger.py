@@ -21,13 +21,14 @@ says when one is free; `settle` also updates the destination's health and backlo
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
 from contract.events import COMPLETED, TRANSCRIBED, UNAVAILABLE, event_id
 from workers.deliver import health, ratelimit
+from workers.deliver.eventlog import LogEntry
 
 EVENT_TYPES = (COMPLETED, TRANSCRIBED, UNAVAILABLE)  # every event a call can make; its ids follow from the call id
 
@@ -37,7 +38,10 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 # {-1}: delivered already; {-2}: paused; {-3, ms}: no rate slot for ms; {1, ms}: another attempt's lease has
 # ms left; {0, ms}: the lease is ours, send after ms (the rate slot taken).
-_CLAIM = _NOW + """
+# One destination's claim, a Lua function whose parameters shadow KEYS and ARGV, so the rate limiter's
+# fragment (written against KEYS[4], ARGV[5], ARGV[6]) is the same text for one destination or many.
+_CLAIM_ONE = """
+local function claim(KEYS, ARGV)
 if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then
   if redis.call('TTL', KEYS[1]) == -1 then redis.call('EXPIRE', KEYS[1], ARGV[3]) end
   return {-1, 0}
@@ -49,6 +53,25 @@ if busy ~= -2 then return {1, math.max(busy, 1)} end
 redis.call('SET', KEYS[2], ARGV[1], 'PX', math.ceil(tonumber(ARGV[2]) + wait))
 """ + ratelimit.GCRA_TAKE + """
 return {0, math.ceil(wait)}
+end
+"""
+# Every destination of one event in one round trip (4 keys and 2 arguments each, after the common ones), and
+# the event log's entry first when KEYS[1] is given (workers/deliver/eventlog.py): ARGV[1] the number of
+# destinations, ARGV[2..4] lease ms, mark TTL s, force; ARGV[5] the longest wait in place (ms); ARGV[6] the
+# log's MINID, ARGV[7..9] the entry's id, type and JSON. Answers {code, ms} per destination, in order.
+_CLAIM = _NOW + _CLAIM_ONE + """
+if KEYS[1] ~= '' then
+  redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[6], '*', 'id', ARGV[7], 'type', ARGV[8], 'event', ARGV[9])
+end
+local out = {}
+for i = 0, tonumber(ARGV[1]) - 1 do
+  local k, a = 2 + 4 * i, 10 + 2 * i
+  local answer = claim({KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]},
+                       {ARGV[a], ARGV[2], ARGV[3], ARGV[4], ARGV[a + 1], ARGV[5]})
+  out[#out + 1] = answer[1]
+  out[#out + 1] = answer[2]
+end
+return out
 """
 _SETTLE = _NOW + """
 if ARGV[2] == '1' then redis.call('SET', KEYS[1], '1', 'EX', ARGV[3]) end
@@ -72,6 +95,11 @@ class Claim:
     wait_ms: int = 0  # the slot taken is this many ms ahead: sleep, then send
 
 
+def _claim(keys: tuple[str, str], token: str, d: health.Keys, code: int, ms: int) -> Claim:
+    return Claim(keys, token, d, delivered=code == -1, paused=code == -2, throttled_ms=ms if code == -3 else 0,
+                 busy_ms=ms if code == 1 else 0, wait_ms=ms if code == 0 else 0)
+
+
 class Ledger:
     """The delivery state of events at destinations, shared by every worker through Redis."""
 
@@ -88,12 +116,24 @@ class Ledger:
     async def claim(self, event: str, destination: str, *, force: bool = False, max_per_second: float = 0.0,
                     max_wait_s: float = ratelimit.MAX_SLEEP_S) -> Claim:
         """Takes the lease (and a rate slot), unless delivered (and not `force`), paused, busy or throttled."""
-        d, keys, token = health.keys(self._prefix, destination), self.keys(event, destination), uuid.uuid4().hex
-        args: list[str | int | float] = [token, self._lease_ms, self._ttl_s, int(force),
-                                         ratelimit.interval_ms(max_per_second), int(max_wait_s * 1000)]
-        code, ms = (int(x) for x in await self._claim(keys=[*keys, d.health, d.rate], args=args))
-        return Claim(keys, token, d, delivered=code == -1, paused=code == -2, throttled_ms=ms if code == -3 else 0,
-                     busy_ms=ms if code == 1 else 0, wait_ms=ms if code == 0 else 0)
+        claims = await self.claim_all(event, [(destination, max_per_second)], force=force, max_wait_s=max_wait_s)
+        return claims[0]
+
+    async def claim_all(self, event: str, destinations: Sequence[tuple[str, float]], *, force: bool = False,
+                        max_wait_s: float = ratelimit.MAX_SLEEP_S, log: LogEntry | None = None) -> list[Claim]:
+        """`claim` for each (destination, max_per_second), in one round trip, after appending `log` (the event
+        log's entry) when given: a job's first attempts cost one script call whatever the destinations."""
+        keys: list[str] = [log.key if log is not None else ""]
+        args: list[str | int | float | bytes] = [len(destinations), self._lease_ms, self._ttl_s, int(force),
+                                                 int(max_wait_s * 1000), *(log.args() if log else ("", "", "", ""))]
+        made: list[tuple[tuple[str, str], str, health.Keys]] = []
+        for name, max_per_second in destinations:
+            d, pair, token = health.keys(self._prefix, name), self.keys(event, name), uuid.uuid4().hex
+            keys += [*pair, d.health, d.rate]
+            args += [token, ratelimit.interval_ms(max_per_second)]
+            made.append((pair, token, d))
+        answers = [int(x) for x in await self._claim(keys=keys, args=args)]
+        return [_claim(pair, token, d, answers[2 * i], answers[2 * i + 1]) for i, (pair, token, d) in enumerate(made)]
 
     async def settle(self, claim: Claim, *, delivered: bool, event: str = "", reason: str = "",
                      first_at_ms: int = 0) -> None:
