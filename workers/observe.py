@@ -17,6 +17,7 @@ or the class of an exception that escaped (a bug: arq retries it).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -43,6 +44,7 @@ class _Traced(msgspec.Struct):
 
 
 _event_trace = msgspec.json.Decoder(_Traced).decode
+_NO_SPAN: contextlib.nullcontext[None] = contextlib.nullcontext()  # reusable: stands for a span when tracing is off
 
 
 def _identity(arg: Any) -> tuple[str, int, str | None]:
@@ -71,7 +73,10 @@ def observed(function: JobFunction) -> JobFunction:
         started = time.perf_counter()
         outcome = "error"
         try:
-            with tracing.span(f"job {name}", parent, **{"wavix.call_id": call_id, "wavix.attempt": attempt}) as span:
+            traced = tracing.enabled()  # off: no span object, no attribute dict per job
+            around = tracing.span(f"job {name}", parent, **{"wavix.call_id": call_id, "wavix.attempt": attempt}) \
+                if traced else _NO_SPAN
+            with around as span:
                 try:
                     outcome = await function(ctx, arg)
                 except Retry:
@@ -133,8 +138,9 @@ class RecordedSink:
 
     async def publish(self, event: CloudEvent, *, idempotency_key: str) -> None:
         started = time.perf_counter()
-        attributes = {"wavix.call_id": event.subject, "wavix.event_id": event.id, "wavix.destination": self.name}
-        with tracing.span(f"deliver {self.name}", **attributes):
+        around = tracing.span(f"deliver {self.name}", **{"wavix.call_id": event.subject, "wavix.event_id": event.id,
+                              "wavix.destination": self.name}) if tracing.enabled() else _NO_SPAN
+        with around:
             parent = tracing.traceparent()
             if parent is not None:
                 event = msgspec.structs.replace(event, traceparent=parent)
