@@ -104,6 +104,18 @@ async def finished(redis: Redis, job_ids: Sequence[str]) -> list[dict[str, Any]]
     return out
 
 
+async def count_finished(redis: Redis, job_ids: list[str]) -> list[str]:
+    """The ids in `job_ids` whose result is not stored yet (EXISTS only: the poll must not steal the worker's CPU)."""
+    waiting: list[str] = []
+    for i in range(0, len(job_ids), 5000):
+        chunk = job_ids[i : i + 5000]
+        async with redis.pipeline(transaction=False) as pipe:
+            for j in chunk:
+                pipe.exists(result_key_prefix + j)
+            waiting += [j for j, there in zip(chunk, await pipe.execute(), strict=True) if not there]
+    return waiting
+
+
 async def work(run: Run, env: dict[str, str], module: str, job_ids: Sequence[str], warmup: int) -> dict[str, Any]:
     """Runs one worker process over the filled queue; jobs/s from arq's timings, RSS after warm-up and at the end."""
     redis = Redis.from_url(REDIS_URL)
@@ -111,19 +123,21 @@ async def work(run: Run, env: dict[str, str], module: str, job_ids: Sequence[str
                                env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rss_warm = rss_mid = 0
     try:
-        deadline = time.monotonic() + 240
+        deadline, waiting = time.monotonic() + 240, list(job_ids)
         while time.monotonic() < deadline:
-            done = await finished(redis, job_ids)
-            if not rss_warm and len(done) >= warmup:
+            waiting = await count_finished(redis, waiting)  # only the unfinished ones are asked about again
+            done_count = len(job_ids) - len(waiting)
+            if not rss_warm and done_count >= warmup:
                 rss_warm = rss_kib(process.pid)
-            if not rss_mid and len(done) >= len(job_ids) // 2:
+            if not rss_mid and done_count >= len(job_ids) // 2:
                 rss_mid = rss_kib(process.pid)
-            if len(done) == len(job_ids):
+            if not waiting:
                 break
             if process.poll() is not None:
                 raise RuntimeError(f"{module} exited with {process.returncode}")
             await asyncio.sleep(0.25)
         rss_end = rss_kib(process.pid)
+        done = await finished(redis, job_ids)
     finally:
         process.terminate()
         process.wait(timeout=30)
