@@ -38,11 +38,11 @@ from contract import logs
 from contract.events import CallTranscribedEvent, CloudEvent
 from contract.jobs import DELIVER, FETCH_TRANSCRIPT, Receipt
 from contract.wavix import Cdr
-from contract.webhooks import Kind
+from contract.webhooks import Kind, webhooks_key
 from workers.context import Resources
 from workers.deliver.delivery import Delivery, deliver_all, keep_delivered, retry_delivery
 from workers.enrich import CallHints, completed_event, transcript_event, unavailable_event
-from workers.fetch.hints import announcement, gather
+from workers.fetch.hints import announced_in, gather, receipts_of
 from workers.retry import CallError, GiveUp, NotProvisioned, TranscriptNotReady, Transient
 
 log = logs.get("workers.process")
@@ -132,8 +132,19 @@ def _retry_or_dead(resources: Resources, error: CallError, attempt: int, job: Re
     return resources.policy.retry_or_give_up(error, attempt, elapsed=time.time() - began_ms / 1000)
 
 
-async def _hints(resources: Resources, receipt: Receipt) -> CallHints:
-    return await gather(resources.redis, resources.settings.key_prefix, receipt, resources.numbers)
+async def _hints(resources: Resources, receipt: Receipt, kept: list[Receipt] | None = None) -> CallHints:
+    return await gather(resources.redis, resources.settings.key_prefix, receipt, resources.numbers, kept)
+
+
+async def _transcript_reads(resources: Resources, receipt: Receipt) -> tuple[bytes | None, list[Receipt], bool]:
+    """What fetch_transcript reads, in one round trip: the call's transcript state, its kept webhooks (the
+    hints and Wavix's announcement), and whether transcripts are paused as not provisioned."""
+    async with resources.redis.pipeline(transaction=False) as pipe:
+        pipe.get(resources.transcript_state_key(receipt.call_id))
+        pipe.lrange(webhooks_key(resources.settings.key_prefix, receipt.call_id), 0, -1)
+        pipe.exists(resources.not_provisioned_key)
+        state, entries, paused = await pipe.execute()
+    return state, receipts_of(entries, receipt.call_id), bool(paused)
 
 
 def _count(resources: Resources, event: CloudEvent) -> None:
@@ -159,15 +170,15 @@ async def _process_call(resources: Resources, receipt: Receipt, attempt: int) ->
 
 
 async def _fetch_transcript(resources: Resources, receipt: Receipt, attempt: int) -> str:
-    state = await resources.redis.get(resources.transcript_state_key(receipt.call_id))
+    state, kept, paused = await _transcript_reads(resources, receipt)
     if state == b"transcribed":
         return "already_published"
     cdr = await resources.wavix.get_cdr(receipt.call_id, attempt=attempt)
-    hints = await _hints(resources, receipt)
-    announced = await _announced(resources, receipt)
+    hints = await _hints(resources, receipt, kept)
+    announced = receipt.event if receipt.event in ("completed", "failed") else announced_in(kept)
     if announced == "failed":
         return await _unavailable(resources, cdr, "failed", hints, attempt, state)
-    if announced is None and await resources.redis.exists(resources.not_provisioned_key):
+    if announced is None and paused:
         return await _unavailable(resources, cdr, "not_provisioned", hints, attempt, state)
     try:
         transcript = await resources.wavix.get_transcript(receipt.call_id, attempt=attempt)
@@ -189,13 +200,6 @@ async def _fetch_transcript(resources: Resources, receipt: Receipt, attempt: int
     await resources.redis.set(resources.transcript_state_key(receipt.call_id), "transcribed",
                               ex=resources.settings.webhook_dedup_ttl)
     return "published"
-
-
-async def _announced(resources: Resources, receipt: Receipt) -> str | None:
-    """"completed" or "failed" when Wavix's transcription webhook said so (this job's or a kept one)."""
-    if receipt.event in ("completed", "failed"):
-        return receipt.event
-    return await announcement(resources.redis, resources.settings.key_prefix, receipt.call_id)
 
 
 async def _unavailable(

@@ -59,8 +59,13 @@ class OwnNumbers:
 
 async def kept_receipts(redis: Redis, key_prefix: str, call_id: str) -> list[Receipt]:
     """Every kept webhook of the call, oldest first; an unreadable entry is skipped with a warning."""
-    receipts: list[Receipt] = []
     entries: list[bytes] = await redis.lrange(webhooks_key(key_prefix, call_id), 0, -1)  # type: ignore[misc]
+    return receipts_of(entries, call_id)
+
+
+def receipts_of(entries: list[bytes], call_id: str) -> list[Receipt]:
+    """The kept webhooks from the list's raw entries (read in a job's own pipeline: workers/process.py)."""
+    receipts: list[Receipt] = []
     for entry in entries:
         try:
             receipts.append(receipt_from(job_deserializer(entry)))
@@ -71,13 +76,21 @@ async def kept_receipts(redis: Redis, key_prefix: str, call_id: str) -> list[Rec
 
 async def announcement(redis: Redis, key_prefix: str, call_id: str) -> str | None:
     """"completed" or "failed" when a kept transcription webhook said so ("completed" wins)."""
-    said = {r.event for r in await kept_receipts(redis, key_prefix, call_id) if r.kind is Kind.TRANSCRIPTION}
+    return announced_in(await kept_receipts(redis, key_prefix, call_id))
+
+
+def announced_in(receipts: list[Receipt]) -> str | None:
+    said = {r.event for r in receipts if r.kind is Kind.TRANSCRIPTION}
     return "completed" if "completed" in said else ("failed" if "failed" in said else None)
 
 
-async def gather(redis: Redis, key_prefix: str, receipt: Receipt, numbers: OwnNumbers) -> CallHints:
-    """The call's hints from its webhooks, its job and the account's numbers."""
-    said: list[WebhookFacts] = [facts(r.body) for r in await kept_receipts(redis, key_prefix, receipt.call_id)]
+async def gather(redis: Redis, key_prefix: str, receipt: Receipt, numbers: OwnNumbers,
+                 kept: list[Receipt] | None = None) -> CallHints:
+    """The call's hints from its webhooks (`kept`, when the job read them already), its job and the account's
+    numbers."""
+    if kept is None:
+        kept = await kept_receipts(redis, key_prefix, receipt.call_id)
+    said: list[WebhookFacts] = [facts(r.body) for r in kept]
     said.append(facts(receipt.body))  # the job's own body, even if the list expired or was trimmed
     found_by = cast(FoundBy, _FOUND_BY.get(receipt.source, "webhook"))
     return hints_from(said, listed_type=receipt.listed_type, own_numbers=await numbers.get(), found_by=found_by)
