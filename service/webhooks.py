@@ -27,18 +27,11 @@ from service.openapi import WebhookOperation
 log = logs.get("service.webhooks")
 
 
-def _json_type(headers: list[tuple[bytes, bytes]]) -> bool:
-    """Read from the ASGI scope's raw headers (names are lower case there): building Litestar's `Headers`
-    for one lookup cost ~3 µs a request. The first `Content-Type` counts, as with `Headers.get`."""
-    content_type = b""
-    for name, value in headers:
-        if name == b"content-type":
-            content_type = value
-            break
+def _json_type(content_type: str | None) -> bool:
     if not content_type:
         return True  # Wavix always sends one; a sender that omits it is judged by its body
-    media = content_type.split(b";", 1)[0].strip().lower()
-    return media == b"application/json" or media.endswith(b"+json")
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
 
 
 @post(
@@ -63,7 +56,7 @@ async def receive_webhook(request: Request[Any, Any, Any], token: FromPath[str])
         metrics.count("unknown", "rejected_token")
         log.warning("webhook.rejected", reason="token")
         raise WebhookRejected(404, "not_found", "no such webhook endpoint")
-    if not _json_type(request.scope["headers"]):  # type: ignore[arg-type]
+    if not _json_type(request.headers.get("content-type")):
         metrics.count("unknown", "rejected_type")
         raise WebhookRejected(415, "unsupported_media_type", "send the webhook as application/json")
     body = await _read_body(request, metrics)
