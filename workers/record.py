@@ -127,8 +127,8 @@ _FLUSH_SHA = hashlib.sha1(_FLUSH.encode()).hexdigest()
 
 
 async def flush(redis: Redis, key_prefix: str, ttl_s: int, notes: Notes) -> bool:
-    """Writes the notes in one script call (one command: a seven-command pipeline cost ~3x the client CPU);
-    False (logged) when Redis refused."""
+    """Writes the notes in one script call (one command where the pipeline had seven; client CPU per job
+    measured the same within noise, docs/benchmarks.md); False (logged) when Redis refused."""
     if not notes.entries and notes.summary is None:
         return True
     summary = notes.summary
