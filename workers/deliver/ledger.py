@@ -16,6 +16,9 @@ One round trip decides a try: `claim` also answers "paused" (the operator paused
 workers/deliver/control.py) and takes the destination's rate-limit slot (workers/deliver/ratelimit.py), or
 says when one is free; `settle` also updates the destination's health and backlog (workers/deliver/health.py).
 `claim(force=True)` ignores the delivered mark: an operator's replay sends the event again on purpose.
+`claim_all` is `claim` for every destination of an event in one script call, with the event log's entry
+appended first (workers/deliver/eventlog.py): a job's first attempts cost one round trip before the sends,
+where an XADD and one claim per destination were made before (docs/benchmarks.md, worker section).
 """
 
 from __future__ import annotations
