@@ -42,15 +42,7 @@ from workers.alert.slack import BotSender, WebhookSender
 from workers.dlq import replay
 from workers.retry import Schedule
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 CHANNEL = "#alerts"
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture

@@ -21,15 +21,6 @@ from workers.alert.rules import DeliveryPolicy, Message, pending_keys
 from workers.alert.slack import BotSender
 from workers.deadletter import list_dead
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
-
 
 @pytest.fixture
 async def policy(redis: Redis) -> AsyncIterator[DeliveryPolicy]:

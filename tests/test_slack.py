@@ -33,6 +33,7 @@ from sandbox.slack import (
     serve,
     webhook_error,
 )
+from tests.conftest import REDIS_URL
 from tests.test_alerts import make_alert
 from workers.alert.outbox import dispatch_pending, queue_alert, run_dispatcher
 from workers.alert.rules import DeliveryPolicy, decode_alert, pending_keys, render_alert
@@ -46,16 +47,8 @@ from workers.alert.slack import (
 )
 from workers.retry import Schedule
 
-REDIS_URL = "redis://127.0.0.1:6379/0"
 SECRET = "s3cr3t-webhook-path-token"
 FAST_RETRY = Schedule(delays=(0.05, 0.2), jitter=0.0)  # 3 tries
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[Redis]:
-    client = Redis.from_url(REDIS_URL)
-    yield client
-    await client.aclose()
 
 
 @pytest.fixture
