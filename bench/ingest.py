@@ -56,7 +56,7 @@ async def _clean(redis_url: str, queue: str, prefix: str) -> None:
     try:
         await redis.delete(queue)
         batch: list[bytes] = []
-        async for key in redis.scan_iter(match=f"*call:{prefix}*", count=5000):
+        async for key in redis.scan_iter(match=f"*:{prefix}*", count=5000):  # seen marks, jobs, webhook lists
             batch.append(key)
             if len(batch) >= 5000:
                 await redis.delete(*batch)
