@@ -5,8 +5,9 @@
     nats      NATS JetStream on 127.0.0.1:4222: a stream of the run's own (`NatsStream`), deleted at the end
 
 Each destination is counted as a consumer would see it: every message that arrived, per event id. The
-webhook endpoint checks each POST's Standard Webhooks signature with its own code (a bad one is answered
-401 and counted apart), answers the rest 204, and counts them per `webhook-id` and per event id. NATS is
+webhook endpoint is the signed-webhook stand-in (sandbox/hooks.py): it checks each POST's Standard Webhooks
+signature from the spec (a bad one is answered 401 and counted apart), answers the rest 204, and the run
+counts them per `webhook-id` and per event id. NATS is
 read back with a consumer from the stream's start: what JetStream dropped under its `Nats-Msg-Id`
 duplicate window is what the broker drops for every consumer, so it does not count as a repeat.
 """
@@ -16,9 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
-import hmac
-import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -33,10 +31,11 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 
+from sandbox.hooks import WebhookReceiver
+
 SECRET = "whsec_" + base64.b64encode(b"chaos-run-webhook-key-0123456789").decode()
 NATS_URL = "nats://127.0.0.1:4222"
 NATS_DUPLICATE_WINDOW_S = 120.0  # JetStream's default, written out: a run's repeats fall well inside it
-TOLERANCE_S = 300  # the Standard Webhooks window for webhook-timestamp
 
 
 class _Id(msgspec.Struct):
@@ -58,69 +57,28 @@ def routing_file(path: Path, redis_url: str, hook_url: str, nats_stream: str, na
     return path
 
 
-def signature_ok(headers: dict[str, str], body: bytes, now: float) -> bool:
-    """Standard Webhooks verification, from the spec (not the sink's code): any listed v1 signature may match."""
-    key = base64.b64decode(SECRET.removeprefix("whsec_"))
-    msg_id, stamp = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
-    if not msg_id or not stamp.isdigit() or abs(now - int(stamp)) > TOLERANCE_S:
-        return False
-    expected = base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest())
-    return any(version == "v1" and hmac.compare_digest(value.encode(), expected)
-               for version, _, value in (s.partition(",") for s in headers.get("webhook-signature", "").split()))
+class HookCounter(WebhookReceiver):
+    """The signed-webhook stand-in (sandbox/hooks.py) with the run's secret, its counts derived from what it
+    received: verified POSTs per `webhook-id` and per event id; bad signatures were answered 401."""
 
-
-@dataclass
-class HookCounter:
-    """A small HTTP/1.1 endpoint (keep-alive, Content-Length bodies) counting verified POSTs."""
-
-    per_webhook_id: Counter[str] = field(default_factory=Counter)
-    per_event: Counter[str] = field(default_factory=Counter)
-    bad_signatures: int = 0
-    port: int = 0
-    _server: asyncio.Server | None = None
-    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
+    def __init__(self) -> None:
+        super().__init__(secret=SECRET)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/hooks/chaos"
 
-    async def start(self) -> HookCounter:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self
+    @property
+    def per_webhook_id(self) -> Counter[str]:
+        return Counter(r.headers["webhook-id"] for r in self.received)
 
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for task in self._handlers:
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
+    @property
+    def per_event(self) -> Counter[str]:
+        return Counter(_event_id(r.body).id for r in self.received)
 
-    def answer(self, headers: dict[str, str], body: bytes) -> int:
-        """Counts one POST: 401 (not counted as received) unless its signature holds, else 204."""
-        if not signature_ok(headers, body, time.time()):
-            self.bad_signatures += 1
-            return 401
-        self.per_webhook_id[headers["webhook-id"]] += 1
-        self.per_event[_event_id(body).id] += 1
-        return 204
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError,
-                                 asyncio.CancelledError, msgspec.DecodeError):
-            while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-                headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                status = self.answer(headers, body)
-                writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n\r\n".encode())
-                await writer.drain()
-        writer.transport.abort()
+    @property
+    def bad_signatures(self) -> int:
+        return self.rejected
 
 
 @dataclass

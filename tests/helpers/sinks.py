@@ -15,11 +15,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import hashlib
-import hmac
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,10 +27,10 @@ import nats.js.errors
 from redis.asyncio import Redis
 
 from contract import events as ev
+from sandbox.hooks import WebhookReceiver as _Receiver
 from workers.deliver.sinks import SinkOptions
 
 SECRET = "whsec_" + base64.b64encode(b"conformance-suite-key-0123456789").decode()
-TOLERANCE_S = 300  # the spec's suggested window for webhook-timestamp
 
 
 def make_event(call_id: str | None = None, **data: Any) -> ev.CallCompletedEvent:
@@ -100,90 +98,11 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
         writer.transport.abort()
 
 
-def signature_ok(secret: str, headers: dict[str, str], body: bytes, now: float | None = None) -> bool:
-    """Standard Webhooks verification, written from the spec: any listed v1 signature may match."""
-    key = base64.b64decode(secret.removeprefix("whsec_")) if secret.startswith("whsec_") else secret.encode()
-    msg_id, stamp = headers.get("webhook-id", ""), headers.get("webhook-timestamp", "")
-    if not msg_id or not stamp.isdigit() or abs((now or time.time()) - int(stamp)) > TOLERANCE_S:
-        return False
-    expected = base64.b64encode(hmac.new(key, f"{msg_id}.{stamp}.".encode() + body, hashlib.sha256).digest())
-    for candidate in headers.get("webhook-signature", "").split():
-        version, _, value = candidate.partition(",")
-        if version == "v1" and hmac.compare_digest(value.encode(), expected):
-            return True
-    return False
-
-
 @dataclass
-class Request:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class WebhookReceiver:
-    """Records verified POSTs; answers `status` (with `retry_after` if set) or 401 to bad signatures."""
+class WebhookReceiver(_Receiver):
+    """The stand-in with this suite's secret by default."""
 
     secret: str = SECRET
-    status: int = 204
-    verify: bool = True  # False: accept unsigned requests too (the benchmark's plain-POST baseline)
-    retry_after: str | None = None
-    delay_s: float = 0.0  # answer this long after the request arrived (it is recorded on arrival)
-    script: list[int] = field(default_factory=list)  # statuses for the next requests, then `status`
-    received: list[Request] = field(default_factory=list)
-    requests: list[Request] = field(default_factory=list)
-    rejected: int = 0
-    count: int = 0
-    port: int = 0
-    _server: asyncio.Server | None = None
-    _handlers: set[asyncio.Task[None]] = field(default_factory=set)
-
-    async def start(self) -> WebhookReceiver:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
-        self.port = int(self._server.sockets[0].getsockname()[1])
-        return self
-
-    async def stop(self) -> None:
-        """Stops listening, drops kept-alive connections, and waits for their handlers to end."""
-        if self._server is not None:
-            self._server.close()
-            self._server = None
-        for task in self._handlers:
-            task.cancel()
-        await asyncio.gather(*self._handlers, return_exceptions=True)
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self._handlers.add(task)
-            task.add_done_callback(self._handlers.discard)
-        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, asyncio.LimitOverrunError,
-                                 asyncio.CancelledError):
-            while True:
-                head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
-                headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
-                body = await reader.readexactly(int(headers.get("content-length", "0")))
-                status = self._answer(Request(head[0].split(" ")[1], headers, body))
-                if self.delay_s:
-                    await asyncio.sleep(self.delay_s)
-                extra = f"retry-after: {self.retry_after}\r\n" if self.retry_after and status != 204 else ""
-                writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n{extra}\r\n".encode())
-                await writer.drain()
-        writer.transport.abort()
-
-    def _answer(self, request: Request) -> int:
-        if self.verify and not signature_ok(self.secret, request.headers, request.body):
-            self.rejected += 1
-            return 401
-        status = self.script.pop(0) if self.script else self.status
-        if self.verify:
-            self.requests.append(request)
-        if 200 <= status < 300 and self.verify:
-            self.received.append(request)
-        elif 200 <= status < 300:
-            self.count += 1  # the benchmark: count, keep nothing
-        return status
 
 
 # --- One harness per transport: a unique destination, a way to read it back, a way to break it for good. ---
