@@ -12,6 +12,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -25,6 +26,7 @@ from contract.settings import Settings
 from contract.webhooks import Kind
 from sandbox.calls import SimCall
 from sandbox.config import SandboxConfig
+from sandbox.hooks import WebhookReceiver
 from sandbox.server import serve as serve_sandbox
 from sandbox.slack import SlackStandIn
 from sandbox.slack import serve as serve_slack
@@ -142,3 +144,25 @@ def by_type(events: Sequence[CloudEvent], event_type: str) -> dict[str, list[Clo
         if event.type == event_type:
             out.setdefault(event.subject, []).append(event)
     return out
+
+
+@asynccontextmanager
+async def routed(
+    tmp_path: Path, receiver: WebhookReceiver, crm: str = "", *, seed: int = 9, **env: str
+) -> AsyncIterator[Pipeline]:
+    """A pipeline whose routing file sends every event to its own Redis stream (`events`) and to `receiver`
+    (`crm`); `crm` adds YAML lines to that destination (a schedule, a rate)."""
+    await receiver.start()
+    stream = f"test:events:{uuid.uuid4().hex}"
+    routing = tmp_path / "sinks.yaml"
+    routing.write_text(
+        "destinations:\n"
+        f"  - name: events\n    url: {REDIS_URL}?stream={stream}\n"
+        f"  - name: crm\n    url: http://127.0.0.1:{receiver.port}/hooks\n    secret: {receiver.secret}\n{crm}"
+    )
+    try:
+        async with pipeline(SandboxConfig(seed=seed, transcript_share=0.0), SINKS_CONFIG=str(routing),
+                            EVENTS_STREAM=stream, **env) as p:
+            yield p
+    finally:
+        await receiver.stop()

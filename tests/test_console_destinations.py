@@ -16,9 +16,9 @@ from playwright.async_api import Page
 
 from contract.events import COMPLETED, decode_event
 from tests.helpers.sinks import SECRET, WebhookReceiver
-from tests.pipeline import Pipeline
+from tests.pipeline import Pipeline, routed
 from tests.test_console_browser import ARTIFACTS, CONSOLE_TOKEN, chromium, served
-from tests.test_deliveries_control import routed, webhook_ids
+from tests.test_deliveries_control import webhook_ids
 from workers.deliver import health
 
 

@@ -11,8 +11,6 @@ import itertools
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
@@ -21,34 +19,14 @@ from rich.console import Console
 
 from contract.events import decode_event
 from contract.jobs import DELIVER
-from sandbox.config import SandboxConfig
 from tests.conftest import REDIS_URL
-from tests.helpers.sinks import SECRET, WebhookReceiver
-from tests.pipeline import Pipeline, pipeline
+from tests.helpers.sinks import WebhookReceiver
+from tests.pipeline import routed
 from workers import dlq
 from workers.deadletter import dead_letter
 from workers.deliver import admin, health
 from workers.deliver.jobs import Delivery, decode_delivery, encode_delivery
 from workers.deliver.ledger import Ledger
-
-
-@asynccontextmanager
-async def routed(tmp_path: Path, receiver: WebhookReceiver, crm: str = "") -> AsyncIterator[Pipeline]:
-    """A pipeline whose routing file sends every event to its Redis stream (`events`) and to `receiver` (`crm`)."""
-    await receiver.start()
-    stream = f"test:events:{uuid.uuid4().hex}"
-    routing = tmp_path / "sinks.yaml"
-    routing.write_text(
-        "destinations:\n"
-        f"  - name: events\n    url: {REDIS_URL}?stream={stream}\n"
-        f"  - name: crm\n    url: http://127.0.0.1:{receiver.port}/hooks\n    secret: {SECRET}\n{crm}"
-    )
-    try:
-        async with pipeline(SandboxConfig(seed=9, transcript_share=0.0), SINKS_CONFIG=str(routing),
-                            EVENTS_STREAM=stream) as p:
-            yield p
-    finally:
-        await receiver.stop()
 
 
 def webhook_ids(receiver: WebhookReceiver) -> list[str]:

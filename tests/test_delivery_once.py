@@ -5,38 +5,11 @@ End to end with the real arq worker (tests/pipeline.py) and a signed-webhook rec
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
-from sandbox.config import SandboxConfig
-from tests.conftest import REDIS_URL
-from tests.helpers.sinks import SECRET, WebhookReceiver
-from tests.pipeline import Pipeline, pipeline
-
-
-@asynccontextmanager
-async def with_webhook(tmp_path: Path, receiver: WebhookReceiver, **env: str) -> AsyncIterator[Pipeline]:
-    """A pipeline whose routing file sends every event to its Redis stream ("events") and to `receiver`."""
-    await receiver.start()
-    stream = f"test:events:{uuid.uuid4().hex}"
-    routing = tmp_path / "sinks.yaml"
-    routing.write_text(
-        "destinations:\n"
-        f"  - name: events\n    url: {REDIS_URL}?stream={stream}\n"
-        f"  - name: crm\n    url: http://127.0.0.1:{receiver.port}/hooks\n    secret: {SECRET}\n"
-    )
-    try:
-        async with pipeline(SandboxConfig(seed=4, transcript_share=0.0), SINKS_CONFIG=str(routing),
-                            EVENTS_STREAM=stream, **env) as p:
-            yield p
-            keys = [k async for k in p.redis.scan_iter(match=f"{p.settings.key_prefix}*")]
-            if keys:
-                await p.redis.delete(*keys)
-    finally:
-        await receiver.stop()
+from tests.helpers.sinks import WebhookReceiver
+from tests.pipeline import routed
 
 
 def posts_per_event(receiver: WebhookReceiver) -> Counter[str]:
@@ -47,7 +20,7 @@ async def test_a_slow_destination_gets_each_event_once(tmp_path: Path) -> None:
     """An endpoint answering after 3 s (beyond the 2 s inline wait, within the sink's own timeout) gets one
     POST per event: the first attempt is not abandoned while it may still land, and no second one is sent."""
     receiver = WebhookReceiver(delay_s=3.0)
-    async with with_webhook(tmp_path, receiver) as p:
+    async with routed(tmp_path, receiver, seed=4) as p:
         calls, _ = await p.place_and_send(2)
         await p.run_worker()
         posts = posts_per_event(receiver)
@@ -62,7 +35,7 @@ async def test_work_done_again_goes_only_where_the_event_did_not_arrive(tmp_path
     """process_call run again for calls already delivered (a replayed dead letter, a crashed job) sends
     nothing to the destinations that already have the event."""
     receiver = WebhookReceiver()
-    async with with_webhook(tmp_path, receiver) as p:
+    async with routed(tmp_path, receiver, seed=4) as p:
         calls, _ = await p.place_and_send(3)
         await p.run_worker()
         delivered = posts_per_event(receiver)
