@@ -9,11 +9,12 @@ every write and a `kill -9` loses at most the last second, as a production Redis
 from __future__ import annotations
 
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
+
+from chaos.procs import terminate
 
 
 def free_port() -> int:
@@ -66,13 +67,8 @@ class PrivateRedis:
 
     def stop(self, timeout_s: float = 15.0) -> None:
         """A graceful stop (SIGTERM: Redis flushes the AOF, then exits), as `SHUTDOWN` would do."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        if self.process is not None:
+            terminate(self.process, timeout_s)
         self.process = None
 
     def kill(self) -> None:

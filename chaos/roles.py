@@ -8,7 +8,6 @@ Only the processes started here are ever signalled.
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from chaos.procs import terminate
 
 
 def answers(url: str) -> bool:
@@ -69,13 +70,4 @@ class Role:
 
     def stop(self, timeout_s: float = 45.0) -> int | None:
         """SIGTERM (graceful), SIGKILL after `timeout_s`; returns the exit status."""
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
+        return None if self.process is None else terminate(self.process, timeout_s)
