@@ -14,6 +14,7 @@ import contextlib
 import hashlib
 import hmac
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Self
 
@@ -51,6 +52,7 @@ class WebhookReceiver:
     retry_after: str | None = None
     delay_s: float = 0.0  # answer this long after the request arrived (it is recorded on arrival)
     script: list[int] = field(default_factory=list)  # statuses for the next requests, then `status`
+    before_answer: Callable[[Request], Awaitable[None]] | None = None  # runs after recording, before the answer
     received: list[Request] = field(default_factory=list)
     requests: list[Request] = field(default_factory=list)
     rejected: int = 0
@@ -84,7 +86,10 @@ class WebhookReceiver:
                 head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
                 headers = {k.strip().lower(): v.strip() for k, _, v in (h.partition(":") for h in head[1:] if h)}
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                status = self._answer(Request(head[0].split(" ")[1], headers, body))
+                request = Request(head[0].split(" ")[1], headers, body)
+                status = self._answer(request)
+                if self.before_answer is not None:
+                    await self.before_answer(request)
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 extra = f"retry-after: {self.retry_after}\r\n" if self.retry_after and status != 204 else ""
