@@ -1,7 +1,7 @@
 """The console's entry point for the ASGI server, and the one check it makes before serving.
 
 `options_from(settings)` refuses a console without CONSOLE_TOKEN (a `SettingsError`: the command line turns
-it into one line and exit 2). `app()` is the factory Granian imports in each of its processes.
+it into one line and exit 2). `app()` is the factory the server (service/serve.py) imports in each of its processes.
 """
 
 from __future__ import annotations

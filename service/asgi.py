@@ -1,6 +1,6 @@
 """The ASGI entry point for servers that import an app factory: settings come from the environment.
 
-The factory runs in each server worker process (Granian spawns them), so logging is configured here:
+The factory runs in each server worker process (the server spawns them), so logging is configured here:
 a configuration made in the parent process would not reach the process that serves requests.
 """
 

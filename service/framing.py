@@ -3,12 +3,16 @@ refused with 400 (and the connection closed) before the app reads a byte of it.
 
 RFC 9112 §6.1 and §11.2: a message with both headers is how requests are smuggled past a proxy that
 frames by one header to a server that frames by the other; a server may reject it, or frame by
-`Transfer-Encoding` alone, and must close the connection either way. What Granian 2.8 (hyper) does by
-itself, measured over a raw socket (tests/test_http_framing.py pins it through the served app):
+`Transfer-Encoding` alone, and must close the connection either way.
+
+The served receiver runs on uvicorn with httptools (service/serve.py), whose parser (llhttp) refuses CL + TE
+and broken chunked framing with its own 400 before the app is called, so there this guard never fires;
+it serves a server that passes both headers on (uvicorn's h11 parser does, measured) and the in-process
+tests. What Granian 2.8 (hyper), the other server `serve --server granian` runs, does by itself,
+measured over a raw socket:
 - CL + TE: frames by chunks alone, drops `Content-Length` from the scope, answers and closes the
-  connection, so nothing hidden behind the chunked body is ever parsed as a request. The app cannot
-  tell such a request from a chunked one, so under Granian this guard never fires: it serves any server
-  that passes both headers on (and the in-process tests). uvicorn with httptools refuses CL + TE itself;
+  connection, so nothing hidden behind the chunked body is ever parsed as a request; the app cannot
+  tell such a request from a chunked one, so this guard cannot fire there either;
 - refuses with an empty 400 and closes: two different `Content-Length`s, a negative one, and a
   `Transfer-Encoding` whose last coding is not `chunked` (`identity`, `xchunked`);
 - a broken chunk (size not hex, negative, overflowing, no CRLF after the data) ends the body with

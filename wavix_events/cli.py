@@ -1,6 +1,6 @@
 """`wavix-events`: one command, a subcommand per role.
 
-    wavix-events serve      the webhook receiver (Litestar on Granian)
+    wavix-events serve      the webhook receiver (Litestar on uvicorn)
     wavix-events worker     an arq worker
     wavix-events simulate   the Wavix sandbox
     wavix-events dlq        look at dead letters: list (filtered), show, replay, purge
@@ -30,6 +30,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from contract import logs
 from contract.errors import SettingsError
 from contract.settings import Settings
+from service.serve import SERVERS
 
 if TYPE_CHECKING:
     from arq.worker import Worker
@@ -157,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     serve.add_argument("--port", type=_port, default=8000, help="port to listen on (default 8000)")
     serve.add_argument("--workers", type=int, default=1, help="server processes (default 1)")
-    # For the benchmarks only: the other server measured, and the app with its baseline route.
-    serve.add_argument("--server", choices=["granian", "uvicorn"], default="granian", help=argparse.SUPPRESS)
+    # For the benchmarks only: the other server measured (Granian), and the app with its baseline route.
+    serve.add_argument("--server", choices=SERVERS, default=SERVERS[0], help=argparse.SUPPRESS)
     serve.add_argument("--app", default="service.asgi:app", help=argparse.SUPPRESS)
     serve.set_defaults(run=_serve)
 
