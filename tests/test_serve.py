@@ -1,4 +1,4 @@
-"""`wavix-events serve` as a process on Granian: the real server, the source allowlist, trusted proxies."""
+"""`wavix-events serve` as a process on its default server (uvicorn): the allowlist, trusted proxies, stopping."""
 
 from __future__ import annotations
 
@@ -100,3 +100,22 @@ def serve_logged(tmp_path) -> Iterator[tuple[str, object]]:
     with running(["serve", "--host", "127.0.0.1", "--port", str(port)], env, f"{base}/healthz", stderr=log_file):
         yield base, lambda: log_file.read_text()
     forget([queue, prefix])
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_served_receiver_stops_on_sigterm_with_status_0(workers):
+    """With one server process or two: webhooks are accepted, no `server` header names the server, and
+    SIGTERM ends the command with status 0 once it has shut down (uvicorn re-raises the signal otherwise)."""
+    port = free_port()
+    queue, prefix = f"test:queue:{uuid.uuid4().hex}", f"test:{uuid.uuid4().hex}:"
+    env = {"REDIS_URL": REDIS_URL, "WEBHOOK_TOKENS": TOKEN, "QUEUE_NAME": queue, "KEY_PREFIX": prefix}
+    base = f"http://127.0.0.1:{port}"
+    try:
+        with running(["serve", "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers)], env,
+                     f"{base}/healthz") as process:
+            responses = [post(base) for _ in range(4)]
+        assert [r.status_code for r in responses] == [200] * 4
+        assert not any("server" in r.headers for r in responses)
+        assert process.returncode == 0
+    finally:
+        forget([queue, prefix])
