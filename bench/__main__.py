@@ -16,10 +16,12 @@ from bench import clients, ingest, reconcile, sinks, worker
 from bench.results import RESULTS
 
 ROWS = (
-    ("ingest", "webhook_rps", "webhooks accepted per second (one server process)", None),
+    ("ingest", "webhook_rps", "webhooks accepted per second (one uvicorn process)", None),
     ("ingest", "baseline_rps", "decode-only requests per second, same process", None),
     ("ingest", "ratio", "webhook / baseline", ">= 0.8"),
     ("ingest", "p99_ms", "webhook p99 latency under that load, ms", None),
+    ("ingest", "granian_webhooks_per_s", "webhooks per second on Granian instead, same run", None),
+    ("ingest", "server_cost_pct", "uvicorn's webhooks/s below Granian's, % (framing)", None),
     ("worker", "noop_jobs_per_s", "arq no-op jobs per second (one worker process)", None),
     ("worker", "calls_per_s", "real calls per second, sandbox at 0 ms", None),
     ("worker", "ratio", "real / no-op", ">= 0.5"),

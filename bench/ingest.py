@@ -5,13 +5,21 @@ of body to each in alternating rounds (baseline, webhook, baseline, webhook, ...
 call id so the webhook does real work each time. The figure is the ratio of the medians of the rounds'
 throughputs: what our auth + atomic dedup/enqueue costs on top of serving a request at all.
 
-    python -m bench.ingest [--server granian|uvicorn] [--seconds 8] [--rounds 3] [--connections 32]
+The server is `serve`'s default (uvicorn, chosen for its HTTP framing: service/serve.py). What that
+choice costs is measured in the same run: a second receiver process on the other server (Granian),
+same app and settings, gets a short webhook round right after each webhook round of the first (it idles
+otherwise); `server_cost_pct` is how many fewer webhooks per second the measured server served than the
+other, in percent of the other's (medians of the rounds; negative when it served more).
+
+    python -m bench.ingest [--server uvicorn|granian] [--compare granian|uvicorn|none] [--seconds 6]
+                           [--rounds 3] [--compare-seconds 2] [--connections 32]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
@@ -26,6 +34,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bench.results import record
+from service.serve import SERVERS
 from tests.helpers.servers import free_port, running
 
 TOKEN = "bench-token-" + "b" * 24
@@ -67,26 +76,57 @@ async def _clean(redis_url: str, queue: str, prefix: str) -> None:
         await redis.aclose()
 
 
-def measure(server: str, seconds: float, rounds: int, connections: int) -> dict[str, Any]:
+def measure(
+    server: str, seconds: float, rounds: int, connections: int, compare: str | None = None, compare_seconds: float = 2
+) -> dict[str, Any]:
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
-    queue, prefix, port = f"bench:ingest:{uuid.uuid4().hex}", f"b{uuid.uuid4().hex[:8]}", free_port()
+    queue, prefix = f"bench:ingest:{uuid.uuid4().hex}", f"b{uuid.uuid4().hex[:8]}"
     env = {
         "REDIS_URL": redis_url, "WEBHOOK_TOKENS": TOKEN, "QUEUE_NAME": queue, "LOG_LEVEL": "WARNING",
         "WEBHOOK_DEDUP_TTL": "900", "JOB_EXPIRY": "900",
     }
-    base = f"http://127.0.0.1:{port}"
-    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--server", server, "--app", "bench.ingest_app:app"]
     runs: dict[str, list[dict[str, float]]] = {"baseline": [], "webhook": []}
+    other: list[dict[str, float]] = []
     try:
-        with running(args, env, f"{base}/healthz"):
+        with contextlib.ExitStack() as stack:
+            base = _serve(stack, server, env)
+            other_base = _serve(stack, compare, env) if compare else ""
             for name, path in (("baseline", "/bench/decode/"), ("webhook", "/webhooks/wavix/")):
                 wrk(base + path + TOKEN, 2, connections, f"{prefix}w{name}")  # warm-up
+            if compare:
+                wrk(other_base + "/webhooks/wavix/" + TOKEN, 2, connections, f"{prefix}wother")
             for r in range(rounds):
                 for name, path in (("baseline", "/bench/decode/"), ("webhook", "/webhooks/wavix/")):
                     runs[name].append(wrk(base + path + TOKEN, seconds, connections, f"{prefix}{r}{name}"))
+                if compare:
+                    other.append(wrk(other_base + "/webhooks/wavix/" + TOKEN, compare_seconds, connections,
+                                     f"{prefix}{r}other"))
     finally:
         asyncio.run(_clean(redis_url, queue, prefix))
-    return summarize(server, runs, seconds, connections)
+    result = summarize(server, runs, seconds, connections)
+    if compare:
+        result |= compared(compare, other, compare_seconds, result["webhook_rps"])
+    return result
+
+
+def _serve(stack: contextlib.ExitStack, server: str, env: dict[str, str]) -> str:
+    """Starts a receiver on `server` serving bench/ingest_app.py; its base URL. Stopped with the stack."""
+    port = free_port()
+    args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--server", server, "--app", "bench.ingest_app:app"]
+    base = f"http://127.0.0.1:{port}"
+    stack.enter_context(running(args, env, f"{base}/healthz"))
+    return base
+
+
+def compared(other: str, runs: list[dict[str, float]], seconds: float, webhook_rps: float) -> dict[str, Any]:
+    """The other server's webhook rounds, and how far below them the measured server's median is, in %."""
+    rps = round(statistics.median(r["rps"] for r in runs), 3)
+    return {
+        f"{other}_webhooks_per_s": rps, f"{other}_seconds_per_round": seconds,
+        f"{other}_p99_ms": round(statistics.median(r["p99_ms"] for r in runs), 3),
+        f"{other}_rounds_rps": [r["rps"] for r in runs], f"{other}_non_2xx": sum(r["non_2xx"] for r in runs),
+        "server_cost_pct": round((1 - webhook_rps / rps) * 100, 1),
+    }
 
 
 def summarize(server: str, runs: dict[str, list[dict[str, float]]], seconds: float, connections: int) -> dict[str, Any]:
@@ -106,16 +146,20 @@ def summarize(server: str, runs: dict[str, list[dict[str, float]]], seconds: flo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--server", choices=["granian", "uvicorn"], default="granian")
+    parser.add_argument("--server", choices=SERVERS, default=SERVERS[0])
+    parser.add_argument("--compare", choices=[*SERVERS, "none"], help="the other server (default: the other one)")
     parser.add_argument("--seconds", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compare-seconds", type=int, default=2)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args(argv)
+    compare = args.compare or next(s for s in SERVERS if s != args.server)
+    compare = None if compare in ("none", args.server) else compare
     if shutil.which("wrk") is None:
         print("bench: wrk is not installed: `make tools` installs it (Debian: apt-get install wrk)", file=sys.stderr)
         return 1
     started = time.monotonic()
-    result = measure(args.server, args.seconds, args.rounds, args.connections)
+    result = measure(args.server, args.seconds, args.rounds, args.connections, compare, args.compare_seconds)
     print(
         f"ingest ({result['server']}, {result['connections']} connections, {result['rounds']}x{args.seconds:g}s):\n"
         f"  webhook   {result['webhook_rps']:>9.0f} req/s  p50 {result['p50_ms']:.2f} ms"
@@ -123,10 +167,21 @@ def main(argv: list[str] | None = None) -> int:
         f"  baseline  {result['baseline_rps']:>9.0f} req/s  p50 {result['baseline_p50_ms']:.2f} ms"
         f"  p99 {result['baseline_p99_ms']:.2f} ms\n"
         f"  ratio     {result['ratio']:.3f}  (target >= 0.8)   non-2xx answers: {result['non_2xx']}"
-        f"   [{time.monotonic() - started:.0f}s]"
     )
-    record("ingest" if args.server == "granian" else f"ingest_{args.server}", result)
-    return 0 if result["non_2xx"] == 0 else 1
+    failures = result["non_2xx"]
+    if compare:
+        failures += result[f"{compare}_non_2xx"]
+        cost = result["server_cost_pct"]
+        print(
+            f"  webhook on {compare} {result[f'{compare}_webhooks_per_s']:>9.0f} req/s"
+            f" ({result['rounds']}x{args.compare_seconds:g}s, after each webhook round)"
+            f"  p99 {result[f'{compare}_p99_ms']:.2f} ms   non-2xx answers: {result[f'{compare}_non_2xx']}\n"
+            f"  {result['server']} serves {abs(cost):.1f}% {'fewer' if cost >= 0 else 'more'} webhooks/s than {compare}"
+            f"  (server_cost_pct {cost:+.1f})"
+        )
+    print(f"  [{time.monotonic() - started:.0f}s]")
+    record("ingest" if args.server == SERVERS[0] else f"ingest_{args.server}", result)
+    return 0 if failures == 0 else 1
 
 
 if __name__ == "__main__":
