@@ -7,7 +7,7 @@ hand-written `FastTransport` while it existed). Client CPU per request (this pro
 CPU time / requests), then, with the server answering after 100 ms, requests per second (ceiling 640/s).
 Redis: one EVALSHA of a three-key script, 64 tasks calling in a loop, against the local Redis: redis-py
 (`Redis.evalsha`), our hand-written `service.resp.PipelinedRedis` (while it existed), the receiver's
-`service.redisbatch.BatchedRedis` (redis-py's connection with per-loop-turn batching), and valkey-glide
+`contract.redisbatch.BatchedRedis` (redis-py's connection with per-loop-turn batching), and valkey-glide
 and coredis when installed (candidates only: never a dependency). CPU per call.
 
 Rounds alternate the candidates (rotated order each round); the figures are medians of the rounds. The
@@ -116,7 +116,7 @@ def http_candidates(url: str) -> dict[str, Factory]:
 def redis_candidates() -> dict[str, Factory]:
     from redis.asyncio import Redis
 
-    from service.redisbatch import BatchedRedis
+    from contract.redisbatch import BatchedRedis
 
     url = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
     sha = __import__("hashlib").sha1(SCRIPT.encode()).hexdigest()

@@ -1,7 +1,8 @@
 """The benchmark's floor worker: our worker's exact options, with a job that does only the unavoidable I/O.
 
 Per call: the same GET of the CDR through the same HTTP client (`create_http_client`, `WavixClient.get_cdr`)
-and one Redis script through arq's connection (an XADD of the call id to the events stream). The real job
+and one Redis script through the same Redis client as the real job's scripts (contract/redisbatch.py: an XADD
+of the call id to the events stream). The real job
 cannot cost less than this; `worker.floor_ratio` is real / floor.
 """
 
@@ -14,6 +15,7 @@ from arq import func
 
 from contract import logs
 from contract.jobs import PROCESS_CALL, receipt_from
+from contract.redisbatch import BatchedRedis
 from contract.settings import Settings
 from workers.fetch.wavix import WavixClient, create_http_client
 from workers.settings import create_worker
@@ -25,11 +27,13 @@ async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     ctx["http"] = create_http_client(settings, settings.worker_concurrency)
     ctx["wavix"] = WavixClient.from_settings(ctx["http"], settings)
-    ctx["publish"] = ctx["redis"].register_script(_PUBLISH)
+    ctx["batch"] = BatchedRedis(settings.redis_url)
+    ctx["publish"] = ctx["batch"].register_script(_PUBLISH)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
     await ctx["http"].aclose()
+    await ctx["batch"].aclose()
 
 
 async def floor(ctx: dict[str, Any], arg: Any) -> str:

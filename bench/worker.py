@@ -34,6 +34,7 @@ from redis.asyncio import Redis
 
 from bench.results import record
 from contract.jobs import job_deserializer
+from contract.redisbatch import BatchedRedis
 from contract.webhooks import classify
 from sandbox.calls import SimCall
 from sandbox.config import SandboxConfig
@@ -42,7 +43,6 @@ from sandbox.server import spawn
 from sandbox.state import Sandbox
 from sandbox.webhooks import Variant, post_call_body, send_webhooks
 from service.enqueue import Enqueuer
-from service.redisbatch import BatchedRedis
 from tests.helpers.servers import free_port, running
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")

@@ -14,6 +14,7 @@ from litestar.openapi import OpenAPIConfig
 from redis.asyncio import Redis
 
 from contract import logs
+from contract.redisbatch import BatchedRedis
 from contract.settings import Settings
 from service.auth import Gate
 from service.enqueue import Enqueuer
@@ -21,7 +22,6 @@ from service.errors import exception_handlers
 from service.framing import refuse_ambiguous_framing
 from service.health import healthz, metrics, readyz
 from service.metrics import ReceiverMetrics
-from service.redisbatch import BatchedRedis
 from service.tracing import traced
 from service.webhooks import receive_webhook
 

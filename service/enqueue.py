@@ -23,19 +23,16 @@ A batch holds at most `MAX_BATCH` webhooks; an error reply fails every webhook o
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import time
-from collections.abc import Sequence
-from typing import Any
 
 from arq.constants import job_key_prefix, result_key_prefix
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import ResponseError
 
 from contract import tracing
 from contract.intake import ENQUEUE_MANY, MODE_TRANSCRIPT, MODE_WEBHOOK, call_job_id, seen_key, transcript_job_id
 from contract.jobs import Receipt, encode_job, function_for, job_serializer
+from contract.redisbatch import BatchedRedis, Script
 from contract.webhooks import WEBHOOKS_KEPT, Kind, Webhook, webhooks_key
-from service.redisbatch import BatchedRedis
 
 _JOB_KEY, _RESULT_KEY = job_key_prefix.encode(), result_key_prefix.encode()
 _MODES = {True: MODE_TRANSCRIPT.encode(), False: MODE_WEBHOOK.encode()}
@@ -50,30 +47,13 @@ return 1
 """
 
 
-class _Script:
-    """A Lua script called by its SHA (loaded on every new connection), by its text after a script flush."""
-
-    def __init__(self, redis: BatchedRedis, source: str) -> None:
-        self._redis = redis
-        self._source = source.encode()
-        redis.on_connect.append(("SCRIPT", "LOAD", self._source))
-        self._sha = hashlib.sha1(self._source).hexdigest().encode()
-
-    async def __call__(self, keys: Sequence[bytes], args: Sequence[bytes]) -> Any:
-        """Runs the script and returns its reply; redis' errors propagate (a 503 for the app)."""
-        try:
-            return await self._redis.call(b"EVALSHA", self._sha, len(keys), *keys, *args)
-        except NoScriptError:  # the script cache was flushed under a live connection: send the script this once
-            return await self._redis.call(b"EVAL", self._source, len(keys), *keys, *args)
-
-
 _Pending = list[tuple[list[bytes], list[bytes], "asyncio.Future[bool]"]]
 
 
 class _Batcher:
     """Runs ENQUEUE_MANY for the webhooks gathered while the previous batch was in Redis."""
 
-    def __init__(self, script: _Script) -> None:
+    def __init__(self, script: Script) -> None:
         self._script = script
         self._pending: _Pending = []
         self._flusher: asyncio.Task[None] | None = None
@@ -127,8 +107,8 @@ class Enqueuer:
         self, redis: BatchedRedis, *, queue_name: str, key_prefix: str, dedup_ttl_s: int, job_expiry_s: int
     ) -> None:
         self._prefix = key_prefix
-        self._enqueue = _Batcher(_Script(redis, ENQUEUE_MANY))
-        self._record = _Script(redis, _RECORD)
+        self._enqueue = _Batcher(redis.register_script(ENQUEUE_MANY))
+        self._record = redis.register_script(_RECORD)
         self._queue = queue_name.encode()
         self._ttl = b"%d" % dedup_ttl_s
         self._expiry = b"%d" % (job_expiry_s * 1000)

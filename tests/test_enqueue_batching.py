@@ -10,9 +10,9 @@ import pytest
 from redis.asyncio import Redis
 from redis.exceptions import ResponseError
 
+from contract.redisbatch import BatchedRedis
 from contract.webhooks import classify
 from service.enqueue import MAX_BATCH, Enqueuer
-from service.redisbatch import BatchedRedis
 from tests.conftest import REDIS_URL, call_id, forget
 from tests.helpers import payloads
 

@@ -113,7 +113,7 @@ async def test_notes_are_one_round_trip_and_trimmed():
         for i in range(RECORD_KEPT + 20):
             record.note("fetch", what="cdr", status="200", attempt=i)
         assert await redis.exists(record_key(prefix, "call-1")) == 0  # nothing written before flush
-        assert await record.flush(redis, prefix, 60, notes)
+        assert await record.Writer(redis, prefix, 60).flush(notes)
         kept = [decode_entry(raw) for raw in await redis.lrange(record_key(prefix, "call-1"), 0, -1)]
         assert len(kept) == RECORD_KEPT
         assert kept[0].attempt == 20 and kept[-1].attempt == RECORD_KEPT + 19
@@ -137,7 +137,7 @@ async def test_trace_command_prints_the_timeline_and_json(capsys, monkeypatch):
     try:
         notes = record.begin(call_id, record.now_ms())
         record.note("job", job="process_call", attempt=1, outcome="published")
-        await record.flush(redis, prefix, 60, notes)
+        await record.Writer(redis, prefix, 60).flush(notes)
         monkeypatch.setenv("REDIS_URL", REDIS_URL)
         monkeypatch.setenv("KEY_PREFIX", prefix)
         assert await _cli(["trace", call_id]) == 0

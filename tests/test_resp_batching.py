@@ -9,7 +9,7 @@ import pytest
 from redis.exceptions import ConnectionError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeout
 
-from service.redisbatch import BatchedRedis
+from contract.redisbatch import BatchedRedis
 from tests.test_resp_failover import HANG_GUARD_S, resp_server
 
 REDIS_URL = "redis://127.0.0.1:6379/0"

@@ -1,4 +1,4 @@
-"""The receiver's Redis client (`service.redisbatch.BatchedRedis`) against peers that misbehave the way
+"""The receiver's Redis client (`contract.redisbatch.BatchedRedis`) against peers that misbehave the way
 failovers and full servers do.
 
 Tiny RESP servers on loopback stand in for Redis: one accepts and closes at once (maxclients, a proxy
@@ -21,8 +21,8 @@ from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, RedisError
 
+from contract.redisbatch import BatchedRedis
 from service.health import readyz
-from service.redisbatch import BatchedRedis
 
 HANG_GUARD_S = 15.0  # only so that a regression fails instead of hanging the suite; never the assertion
 

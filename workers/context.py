@@ -21,8 +21,9 @@ from contract import logs
 from contract.events import CallCompletedEvent, CallTranscribedEvent
 from contract.intake import transcript_job_id
 from contract.jobs import DELIVER
+from contract.redisbatch import BatchedRedis
 from contract.settings import Settings, environment
-from workers import health, observe
+from workers import health, observe, record
 from workers.alert.config import policy_from_settings
 from workers.alert.notes import note_transcript
 from workers.alert.outbox import queue_alert, run_dispatcher
@@ -32,6 +33,7 @@ from workers.deadletter import dead_letter
 from workers.deliver import health as destination_health
 from workers.deliver import inflight, reload
 from workers.deliver.jobs import decode_delivery
+from workers.deliver.ledger import LEASE_S, Ledger
 from workers.deliver.route import Destination, load_destinations
 from workers.deliver.sinks.base import Sink, SinkOptions, build_sink
 from workers.fetch.hints import OwnNumbers
@@ -42,6 +44,8 @@ from workers.queue import FollowUps
 from workers.retry import RetryPolicy
 
 log = logs.get("workers")
+
+REDIS_TIMEOUT_S = 5.0  # one batch of the scripts a call runs (connect, or write and read its replies)
 
 
 @dataclass
@@ -59,6 +63,9 @@ class Resources:
     alert_policy: DeliveryPolicy
     follow_ups: FollowUps
     numbers: OwnNumbers
+    batch: BatchedRedis  # the queue's Redis for the scripts every call runs (contract/redisbatch.py)
+    ledger: Ledger
+    recorder: record.Writer
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     health: asyncio.Server | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -142,6 +149,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     options = SinkOptions(key_prefix=settings.key_prefix, mark_ttl_s=settings.webhook_dedup_ttl)
     sinks = {d.name: build_sink(d.url, name=d.name, secret=d.secret, options=options) for d in destinations}
     wavix = WavixClient.from_settings(http, settings, on_response=metrics.on_response)
+    batch = BatchedRedis(settings.redis_url, connect_timeout=REDIS_TIMEOUT_S, timeout=REDIS_TIMEOUT_S)
     resources = Resources(
         settings=settings, redis=redis, wavix=wavix, numbers=OwnNumbers(wavix.own_numbers),
         policy=RetryPolicy.from_settings(settings),
@@ -149,7 +157,10 @@ async def startup(ctx: dict[str, Any]) -> None:
         slack=slack, step_timeout_s=max(1.0, settings.job_timeout - 5.0),
         alert_rules=frozenset(settings.alert_rules), metrics=metrics,
         alert_policy=policy_from_settings(settings, slack),
-        follow_ups=FollowUps(redis, queue=settings.queue_name, expiry_s=settings.job_expiry),
+        follow_ups=FollowUps(batch, queue=settings.queue_name, expiry_s=settings.job_expiry), batch=batch,
+        ledger=Ledger(redis, settings.key_prefix, delivered_ttl_s=settings.webhook_dedup_ttl, lease_s=LEASE_S,
+                      backlog_horizon_s=settings.job_expiry, scripts=batch),
+        recorder=record.Writer(batch, settings.key_prefix, settings.webhook_dedup_ttl),
     )
     resources.health = await health.start(
         settings.worker_health_port,
@@ -187,6 +198,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         for sink in resources.sinks.values():
             with contextlib.suppress(Exception):
                 await sink.close()
+        await resources.batch.aclose()
     for client in ("slack_http", "http"):
         if client in ctx:
             await ctx[client].aclose()

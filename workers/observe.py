@@ -102,8 +102,7 @@ async def _flush(ctx: dict[str, Any], notes: record.Notes) -> None:
     resources = ctx.get("resources")
     if resources is None or not notes.call_id:
         return
-    settings = resources.settings
-    await record.flush(resources.redis, settings.key_prefix, settings.webhook_dedup_ttl, notes)
+    await resources.recorder.flush(notes)
 
 
 def on_fetch(then: OnResponse | None = None) -> OnResponse:

@@ -12,9 +12,9 @@ from typing import Any
 
 import msgspec
 from arq.constants import job_key_prefix, result_key_prefix
-from redis.asyncio import Redis
 
 from contract.jobs import encode_job
+from contract.redisbatch import Scripting
 
 _ENQUEUE_IF_ABSENT = """
 if redis.call('EXISTS', KEYS[1], KEYS[2]) > 0 then return 0 end
@@ -27,7 +27,7 @@ return 1
 class FollowUps:
     """Queues jobs on `queue`, each at most once per job id while it or its result exists."""
 
-    def __init__(self, redis: Redis, *, queue: str, expiry_s: int) -> None:
+    def __init__(self, redis: Scripting, *, queue: str, expiry_s: int) -> None:
         self._script: Any = redis.register_script(_ENQUEUE_IF_ABSENT)
         self._queue = queue
         self._expiry_ms = expiry_s * 1000

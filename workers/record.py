@@ -1,7 +1,9 @@
 """The workers' half of the per-call record (contract/record.py): a job's notes, batched, written once.
 
 A job opens its `Notes` (`begin`), every step it takes adds an entry in memory (`note`: a msgpack encode,
-about 2 us, no I/O), and `flush` writes them all at the end of the job in ONE round trip, one script call:
+about 2 us, no I/O), and `Writer.flush` writes them all at the end of the job in ONE script call, sent
+through the worker's batching client (contract/redisbatch.py) with the other jobs' commands of the same
+loop turn:
 
     RPUSH record:{call} <entries...>; LTRIM to RECORD_KEPT; EXPIRE ttl
     and, when the job handed `wavix.call.completed` to its destinations:
@@ -11,23 +13,18 @@ The notes travel in a context variable, so the steps that write them (fetch hook
 dead letters: workers/observe.py and workers/context.py) need no new argument; the tasks a job starts
 (`asyncio.gather` of its deliveries) share its notes. Outside a job `note` does nothing.
 
-Cost, measured by `measure()` (2,000 jobs one after another, 12 entries and a summary each, against the
-local Redis on the shared 2-core machine, 2026-12): 360 us of wall time per job, nearly all of it the one
-round trip; a process_call job takes about 28 ms end to end in the same setting (its own record says so),
-so about 1.3%. The receiver's hot path gains no round trip at all.
+Its cost is measured by `make bench` (the worker with and without workers/observe.py, docs/benchmarks.md);
+the receiver's hot path gains no round trip at all.
 A record that cannot be written is logged and dropped: the record must never fail or retry a job.
 """
 
 from __future__ import annotations
 
-import hashlib
 import time
-import uuid
 from contextvars import ContextVar
 from typing import Any
 
-from redis.asyncio import Redis
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import RedisError
 
 from contract import logs
 from contract.events import CallCompletedEvent, CloudEvent
@@ -42,6 +39,7 @@ from contract.record import (
     summary_key,
     without_query,
 )
+from contract.redisbatch import Scripting
 
 log = logs.get("workers.record")
 
@@ -123,47 +121,28 @@ if ARGV[3] ~= '' then
   redis.call('EXPIRE', KEYS[3], ARGV[1])
 end
 """
-_FLUSH_SHA = hashlib.sha1(_FLUSH.encode()).hexdigest()
 
 
-async def flush(redis: Redis, key_prefix: str, ttl_s: int, notes: Notes) -> bool:
-    """Writes the notes in one script call (one command where the pipeline had seven; client CPU per job
-    measured the same within noise, docs/benchmarks.md); False (logged) when Redis refused."""
-    if not notes.entries and notes.summary is None:
-        return True
-    summary = notes.summary
-    keys = (record_key(key_prefix, notes.call_id), summary_key(key_prefix, notes.call_id), calls_key(key_prefix))
-    args = (ttl_s, RECORD_KEPT, encode_summary(summary) if summary is not None else "",
-            summary.at_ms if summary is not None else 0, notes.call_id, now_ms() - ttl_s * 1000, *notes.entries)
-    try:
+class Writer:
+    """Writes a job's notes in one script call; `scripts` is the worker's batching client (or redis-py's)."""
+
+    def __init__(self, scripts: Scripting, key_prefix: str, ttl_s: int) -> None:
+        self._script = scripts.register_script(_FLUSH)
+        self._prefix, self._ttl_s = key_prefix, ttl_s
+
+    async def flush(self, notes: Notes) -> bool:
+        """False (logged) when Redis refused: the record must never fail or retry a job."""
+        if not notes.entries and notes.summary is None:
+            return True
+        summary, ttl_s = notes.summary, self._ttl_s
+        keys = (record_key(self._prefix, notes.call_id), summary_key(self._prefix, notes.call_id),
+                calls_key(self._prefix))
+        args = (ttl_s, RECORD_KEPT, encode_summary(summary) if summary is not None else "",
+                summary.at_ms if summary is not None else 0, notes.call_id, now_ms() - ttl_s * 1000, *notes.entries)
         try:
-            await redis.evalsha(_FLUSH_SHA, 3, *keys, *args)  # type: ignore[misc, arg-type]
-        except NoScriptError:
-            await redis.eval(_FLUSH, 3, *keys, *args)  # type: ignore[misc, arg-type]
-    except (RedisError, OSError) as e:
-        log.warning("record.unwritten", call_id=notes.call_id, entries=len(notes.entries), error=type(e).__name__)
-        return False
-    notes.entries.clear()
-    return True
-
-
-async def measure(redis: Redis, jobs: int = 1000, entries: int = 12) -> float:
-    """The bench hook: microseconds of wall time one job's record costs (`entries` notes + a summary + flush).
-
-    Writes under a throwaway prefix and deletes it. Compare with the bench's time per job.
-    """
-    prefix = f"bench:record:{uuid.uuid4().hex}:"
-    started = time.perf_counter()
-    try:
-        for n in range(jobs):
-            notes = Notes(f"call-{n}", now_ms())
-            for i in range(entries):
-                notes.add("delivery", destination="events", event_id="0" * 36, attempt=1, outcome="published", ms=i)
-            notes.summary = CallSummary(call_id=notes.call_id, at_ms=notes.began_ms, outcome="answered",
-                                        direction="inbound", published_at_ms=now_ms())
-            await flush(redis, prefix, 60, notes)
-        return (time.perf_counter() - started) * 1e6 / jobs
-    finally:
-        keys = [k async for k in redis.scan_iter(match=f"{prefix}*", count=1000)]
-        for i in range(0, len(keys), 500):
-            await redis.delete(*keys[i:i + 500])
+            await self._script(keys=keys, args=args)
+        except (RedisError, OSError) as e:
+            log.warning("record.unwritten", call_id=notes.call_id, entries=len(notes.entries), error=type(e).__name__)
+            return False
+        notes.entries.clear()
+        return True

@@ -43,7 +43,7 @@ from contract.jobs import DELIVER
 from workers.deliver import control, eventlog, inflight
 from workers.deliver.jobs import Delivery, encode_delivery, now_ms
 from workers.deliver.jobs import job_id as _job_id
-from workers.deliver.ledger import Claim, Ledger
+from workers.deliver.ledger import ATTEMPT_LIMIT_S, LEASE_S, Claim, Ledger
 from workers.deliver.route import Destination, route
 from workers.deliver.sinks.base import Sink, idempotency_key
 from workers.retry import CallError, GiveUp, Permanent, Schedule, Transient
@@ -56,8 +56,6 @@ __all__ = ["Delivery", "deliver_all", "encode_delivery", "keep_delivered", "retr
 
 log = logs.get("workers.deliver.delivery")
 
-ATTEMPT_LIMIT_S = 40.0  # one attempt's bound: a sink's connect, declare and publish at 10 s each, and slack
-LEASE_S = ATTEMPT_LIMIT_S + 5.0  # no other attempt starts while one may still land
 BACKOFF_S = (0.05, 1.0)  # first and longest wait between two tries of a confirmed delivery's mark
 
 
@@ -74,8 +72,7 @@ class Throttled(Uncounted):
 
 
 def ledger(resources: Resources) -> Ledger:
-    return Ledger(resources.redis, resources.settings.key_prefix, delivered_ttl_s=resources.settings.webhook_dedup_ttl,
-                  lease_s=LEASE_S, backlog_horizon_s=resources.settings.job_expiry)
+    return resources.ledger
 
 
 def job_id(resources: Resources, delivery: Delivery) -> str:

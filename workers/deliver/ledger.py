@@ -30,9 +30,12 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from contract.events import COMPLETED, TRANSCRIBED, UNAVAILABLE, event_id
+from contract.redisbatch import Scripting
 from workers.deliver import health, ratelimit
 from workers.deliver.eventlog import LogEntry
 
+ATTEMPT_LIMIT_S = 40.0  # one attempt's bound (workers/deliver/delivery.py): a sink's connect, declare, publish
+LEASE_S = ATTEMPT_LIMIT_S + 5.0  # no other attempt starts while one may still land
 EVENT_TYPES = (COMPLETED, TRANSCRIBED, UNAVAILABLE)  # every event a call can make; its ids follow from the call id
 
 _NOW = """
@@ -107,11 +110,13 @@ class Ledger:
     """The delivery state of events at destinations, shared by every worker through Redis."""
 
     def __init__(self, redis: Redis, prefix: str, *, delivered_ttl_s: int, lease_s: float,
-                 backlog_horizon_s: int = 7 * 86400) -> None:
+                 backlog_horizon_s: int = 7 * 86400, scripts: Scripting | None = None) -> None:
+        """`scripts`: the client that runs `claim` and `settle` (a worker's batching one), else `redis`."""
         self._redis, self._prefix = redis, prefix
         self._ttl_s, self._lease_ms = delivered_ttl_s, int(lease_s * 1000)
         self._horizon_ms = backlog_horizon_s * 1000
-        self._claim, self._settle = redis.register_script(_CLAIM), redis.register_script(_SETTLE)
+        host = scripts if scripts is not None else redis
+        self._claim, self._settle = host.register_script(_CLAIM), host.register_script(_SETTLE)
 
     def keys(self, event: str, destination: str) -> tuple[str, str]:
         return f"{self._prefix}delivered:{event}:{destination}", f"{self._prefix}delivering:{event}:{destination}"

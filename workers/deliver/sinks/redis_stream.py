@@ -14,15 +14,13 @@ Transient; any other error reply (WRONGTYPE: the key is not a stream; NOPERM) is
 
 from __future__ import annotations
 
-from typing import Any
-
-from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contract import logs
 from contract.events import CloudEvent, encode_event
+from contract.redisbatch import BatchedRedis
 from workers.deliver.sinks.base import SinkOptions, permanent, query_params, transient, without_params
 from workers.retry import CallError
 
@@ -42,7 +40,8 @@ return entry
 
 
 class RedisStreamSink:
-    """One stream; its own client (a connection pool: redis-py reconnects by itself on the next command)."""
+    """One stream; its own client (contract/redisbatch.py: the appends of concurrent jobs go out together, and
+    a lost connection is dialled again on the next one)."""
 
     def __init__(self, url: str, *, name: str, options: SinkOptions) -> None:
         params = query_params(url)
@@ -51,18 +50,17 @@ class RedisStreamSink:
         self._maxlen = int(params.get("maxlen") or DEFAULT_MAXLEN)
         self._url = without_params(url, _OUR_PARAMS)
         self._options = options
-        self._redis: Redis | None = None
-        self._script: Any = None
+        timeout = options.timeout_s  # connects on first use, and again after a lost connection
+        self._redis = BatchedRedis(self._url, connect_timeout=timeout, timeout=timeout)
+        self._script = self._redis.register_script(_PUBLISH)
 
     async def connect(self) -> None:
-        redis = self._client()
         try:
-            await redis.ping()
+            await self._redis.ping()
         except RedisError as e:
             raise self._error(e, None) from e
 
     async def publish(self, event: CloudEvent, *, idempotency_key: str) -> None:
-        self._client()
         keys = [f"{self._options.key_prefix}published:{idempotency_key}", self.stream]
         args = [self._options.mark_ttl_s, self._maxlen, encode_event(event), event.id, event.type, event.subject]
         try:
@@ -73,16 +71,7 @@ class RedisStreamSink:
             log.debug("sink.duplicate", sink=self.name, event_id=event.id, call_id=event.subject)
 
     async def close(self) -> None:
-        if self._redis is not None:
-            redis, self._redis = self._redis, None
-            await redis.aclose()
-
-    def _client(self) -> Redis:
-        if self._redis is None:
-            timeout = self._options.timeout_s
-            self._redis = Redis.from_url(self._url, socket_timeout=timeout, socket_connect_timeout=timeout)
-            self._script = self._redis.register_script(_PUBLISH)
-        return self._redis
+        await self._redis.aclose()
 
     def _error(self, e: RedisError, event: CloudEvent | None) -> CallError:
         if isinstance(e, RedisConnectionError | RedisTimeoutError):

@@ -1,7 +1,10 @@
-"""The receiver's Redis client: redis-py's connection and protocol code, with the commands issued in one
-event-loop turn sent as one pipeline.
+"""The Redis client of the hot paths: redis-py's connection and protocol code, with the commands issued in
+one event-loop turn sent as one pipeline.
 
-The receiver runs one command per webhook (EVALSHA of the enqueue script), from many concurrent requests.
+The receiver runs one command per webhook (EVALSHA of the enqueue script), from many concurrent requests;
+a worker runs a few scripts per call (the ledger's claim and settle, the per-call record, a follow-up job)
+from its concurrent jobs, through `register_script`, a drop-in for redis-py's (same `keys=`/`args=` call,
+loaded on every new connection, its text sent once if Redis answers NOSCRIPT after all).
 redis-py's `Redis.evalsha` costs ~53-64 µs of CPU per call here with 64 callers (pool checkout, a timer
 per read, response callbacks); the same commands written together, one write per batch and their replies
 read in order by hiredis, cost ~16 µs (bench/clients.py; docs/benchmarks.md has the run). So the only
@@ -26,8 +29,9 @@ sent twice.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from typing import Any
+import hashlib
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from redis.asyncio.connection import AbstractConnection, Connection, parse_url
 from redis.connection import HiredisRespSerializer
@@ -35,6 +39,7 @@ from redis.exceptions import (
     BusyLoadingError,
     ConnectionError,
     MasterDownError,
+    NoScriptError,
     ReadOnlyError,
     RedisError,
     ResponseError,
@@ -49,6 +54,12 @@ _DROPPING = (ReadOnlyError, BusyLoadingError, MasterDownError)  # this connectio
 Command = tuple[Any, ...]
 _SERIALIZER = HiredisRespSerializer() if HIREDIS_AVAILABLE else None
 _Waiting = list[tuple[Command, "asyncio.Future[Any]"]]
+
+
+class Scripting(Protocol):
+    """What runs Lua scripts: this batching client or redis-py's `Redis` (the paths off the hot one)."""
+
+    def register_script(self, script: Any) -> Any: ...
 
 
 class BatchedRedis:
@@ -72,6 +83,10 @@ class BatchedRedis:
         if self._sender is None:
             self._sender = asyncio.create_task(self._send_all())
         return await future
+
+    def register_script(self, text: str) -> Script:
+        """A Lua script called like redis-py's `register_script(...)` result, through this batching client."""
+        return Script(self, text)
 
     async def ping(self) -> None:
         """Raises unless Redis answers on the connection the calls use (the receiver's readiness)."""
@@ -164,6 +179,24 @@ class BatchedRedis:
             sender.cancel()
             await asyncio.gather(sender, return_exceptions=True)
         await self._drop()
+
+
+class Script:
+    """A Lua script called by its SHA (loaded on every new connection), by its text after a script flush
+    under a live connection (NOSCRIPT): `await script(keys=[...], args=[...])`, as redis-py's."""
+
+    def __init__(self, client: BatchedRedis, source: str | bytes) -> None:
+        self._client = client
+        self._source = source.encode() if isinstance(source, str) else source
+        client.on_connect.append(("SCRIPT", "LOAD", self._source))
+        self.sha = hashlib.sha1(self._source).hexdigest().encode()
+
+    async def __call__(self, keys: Sequence[Any] = (), args: Sequence[Any] = ()) -> Any:
+        """Runs the script and returns its reply; Redis's errors propagate as redis-py's exceptions."""
+        try:
+            return await self._client.call(b"EVALSHA", self.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            return await self._client.call(b"EVAL", self._source, len(keys), *keys, *args)
 
 
 def _pack(conn: AbstractConnection, commands: list[Command]) -> list[bytes]:
