@@ -133,6 +133,11 @@ def _retry_or_dead(resources: Resources, error: CallError, attempt: int, job: Re
 
 
 async def _hints(resources: Resources, receipt: Receipt, kept: list[Receipt] | None = None) -> CallHints:
+    """The call's hints; its kept webhooks read through the batching client unless the job has them."""
+    if kept is None:
+        entries = await resources.batch.call("LRANGE", webhooks_key(resources.settings.key_prefix, receipt.call_id),
+                                             0, -1)
+        kept = receipts_of(entries, receipt.call_id)
     return await gather(resources.redis, resources.settings.key_prefix, receipt, resources.numbers, kept)
 
 
