@@ -5,7 +5,7 @@
    sandbox with no faults, enrich, publish to the Redis Stream). Jobs per second come from arq's own
    start/finish times of the jobs, the same for both; the figure is real / no-op.
 2. The same real job with the sandbox answering after 100 ms: calls per second per worker process.
-3. Latency: the receiver (Granian), a worker and the sandbox run as processes; webhooks go out at a fixed
+3. Latency: the receiver (uvicorn), a worker and the sandbox run as processes; webhooks go out at a fixed
    rate and each call's stream entry time minus its webhook's send time is its latency (p50/p99).
 4. Memory: the worker's RSS after a warm-up of 1,000 calls, halfway and after all N (default 20,000) of step 1;
    the late growth (halfway -> end) is the leak check (the target's 50,000 -> 100,000 does not fit `make bench`).

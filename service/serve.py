@@ -6,9 +6,12 @@ answers 400 and closes the connection, before the app is called, to a request fr
 chunked framing (a size not in hex, negative or overflowing, no CRLF after a chunk's data, bytes in a
 chunk extension); nothing of such a request is queued (tests/test_http_framing.py). Granian 2.8 (hyper)
 drops `Content-Length` when the request is chunked, frames by chunks and answers, so neither it nor any
-ASGI middleware can refuse CL + TE. The price is measured by `make bench`, both servers in one run
-(`ingest.server_cost_pct`, docs/benchmarks.md). Granian stays selectable (`--server granian`, hidden: for
-the benchmarks) so that the cost keeps being measured.
+ASGI middleware can refuse CL + TE. The price, measured by `make bench` with both servers in one run
+(`ingest.server_cost_pct`, docs/benchmarks.md): none in throughput on this machine. Over seven runs on
+2026-12-02 uvicorn served a median 20% more webhooks per second than Granian (from 24% more to 8% fewer,
+that one with the machine busy); earlier measurements, with the receiver's previous Redis client, had
+Granian ahead. Granian stays selectable (`--server granian`, hidden: for the benchmarks) so that the
+comparison keeps being made.
 
 uvicorn's own options that matter here:
 - access logs off: the request path holds the secret token. The server's own lines (started, listening,
