@@ -151,8 +151,8 @@ class SupervisedWorker(Worker):
 
         arq takes four sequential round trips a job (WATCH, EXISTS, ZSCORE, then MULTI/PSETEX/EXEC), so
         starting a poll's 64 jobs took 256; the script checks each job as arq does (not running anywhere,
-        still queued, due) and sets its in-progress lease. Like arq, it waits for a free slot while the poll
-        has jobs left, so a busy worker starts the next job as soon as one ends, not a poll later.
+        still queued, due) and sets its in-progress lease. Where arq returns at the first full slot and leaves
+        the rest of the poll's jobs to its next poll, this waits for a slot to free while jobs are left.
         """
         waiting = [job_id.decode() for job_id in job_ids]
         while waiting:

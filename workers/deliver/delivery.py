@@ -71,10 +71,6 @@ class Throttled(Uncounted):
     """The destination's `max_per_second` has no slot soon: come back when one is (`retry_after`)."""
 
 
-def ledger(resources: Resources) -> Ledger:
-    return resources.ledger
-
-
 def job_id(resources: Resources, delivery: Delivery) -> str:
     """One `deliver` job per event and destination: `{prefix}deliver:{event_id}:{destination}`."""
     return _job_id(resources.settings.key_prefix, delivery)
@@ -97,7 +93,7 @@ async def deliver_all(resources: Resources, event: CloudEvent, attempt: int) -> 
         return
     entry = eventlog.entry(settings.key_prefix, event, body, retention_s=settings.event_log_retention)
     ready = [d for d in wanted if d.name in resources.sinks]  # one without a sink is refused in attempt_once
-    claims = await ledger(resources).claim_all(event.id, [(d.name, d.max_per_second) for d in ready], log=entry)
+    claims = await resources.ledger.claim_all(event.id, [(d.name, d.max_per_second) for d in ready], log=entry)
     made = dict(zip([d.name for d in ready], claims, strict=True))
     await asyncio.gather(*(_first_attempt(resources, event, body, d, made.get(d.name)) for d in wanted))
 
@@ -105,7 +101,7 @@ async def deliver_all(resources: Resources, event: CloudEvent, attempt: int) -> 
 async def attempt_once(resources: Resources, delivery: Delivery, event: CloudEvent, claim: Claim | None = None) -> str:
     """Try number `delivery.tries + 1`: "published", "delivered_before", "parked", or a CallError. `claim`: the
     ledger's answer for this try when it was asked already (deliver_all's one call for all destinations)."""
-    name, book = delivery.destination, ledger(resources)
+    name, book = delivery.destination, resources.ledger
     sink, where = resources.sinks.get(name), destination(resources, name)
     if sink is None or where is None:
         raise Permanent(f"destination {name!r} is no longer configured")
@@ -240,7 +236,7 @@ async def _withdraw(resources: Resources, delivery: Delivery) -> None:
 
 async def keep_delivered(resources: Resources, call_id: str) -> None:
     """Before a call's job is dead-lettered: keep its delivered marks until the replay, however late."""
-    await ledger(resources).keep(call_id, [d.name for d in resources.destinations])
+    await resources.ledger.keep(call_id, [d.name for d in resources.destinations])
 
 
 async def publish(resources: Resources, sink: Sink, event: CloudEvent, attempt: int) -> None:
