@@ -198,12 +198,10 @@ async def measure(run: Run) -> dict[str, Any]:
     logs = "".join(w.log.read_text(errors="replace") for w in run.workers)
     expected = [event_id(c, COMPLETED) for c in ok]
     hooks = run.hooks
-    repeats = sum(n - 1 for n in hooks.per_webhook_id.values() if n > 1)
     destinations = {
         "redis": sinks.figures(events.per_id, expected),
         "webhook": {**sinks.figures(hooks.per_event, expected), "bad_signatures": hooks.bad_signatures,
-                    "webhook_ids": len(hooks.per_webhook_id),
-                    "webhook_ids_repeated": sum(1 for n in hooks.per_webhook_id.values() if n > 1)},
+                    "redelivered": hooks.redelivered, "redelivered_changed": hooks.redelivered_changed},
         "nats": sinks.figures(await run.nats.per_event(), expected),
     }
     return {
@@ -212,7 +210,7 @@ async def measure(run: Run) -> dict[str, Any]:
         "acknowledged_with_one_completed_pct": round(100 * (len(ok) - len(missing)) / max(1, len(ok)), 2),
         "acknowledged_missing": missing[:20], "duplicate_event_ids": events.duplicate_ids,
         "destinations": destinations, "pending_deliveries": pending,
-        "webhook_repeats": f"{repeats} / {hooks.bad_signatures}",
+        "webhook_repeats": f"{hooks.redelivered} / {hooks.bad_signatures}",
         "alerts_sent": sent, "alerts_expected": events.alerts_expected, "alerts": f"{sent} / {events.alerts_expected}",
         "calls_alerted_twice": twice, "worker_kills": sum(w.kills for w in run.workers),
         "worker_unexpected_exits": sum(len(w.unexpected_exits) for w in run.workers),

@@ -4,12 +4,16 @@
     webhook   a signed-webhook endpoint served in the chaos process (`HookCounter`)
     nats      NATS JetStream on 127.0.0.1:4222: a stream of the run's own (`NatsStream`), deleted at the end
 
-Each destination is counted as a consumer would see it: every message that arrived, per event id. The
-webhook endpoint is the signed-webhook stand-in (sandbox/hooks.py): it checks each POST's Standard Webhooks
-signature from the spec (a bad one is answered 401 and counted apart), answers the rest 204, and the run
-counts them per `webhook-id` and per event id. NATS is
-read back with a consumer from the stream's start: what JetStream dropped under its `Nats-Msg-Id`
-duplicate window is what the broker drops for every consumer, so it does not count as a repeat.
+Each destination is counted as a consumer that follows its protocol sees it: per event id, what the
+consumer took in. The webhook endpoint is the signed-webhook stand-in (sandbox/hooks.py): it checks each
+POST's Standard Webhooks signature from the spec (a bad one is answered 401 and counted apart) and answers
+the rest 204. A Standard Webhooks consumer keeps the `webhook-id`s it has processed and takes in only the
+first POST of each ("use the webhook-id as an idempotency key"): the run counts exactly that, and counts
+the POSTs it answered without taking in as **redeliveries**, reported beside the bar, each checked to
+carry the first POST's body byte for byte. NATS is read back with a consumer from the stream's start:
+what JetStream dropped under its `Nats-Msg-Id` duplicate window is what the broker drops for every
+consumer. A repeat under another id (`webhook-id`, `Nats-Msg-Id`, the stream's event id) is one no
+consumer can drop, and shows as a duplicate.
 """
 
 from __future__ import annotations
@@ -58,8 +62,9 @@ def routing_file(path: Path, redis_url: str, hook_url: str, nats_stream: str, na
 
 
 class HookCounter(WebhookReceiver):
-    """The signed-webhook stand-in (sandbox/hooks.py) with the run's secret, its counts derived from what it
-    received: verified POSTs per `webhook-id` and per event id; bad signatures were answered 401."""
+    """The signed-webhook stand-in (sandbox/hooks.py) with the run's secret, counted as a Standard Webhooks
+    consumer: the first verified POST of each `webhook-id` is taken in, later ones are redeliveries; bad
+    signatures were answered 401."""
 
     def __init__(self) -> None:
         super().__init__(secret=SECRET)
@@ -69,12 +74,26 @@ class HookCounter(WebhookReceiver):
         return f"http://127.0.0.1:{self.port}/hooks/chaos"
 
     @property
-    def per_webhook_id(self) -> Counter[str]:
-        return Counter(r.headers["webhook-id"] for r in self.received)
+    def per_event(self) -> Counter[str]:
+        """What the consumer took in, per event id: one per `webhook-id` (its first POST)."""
+        return Counter(_event_id(body).id for body in self._first_bodies().values())
 
     @property
-    def per_event(self) -> Counter[str]:
-        return Counter(_event_id(r.body).id for r in self.received)
+    def redelivered(self) -> int:
+        """POSTs repeating a `webhook-id` already taken in: answered 2xx, dropped by the consumer."""
+        return len(self.received) - len(self._first_bodies())
+
+    @property
+    def redelivered_changed(self) -> int:
+        """Redeliveries whose body differs from their `webhook-id`'s first: what dropping them would lose."""
+        first = self._first_bodies()
+        return sum(1 for r in self.received if r.body != first[r.headers["webhook-id"]])
+
+    def _first_bodies(self) -> dict[str, bytes]:
+        first: dict[str, bytes] = {}
+        for r in self.received:
+            first.setdefault(r.headers["webhook-id"], r.body)
+        return first
 
     @property
     def bad_signatures(self) -> int:
