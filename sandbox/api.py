@@ -143,7 +143,7 @@ async def _faulty(sandbox: Sandbox, faults: Faults, request: Request, route: str
         await asyncio.sleep(faults.slow_s)
     if route == "transcript" and forbids_transcript(faults, sandbox.fault_rng):
         sandbox.requests["fault 403"] += 1
-        await respond(send, 403, wire.encode(wire.error("The service is not provisioned for your account.")))
+        await respond(send, 403, wire.encode(wire.error(faults.forbidden_message)))
         return 403
     return None
 

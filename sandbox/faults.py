@@ -39,7 +39,8 @@ class Faults(msgspec.Struct, frozen=True, kw_only=True):
     slow: float = 0.0
     slow_s: float = 30.0  # how long a slow answer takes: set it beyond the client's timeout
     retry_after_s: int = 1  # the Retry-After value of a 429 that carries one
-    forbidden_transcript: float = 0.0  # transcript requests answered 403 "not provisioned"
+    forbidden_transcript: float = 0.0  # transcript requests answered 403 with `forbidden_message`
+    forbidden_message: str = "The service is not provisioned for your account."  # Wavix's words for the 403
     wrong_cdr: float = 0.0  # CDR requests answered 200 with another call's CDR
     oversized_cdr: float = 0.0  # CDR requests answered 200 with a body over 1 MiB
 

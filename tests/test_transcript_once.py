@@ -76,3 +76,21 @@ async def test_a_transcript_wavix_announced_is_fetched_even_while_polling_is_pau
         await p.run_worker()
         announced = {c.call_id for c in more if c.answered and c.transcript is not None}
         assert announced and announced <= set(by_type(await p.events(), TRANSCRIBED))
+
+
+async def test_a_403_that_does_not_say_not_provisioned_pauses_nothing() -> None:
+    """A 403 on one transcript whose message is not Wavix's "not provisioned" ends that call's transcript as
+    unavailable, but never pauses polling for the account: the next calls' transcripts are fetched."""
+    config = SandboxConfig(seed=6, transcript_delay_s=0.0, **ALL_TRANSCRIBED,
+                           faults=Faults(forbidden_transcript=1.0, forbidden_message="Access denied."))
+    async with pipeline(config) as p:
+        calls, _ = await p.place_and_send(4)
+        await p.run_worker()
+        answered = {c.call_id for c in calls if c.answered and c.transcript is not None}
+        assert answered and set(by_type(await p.events(), UNAVAILABLE)) == answered
+        assert await p.redis.exists(f"{p.settings.key_prefix}transcripts:not_provisioned") == 0
+        p.sandbox.set_faults(Faults())
+        more, _ = await p.place_and_send(3)
+        await p.run_worker()
+        polled = {c.call_id for c in more if c.answered and c.transcript is not None}
+        assert polled and polled <= set(by_type(await p.events(), TRANSCRIBED))
