@@ -24,6 +24,7 @@ uvicorn's own options that matter here:
   same whether or not a websockets package is installed (the image has none; the test extra has one).
 - a graceful SIGTERM ends with status 0 (uvicorn re-raises the signal once it has shut down, which would
   end the process as killed).
+- its httptools protocol with the request head bounded in size (431) and time (408): service/httphead.py.
 
 Before the server starts, the address is bound once here: a port in use or an address not on this host
 is an `OSError` the CLI turns into one line (exit 1), not a server's traceback.
@@ -38,6 +39,7 @@ from types import FrameType
 from typing import Any
 
 SERVERS = ("uvicorn", "granian")
+HTTP_PROTOCOL = "service.httphead:BoundedHeadProtocol"  # httptools, with the request head bounded
 
 # Granian's loggers, handed to the root logger that contract.logs configures (its own config prints to stdout).
 GRANIAN_LOGGING: dict[str, Any] = {
@@ -75,7 +77,7 @@ def run(
         # uvicorn restores this handler once it has shut down on SIGTERM, then raises SIGTERM again.
         signal.signal(signal.SIGTERM, _stopped)
         uvicorn.run(
-            target, factory=True, host=host, port=port, workers=workers, loop="uvloop", http="httptools",
+            target, factory=True, host=host, port=port, workers=workers, loop="uvloop", http=HTTP_PROTOCOL,
             lifespan="on", ws="none", access_log=False, log_config=None, proxy_headers=False, server_header=False,
         )
         return 0

@@ -4,12 +4,15 @@ A request framed both by `Content-Length` and `Transfer-Encoding` is the request
 RFC 9112 §6.1/§11.2. The served receiver (uvicorn with httptools, service/serve.py) refuses it with 400,
 closes the connection and queues nothing of it, whichever header comes first and whatever hides behind
 the chunked body. Broken chunked framing is the sender's fault: 400 and nothing queued, whether the bytes
-come with the head or after it (the app has been called by then). No raw input gives a 5xx.
+come with the head or after it (the app has been called by then). No raw input gives a 5xx. A request
+head is bounded (service/httphead.py): over 16 KiB it gets 431, not complete within 10 s 408, and the
+connection is closed either way.
 """
 
 from __future__ import annotations
 
 import json
+import select
 import socket
 import time
 import uuid
@@ -18,6 +21,7 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from service.httphead import HEAD_LIMIT_BYTES, HEAD_TIMEOUT_S
 from tests.conftest import REDIS_URL, TOKEN, call_id, forget
 from tests.helpers.servers import free_port, running
 
@@ -208,3 +212,74 @@ def test_malformed_requests_never_get_a_5xx(served, raw):
     """Whatever the framing or bytes, the served receiver answers 4xx, never 5xx."""
     response = served.send(raw)
     assert 400 <= status_of(response) < 500, response[:200]
+
+
+def _answer_while_sending(served: Served, raw: bytes, piece: int = 4096) -> bytes:
+    """Sends `raw` a piece at a time, stopping as soon as the server answers (so it never closes on bytes it
+    has not read, which would reset the connection), then reads the answer to the end."""
+    with socket.create_connection(("127.0.0.1", served.port), timeout=5.0) as s:
+        for start in range(0, len(raw), piece):
+            s.sendall(raw[start:start + piece])
+            if select.select([s], [], [], 0.05)[0]:
+                break
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+        return out
+
+
+@pytest.mark.parametrize("lines", [
+    pytest.param(["X-Big: " + "a" * 1_000_000], id="one-1MB-header"),
+    pytest.param([f"X-Many-{n}: " + "b" * 1000 for n in range(20)], id="twenty-1KB-headers"),
+    pytest.param([], id="a-17KB-path"),
+])
+def test_a_head_over_the_limit_gets_431_and_the_connection_closed(served, queue_of, lines):
+    """Sent a piece at a time, so the server sees the head grow past 16 KiB: 431 once, closed, nothing queued."""
+    cid = call_id()
+    body = body_for(cid)
+    raw = head(*lines, f"Content-Length: {len(body)}") + body
+    if not lines:
+        raw = raw.replace(PATH.encode(), PATH.encode() + b"?pad=" + b"p" * (HEAD_LIMIT_BYTES + 1024), 1)
+    response = _answer_while_sending(served, raw)
+    assert status_of(response) == 431, response[:200]
+    assert response.count(b"HTTP/1.1 ") == 1 and b"connection: close" in response.lower()
+    assert not any(cid.encode() in job for job in queued(queue_of, served))
+
+
+def test_a_head_over_the_limit_that_arrives_whole_gets_431(served, queue_of):
+    """The whole 20 KB head and its body in one write: the parser completes the head in one read, and its
+    size is checked as the parser hands the headers over."""
+    cid = call_id()
+    body = body_for(cid)
+    response = served.send(head(*[f"X-Many-{n}: " + "c" * 1000 for n in range(20)],
+                                f"Content-Length: {len(body)}") + body)
+    assert status_of(response) == 431, response[:200]
+    assert not any(cid.encode() in job for job in queued(queue_of, served))
+
+
+def test_a_head_just_under_the_limit_is_served(served, queue_of):
+    """Headers of ~15 KiB in all are within the limit: the webhook is accepted and queued."""
+    cid = call_id()
+    body = body_for(cid)
+    lines = [f"X-Trace-{n}: " + "d" * 1000 for n in range(HEAD_LIMIT_BYTES // 1024 - 2)]
+    response = served.send(head(*lines, f"Content-Length: {len(body)}") + body)
+    assert status_of(response) == 200, response[:200]
+    assert any(cid.encode() in job for job in queued(queue_of, served))
+
+
+def test_a_head_that_does_not_come_in_time_gets_408_and_the_connection_closed(served):
+    """A head cut off after its first line, and a connection that sends nothing: both are answered 408 and
+    closed once HEAD_TIMEOUT_S has passed, instead of being held open for as long as the client likes."""
+    started = time.monotonic()
+    with socket.create_connection(("127.0.0.1", served.port), timeout=HEAD_TIMEOUT_S + 5) as slow, \
+            socket.create_connection(("127.0.0.1", served.port), timeout=HEAD_TIMEOUT_S + 5) as silent:
+        slow.sendall(f"POST {PATH} HTTP/1.1\r\nHost: receiver\r\n".encode())
+        answers = []
+        for s in (slow, silent):
+            out = b""
+            while chunk := s.recv(65536):
+                out += chunk
+            answers.append(out)
+    assert [status_of(a) for a in answers] == [408, 408], answers
+    assert all(b"connection: close" in a.lower() for a in answers)
+    assert HEAD_TIMEOUT_S - 1 <= time.monotonic() - started < HEAD_TIMEOUT_S + 5
