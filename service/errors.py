@@ -23,10 +23,11 @@ log = logs.get("service")
 class WebhookRejected(Exception):
     """A webhook refused before its body is read: unknown token, source not allowed, wrong type."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(self, status: int, code: str, message: str, *, close: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
+        self.close = close  # the connection cannot be used again (the request was not read to its end)
 
 
 def error_body(code: str, message: str, **extra: Any) -> dict[str, Any]:
@@ -38,7 +39,8 @@ def _payload(_: Request[Any, Any, Any], exc: PayloadError) -> Response[Any]:
 
 
 def _rejected(_: Request[Any, Any, Any], exc: WebhookRejected) -> Response[Any]:
-    return Response(error_body(exc.code, str(exc)), status_code=exc.status)
+    headers = {"Connection": "close"} if exc.close else None
+    return Response(error_body(exc.code, str(exc)), status_code=exc.status, headers=headers)
 
 
 def _queue_down(_: Request[Any, Any, Any], exc: RedisError) -> Response[Any]:

@@ -9,6 +9,7 @@ refused only when it cannot be a call (contract/webhooks.py says exactly when).
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -25,6 +26,8 @@ from service.metrics import ReceiverMetrics
 from service.openapi import WebhookOperation
 
 log = logs.get("service.webhooks")
+
+BODY_TIMEOUT_S = 10.0  # for the whole body, from the app's first read; the server gives a head as long
 
 
 def _json_type(content_type: str | None) -> bool:
@@ -90,9 +93,16 @@ async def receive_webhook(request: Request[Any, Any, Any], token: FromPath[str])
 
 async def _read_body(request: Request[Any, Any, Any], metrics: ReceiverMetrics) -> bytes:
     """The raw body; 413 over the limit, 400 when its framing breaks (Granian then ends the body with a
-    disconnect, which Litestar reports as a 500: the sender's fault, not ours)."""
+    disconnect, which Litestar reports as a 500: the sender's fault, not ours), 408 and the connection
+    closed when it has not all come BODY_TIMEOUT_S after the head (as the server bounds the head itself,
+    service/httphead.py: a sender trickling a body would otherwise hold a connection and a task for ever)."""
     try:
-        return await request.body()
+        async with asyncio.timeout(BODY_TIMEOUT_S):
+            return await request.body()
+    except TimeoutError as e:
+        metrics.count("unknown", "rejected_body")
+        raise WebhookRejected(408, "request_timeout", f"the body did not arrive within {BODY_TIMEOUT_S:.0f} s",
+                              close=True) from e
     except HTTPException as e:
         if e.status_code == 413:
             metrics.count("unknown", "rejected_size")

@@ -68,8 +68,8 @@ def test_each_role_reads_the_shared_env_file_and_the_snippet_writes_a_valid_one(
 def test_the_endpoint_table_names_every_answer_the_receiver_gives():
     """Each status the webhook route can answer (service/webhooks.py, service/errors.py) is in the README's table."""
     table = README.split("## The endpoint")[1].split("\n## ")[0]
-    for status in ("200", "400", "403", "404", "413", "415", "503"):
+    for status in ("200", "400", "403", "404", "408", "413", "415", "503"):
         assert f"| {status} " in table, status
     assert "Retry-After" in table
     source = (ROOT / "service" / "webhooks.py").read_text() + (ROOT / "service" / "errors.py").read_text()
-    assert set(re.findall(r"WebhookRejected\((\d{3})", source)) <= {"400", "403", "404", "415"}
+    assert set(re.findall(r"WebhookRejected\((\d{3})", source)) <= {"400", "403", "404", "408", "415"}
