@@ -133,6 +133,28 @@ async def test_cdr_asks_for_the_transcription_reference(wavix: FakeWavix) -> Non
     assert wavix.requests[1].url.query == b""
 
 
+async def test_a_base_url_with_a_path_keeps_it_and_no_cookie_is_kept_or_sent(wavix: FakeWavix) -> None:
+    """Requests go out with their whole URL, the base URL's own path kept in front (as httpx joins them); a
+    Set-Cookie from the API is neither kept nor sent back (the client authenticates by Bearer token only)."""
+    settings = Settings(wavix_api_key=KEY, wavix_api_url="https://wavix.test/proxy/")
+    sent: list[str] = []
+
+    def behind_the_proxy(request: httpx.Request) -> httpx.Response:
+        sent.append(str(request.url))
+        return wavix(httpx.Request("GET", str(request.url).replace("/proxy", ""), headers=request.headers))
+
+    http = create_http_client(settings, concurrency=4, transport=httpx.MockTransport(behind_the_proxy))
+    wavix.script.append(httpx.Response(200, json=SPEC_CDR, headers={"set-cookie": "session=abc; Path=/"}))
+    client = WavixClient(http)
+    await client.get_cdr(CALL)
+    await client.get_cdr(CALL)
+    assert sent == [f"https://wavix.test/proxy/v1/cdr/{CALL}?show_transcription=true"] * 2
+    assert "cookie" not in wavix.requests[1].headers and not http.cookies
+    with pytest.raises(TypeError):
+        http.cookies = {"session": "abc"}
+    await http.aclose()
+
+
 async def test_bearer_header_and_factory_limits(wavix: FakeWavix) -> None:
     """The factory sends `Authorization: Bearer <key>` to the configured base URL, with explicit timeouts/pool."""
     settings = Settings(wavix_api_key=KEY, wavix_api_url="https://wavix.test")

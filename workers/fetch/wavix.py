@@ -101,6 +101,29 @@ def redact_url(url: str) -> str:
         return "[unparseable url]"
 
 
+class _Cookieless(httpx.Cookies):
+    """A cookie store that keeps nothing: the Wavix API authenticates by Bearer token and sets no cookie, and
+    httpx would otherwise build a urllib request for every response to look for one (~14 µs of CPU each)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        return None
+
+
+class _ApiClient(httpx.AsyncClient):
+    """`httpx.AsyncClient` that neither keeps nor sends cookies."""
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        return _NO_COOKIES
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        raise TypeError("the Wavix client keeps no cookies")
+
+
+_NO_COOKIES = _Cookieless()
+
+
 def create_http_client(
     settings: Settings, concurrency: int, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
@@ -114,7 +137,7 @@ def create_http_client(
         raise SettingsError("WAVIX_API_KEY", "must be set for the workers to fetch CDRs")
     size = max(concurrency, 1)
     limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
-    return httpx.AsyncClient(
+    return _ApiClient(
         base_url=settings.wavix_api_url,
         headers={"Authorization": f"Bearer {settings.wavix_api_key}", "Accept": "application/json"},
         timeout=httpx.Timeout(connect=5.0, read=settings.wavix_timeout, write=10.0, pool=5.0),
