@@ -42,10 +42,9 @@ from workers.fetch.wavix import WavixClient, create_http_client
 from workers.metrics import WorkerMetrics
 from workers.queue import FollowUps
 from workers.retry import RetryPolicy
+from workers.supervise import REDIS_TIMEOUT_S
 
 log = logs.get("workers")
-
-REDIS_TIMEOUT_S = 5.0  # one batch of the scripts a call runs (connect, or write and read its replies)
 
 
 @dataclass

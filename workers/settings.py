@@ -31,6 +31,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             func(process.deliver, name=DELIVER, max_tries=MAX_TRIES),
         ],
         "redis_settings": dataclasses.replace(RedisSettings.from_dsn(settings.redis_url), conn_retries=0),
+        "redis_url": settings.redis_url,  # the supervised worker's batching client (workers/supervise.py)
         "queue_name": settings.queue_name,
         "job_serializer": job_serializer,
         "job_deserializer": job_deserializer,
