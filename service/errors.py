@@ -21,7 +21,8 @@ log = logs.get("service")
 
 
 class WebhookRejected(Exception):
-    """A webhook refused before its body is read: unknown token, source not allowed, wrong type."""
+    """A webhook refused before its body is read (unknown token, source not allowed, wrong type) or while it
+    is read (not all of it in time)."""
 
     def __init__(self, status: int, code: str, message: str, *, close: bool = False) -> None:
         super().__init__(message)

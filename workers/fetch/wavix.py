@@ -158,9 +158,7 @@ class WavixClient:
         if len(found) != 1 or cdr_path.count(found[0]) != 1:
             raise SettingsError("WAVIX_CDR_PATH", "must hold exactly one {uuid} or {call_id} placeholder")
         self._http = http
-        # Requests go out with their whole URL: httpx parses a full URL once, where joining a path and params
-        # to `base_url` parses three times (~64 against ~23 µs of CPU a request, ~5% of a worker's CPU per call).
-        self._base = str(http.base_url).rstrip("/")
+        self._base = str(http.base_url).rstrip("/")  # see `_url`
         self._cdr_path = cdr_path.rstrip("/")
         self._placeholder = found[0]
         self._on_response = on_response
@@ -208,7 +206,7 @@ class WavixClient:
         params = {"from": first.isoformat(), "to": last.isoformat(), "type": list_type, "disposition": "all"}
         started = time.perf_counter()
         try:
-            async with self._http.stream("GET", self.export_template, params=params) as response:
+            async with self._http.stream("GET", self._url(self.export_template, params)) as response:
                 self._record("export", response.status_code, started, "-", None, label)
                 if response.status_code != 200:
                     await response.aread()
@@ -257,7 +255,7 @@ class WavixClient:
         path = template.replace(self._placeholder, quote(call_id, safe="")) if endpoint in _ONE_CALL else template
         started = time.perf_counter()
         try:
-            response = await self._http.get(self._base + path + ("?" + urlencode(params) if params else ""))
+            response = await self._http.get(self._url(path, params))
         except httpx.TimeoutException as e:
             self._record(endpoint, "timeout", started, call_id, attempt, label)
             raise Transient(f"{label}: timeout ({type(e).__name__})") from e
@@ -271,6 +269,11 @@ class WavixClient:
         if len(response.content) > limit:
             raise TooLarge(f"{label} -> 200: {len(response.content)} bytes, over {name} ({limit})", status=200)
         return response
+
+    def _url(self, path: str, params: dict[str, str] | None) -> str:
+        """The request's whole URL: httpx parses a full URL once, where joining a path and params to `base_url`
+        parses it three times (~64 against ~23 µs of CPU a request, ~5% of a worker's CPU per call)."""
+        return self._base + path + ("?" + urlencode(params) if params else "")
 
     def _error(self, endpoint: str, label: str, response: httpx.Response) -> CallError:
         """Maps a non-200 answer to the retry tree; the reason carries Wavix's `message`, scrubbed."""
