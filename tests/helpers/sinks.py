@@ -1,7 +1,9 @@
 """What the sink tests need besides the sinks: events, a cuttable TCP proxy, a verifying webhook receiver.
 
 `TcpProxy` sits between a sink and its broker; `cut()` aborts every connection and stops listening (the
-broker is "down": connections are refused), `restore()` listens again on the same port.
+broker is "down": connections are refused), `restore()` listens again on the same port. `AnswerLoser` is one
+that lets the first request naming a marker through and loses its answer: the server ran it, the client
+never hears so (a connection reset at the worst moment).
 
 `WebhookReceiver` is a small HTTP/1.1 server (keep-alive, Content-Length bodies) that checks each request's
 Standard Webhooks signature with its own code, not the sink's: a request with a bad or stale signature is
@@ -19,7 +21,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Self
 
 import aio_pika
 import nats
@@ -59,7 +61,7 @@ class TcpProxy:
         self._transports: set[asyncio.WriteTransport] = set()
         self.port = 0
 
-    async def start(self) -> TcpProxy:
+    async def start(self) -> Self:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self
@@ -85,6 +87,44 @@ class TcpProxy:
             return
         self._transports |= {writer.transport, up_writer.transport}
         await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+
+
+class AnswerLoser(TcpProxy):
+    """A TcpProxy that forwards the first request containing `marker`, drops whatever answers it, and resets
+    that connection once the server has had `settle_s` to run it; every other request passes untouched."""
+
+    def __init__(self, host: str, port: int, marker: bytes, settle_s: float = 0.2) -> None:
+        super().__init__(host, port)
+        self.marker, self.settle_s = marker, settle_s
+        self.lost = False  # whether an answer was lost yet
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection(*self._upstream)
+        self._transports |= {writer.transport, up_writer.transport}
+        muted = False
+
+        async def requests() -> None:
+            nonlocal muted
+            while data := await reader.read(65536):
+                if not self.lost and self.marker in data:
+                    self.lost = muted = True  # before the write: no byte of the answer gets through
+                up_writer.write(data)
+                await up_writer.drain()
+                if muted:
+                    await asyncio.sleep(self.settle_s)
+                    return
+
+        async def answers() -> None:
+            while data := await up_reader.read(65536):
+                if not muted:
+                    writer.write(data)
+                    await writer.drain()
+
+        both = [asyncio.ensure_future(requests()), asyncio.ensure_future(answers())]
+        await asyncio.wait(both, return_when=asyncio.FIRST_COMPLETED)  # one side ended (or the answer was lost)
+        writer.transport.abort()
+        up_writer.transport.abort()
+        await asyncio.gather(*both, return_exceptions=True)
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -43,11 +43,10 @@ from contract.jobs import DELIVER
 from workers.deliver import control, eventlog, inflight
 from workers.deliver.jobs import Delivery, encode_delivery, now_ms
 from workers.deliver.jobs import job_id as _job_id
-from workers.deliver.ledger import ATTEMPT_LIMIT_S, LEASE_S, Claim, Ledger
+from workers.deliver.ledger import ATTEMPT_LIMIT_S, LEASE_S, Claim
 from workers.deliver.route import Destination, route
 from workers.deliver.sinks.base import Sink, idempotency_key
 from workers.retry import CallError, GiveUp, Permanent, Schedule, Transient
-from workers.supervise import OUTAGE
 
 if TYPE_CHECKING:
     from workers.context import Resources
@@ -55,9 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["Delivery", "deliver_all", "encode_delivery", "keep_delivered", "retry_delivery"]
 
 log = logs.get("workers.deliver.delivery")
-
-BACKOFF_S = (0.05, 1.0)  # first and longest wait between two tries of a confirmed delivery's mark
-
 
 class Uncounted(Transient):
     """A try that did not reach the destination; it comes back after `retry_after` without using a try."""
@@ -129,38 +125,10 @@ async def attempt_once(resources: Resources, delivery: Delivery, event: CloudEve
         raise
     except TimeoutError as e:  # its outcome is unknown: the lease stays until it runs out
         raise Transient(f"{name}: no outcome within {ATTEMPT_LIMIT_S:.0f}s") from e
-    await _mark_delivered(book, claim, event.id, name, delivery.first_at_ms)
+    await book.settle(claim, delivered=True, event=event.id, first_at_ms=delivery.first_at_ms)  # waits out an outage
     resources.metrics.deliveries.labels(name, "delivered").inc()
     resources.metrics.delivery_seconds.labels(name).observe(max(now_ms() - delivery.first_at_ms, 0) / 1000)
     return "published"
-
-
-async def _mark_delivered(book: Ledger, claim: Claim, event: str, sink: str, first_at_ms: int) -> None:
-    """Settles a confirmed delivery, waiting out a Redis outage for as long as it lasts.
-
-    The destination has the event: if its mark were not written, the job would fail, run again once Redis
-    is back, find the lease still held, and send the event again when the lease ran out (the one duplicate
-    `make chaos` counted on the webhook destination: Redis restarted between the endpoint's 2xx and the
-    mark). Waiting here keeps the job running, so the worker renews its in-progress mark when Redis returns
-    (workers/supervise.py) and the lease, still in Redis, keeps every other attempt off until the mark is
-    written. The job's own timeout (JOB_TIMEOUT) bounds the wait.
-    """
-    delay, lost_at = BACKOFF_S[0], 0.0
-    while True:
-        try:
-            await book.settle(claim, delivered=True, event=event, first_at_ms=first_at_ms)
-        except OUTAGE as e:
-            if not lost_at:
-                lost_at = time.monotonic()
-                log.warning("delivery.mark_waiting", event_id=event, sink=sink,
-                            error=str(e) or type(e).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_S[1])
-            continue
-        if lost_at:
-            log.info("delivery.mark_written", event_id=event, sink=sink,
-                     waited_s=round(time.monotonic() - lost_at, 1))
-        return
 
 
 async def _first_attempt(resources: Resources, event: CloudEvent, body: bytes, where: Destination,

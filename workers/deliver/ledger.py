@@ -19,31 +19,48 @@ says when one is free; `settle` also updates the destination's health and backlo
 `claim_all` is `claim` for every destination of an event in one script call, with the event log's entry
 appended first (workers/deliver/eventlog.py): a job's first attempts cost one round trip before the sends,
 where an XADD and one claim per destination were made before (docs/benchmarks.md, worker section).
+
+**An outage in the middle.** Redis may run a claim or a settle and the answer never come back (a connection
+reset, a restart). Each then waits the outage out and asks again with the same token, for as long as it
+lasts (the job's own timeout, JOB_TIMEOUT, bounds the wait); a claim that finds a lease holding its own
+token has it. Failing instead left a lease nobody held, which the job's re-run found "busy" and waited out
+(LEASE_S, 45 s), and a confirmed delivery without its mark, which was sent again once the lease ran out
+(tests/test_delivery_mark_outage.py has both). Asking again is safe: a claim that finds its own lease takes
+nothing more (no second rate slot; it sends at once), a second event log entry is skipped by its reader,
+and a settle sets the same mark (the destination's delivered/failed counters may count it twice).
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from redis.asyncio import Redis
 
+from contract import logs
 from contract.events import COMPLETED, TRANSCRIBED, UNAVAILABLE, event_id
 from contract.redisbatch import Scripting
 from workers.deliver import health, ratelimit
 from workers.deliver.eventlog import LogEntry
+from workers.supervise import OUTAGE
+
+log = logs.get("workers.deliver.ledger")
 
 ATTEMPT_LIMIT_S = 40.0  # one attempt's bound (workers/deliver/delivery.py): a sink's connect, declare, publish
 LEASE_S = ATTEMPT_LIMIT_S + 5.0  # no other attempt starts while one may still land
 EVENT_TYPES = (COMPLETED, TRANSCRIBED, UNAVAILABLE)  # every event a call can make; its ids follow from the call id
+BACKOFF_S = (0.05, 1.0)  # first and longest wait between two askings of a script during an outage
 
 _NOW = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 """
 # {-1}: delivered already; {-2}: paused; {-3, ms}: no rate slot for ms; {1, ms}: another attempt's lease has
-# ms left; {0, ms}: the lease is ours, send after ms (the rate slot taken).
+# ms left; {0, ms}: the lease is ours, send after ms (the rate slot taken; {0, 0} if it was ours already).
 # One destination's claim, a Lua function whose parameters shadow KEYS and ARGV, so the rate limiter's
 # fragment (written against KEYS[4], ARGV[5], ARGV[6]) is the same text for one destination or many.
 _CLAIM_ONE = """
@@ -54,7 +71,10 @@ if ARGV[4] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then
 end
 if redis.call('HEXISTS', KEYS[3], 'paused_ms') == 1 then return {-2, 0} end
 local busy = redis.call('PTTL', KEYS[2])
-if busy ~= -2 then return {1, math.max(busy, 1)} end
+if busy ~= -2 then
+  if redis.call('GET', KEYS[2]) == ARGV[1] then return {0, 0} end
+  return {1, math.max(busy, 1)}
+end
 """ + ratelimit.GCRA + """
 redis.call('SET', KEYS[2], ARGV[1], 'PX', math.ceil(tonumber(ARGV[2]) + wait))
 """ + ratelimit.GCRA_TAKE + """
@@ -140,7 +160,7 @@ class Ledger:
             keys += [*pair, d.health, d.rate]
             args += [token, ratelimit.interval_ms(max_per_second)]
             made.append((pair, token, d))
-        answers = [int(x) for x in await self._claim(keys=keys, args=args)]
+        answers = [int(x) for x in await _until_answered(self._claim, keys, args, "claim", event)]
         return [_claim(pair, token, d, answers[2 * i], answers[2 * i + 1]) for i, (pair, token, d) in enumerate(made)]
 
     async def settle(self, claim: Claim, *, delivered: bool, event: str = "", reason: str = "",
@@ -150,7 +170,7 @@ class Ledger:
         keys = [*claim.keys, claim.destination.health, claim.destination.backlog]
         args: list[str | int] = [claim.token, int(delivered), self._ttl_s, event, reason[:300], first_at_ms,
                                  self._horizon_ms]
-        await self._settle(keys=keys, args=args)
+        await _until_answered(self._settle, keys, args, "settle", event)
 
     async def keep(self, call_id: str, destinations: Iterable[str]) -> int:
         """Makes the delivered marks of `call_id`'s events permanent (its dead letter may wait long)."""
@@ -159,3 +179,22 @@ class Ledger:
             for mark in marks:
                 pipe.persist(mark)
             return sum(bool(kept) for kept in await pipe.execute())
+
+
+async def _until_answered(script: Any, keys: list[str], args: list[Any], what: str, event: str) -> Any:
+    """`script(keys, args)`'s answer, asked again with the same arguments until Redis gives one (see the
+    module's docstring); one warning when an outage begins, one line when it is over."""
+    delay, lost_at = BACKOFF_S[0], 0.0
+    while True:
+        try:
+            answer = await script(keys=keys, args=args)
+        except OUTAGE as e:
+            if not lost_at:
+                lost_at = time.monotonic()
+                log.warning("ledger.waiting", step=what, event_id=event, error=str(e) or type(e).__name__)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_S[1])
+            continue
+        if lost_at:
+            log.info("ledger.answered", step=what, event_id=event, waited_s=round(time.monotonic() - lost_at, 1))
+        return answer
