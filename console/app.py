@@ -29,7 +29,7 @@ from arq.connections import ArqRedis
 from litestar import Litestar, Request, Response, get, post
 from litestar.config.csrf import CSRFConfig
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromPath, FromQuery
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
@@ -86,14 +86,15 @@ async def healthz() -> str:
 
 
 @get("/login")
-async def login_form(request: Request[Any, Any, Any], next: str = "/", failed: bool = False) -> Template:
+async def login_form(request: Request[Any, Any, Any], next: FromQuery[str] = "/",
+                     failed: FromQuery[bool] = False) -> Template:
     return page("login.html", request, next=next if next.startswith("/") else "/", failed=failed)
 
 
 @post("/login", status_code=303)
 async def login(
     request: Request[Any, Any, Any], data: Annotated[LoginForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
-    next: str = "/",
+    next: FromQuery[str] = "/",
 ) -> Response[Any]:
     options: ConsoleOptions = request.app.state.options
     if not hmac.compare_digest(data.token.encode(), options.token.encode()):
@@ -112,7 +113,7 @@ async def logout() -> Response[Any]:
 
 
 @get("/")
-async def overview_page(request: Request[Any, Any, Any], minutes: int = 60) -> Template:
+async def overview_page(request: Request[Any, Any, Any], minutes: FromQuery[int] = 60) -> Template:
     settings: Settings = request.app.state.settings
     minutes = max(5, min(minutes, 24 * 60))
     view = await data.overview(request.app.state.redis, settings.key_prefix, settings.dead_letter_stream, minutes)
@@ -125,7 +126,8 @@ async def overview_page(request: Request[Any, Any, Any], minutes: int = 60) -> T
 
 @get("/calls")
 async def calls_page(
-    request: Request[Any, Any, Any], minutes: int = 60, outcome: str = "", direction: str = "", alerted: str = ""
+    request: Request[Any, Any, Any], minutes: FromQuery[int] = 60, outcome: FromQuery[str] = "",
+    direction: FromQuery[str] = "", alerted: FromQuery[str] = "",
 ) -> Template:
     settings: Settings = request.app.state.settings
     chosen = data.CallFilter(minutes=max(1, min(minutes, 7 * 24 * 60)), outcome=outcome, direction=direction,
@@ -136,7 +138,7 @@ async def calls_page(
 
 
 @get("/calls/{call_id:str}")
-async def call_page(request: Request[Any, Any, Any], call_id: str) -> Template:
+async def call_page(request: Request[Any, Any, Any], call_id: FromPath[str]) -> Template:
     settings: Settings = request.app.state.settings
     timeline = await trace.read(request.app.state.redis, settings.key_prefix, call_id)
     events = [s for s in timeline.steps if s.step == "event"]
@@ -145,7 +147,7 @@ async def call_page(request: Request[Any, Any, Any], call_id: str) -> Template:
 
 
 @get("/dead-letters")
-async def dead_letters_page(request: Request[Any, Any, Any], done: str = "") -> Template:
+async def dead_letters_page(request: Request[Any, Any, Any], done: FromQuery[str] = "") -> Template:
     settings: Settings = request.app.state.settings
     letters = await data.dead_letters(request.app.state.redis, settings.dead_letter_stream)
     return page("dead_letters.html", request, letters=letters, done=done, clock=trace.clock,
@@ -153,7 +155,8 @@ async def dead_letters_page(request: Request[Any, Any, Any], done: str = "") -> 
 
 
 @post("/dead-letters/{entry_id:str}/{action:str}", status_code=303)
-async def dead_letter_action(request: Request[Any, Any, Any], entry_id: str, action: str) -> Response[Any]:
+async def dead_letter_action(request: Request[Any, Any, Any], entry_id: FromPath[str],
+                             action: FromPath[str]) -> Response[Any]:
     settings: Settings = request.app.state.settings
     if (refusal := refused(request)) is not None:
         return refusal

@@ -24,7 +24,7 @@ from urllib.parse import quote
 import msgspec
 from litestar import Request, Response, get, post
 from litestar.enums import RequestEncodingType
-from litestar.params import Body
+from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 from redis.asyncio import Redis
 
@@ -108,7 +108,7 @@ def when(ms: int, now: int | None = None) -> str:
 
 
 @get("/destinations")
-async def destinations_page(request: Request[Any, Any, Any], done: str = "") -> Template:
+async def destinations_page(request: Request[Any, Any, Any], done: FromQuery[str] = "") -> Template:
     settings: Settings = request.app.state.settings
     found = await rows(request.app.state.redis, settings, request.app.state.destination_names)
     return page("destinations.html", request, rows=found, done=done, when=when)
@@ -129,7 +129,7 @@ async def act(settings: Settings, redis: Redis, name: str, action: str, form: Ac
 
 @post("/destinations/{name:str}/{action:str}", status_code=303)
 async def destination_action(
-    request: Request[Any, Any, Any], name: str, action: str,
+    request: Request[Any, Any, Any], name: FromPath[str], action: FromPath[str],
     data: Annotated[ActionForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
 ) -> Response[Any]:
     if (refusal := refused(request)) is not None:
