@@ -128,3 +128,36 @@ async def test_a_finish_script_leaves_redis_as_arqs_transaction_does(arguments: 
         await redis.zrem(abort_jobs_ss, f"{prefix}ours", f"{prefix}theirs")
         await redis.aclose()
         forget([prefix, queue], [queue])
+
+
+async def test_the_jobs_scripts_and_the_workers_own_share_one_batching_client() -> None:
+    """One batching client a worker process: the jobs' resources use the supervised worker's (its start and
+    finish scripts), and the worker closes it after the jobs' shutdown, which leaves it open."""
+    run = uuid.uuid4().hex
+    settings = Settings.from_env({"REDIS_URL": REDIS_URL, "WEBHOOK_TOKENS": TOKEN, "QUEUE_NAME": f"test:queue:{run}",
+                                  "KEY_PREFIX": f"test:{run}:", "WORKER_HEALTH_PORT": "0", "WAVIX_API_KEY": "unused",
+                                  "RECONCILE_INTERVAL": "0"})
+    worker = create_worker(settings, handle_signals=False, poll_delay=0.05)
+    running = asyncio.create_task(worker.main())
+    try:
+        for _ in range(100):
+            if "resources" in worker.ctx:
+                break
+            await asyncio.sleep(0.05)
+        batch = worker.ctx["resources"].batch
+        assert batch is worker.ctx["batch"]
+        await batch.call("PING")
+        assert batch._conn is not None
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        on_shutdown = worker.on_shutdown
+        assert on_shutdown is not None
+        await on_shutdown(worker.ctx)
+        assert batch._conn is not None, "the jobs' shutdown closed the worker's client"
+        worker.on_shutdown = None  # ran above
+        await worker.close()
+        assert batch._conn is None, "the worker closed its client"
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        forget([settings.key_prefix], [settings.queue_name])

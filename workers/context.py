@@ -148,7 +148,9 @@ async def startup(ctx: dict[str, Any]) -> None:
     options = SinkOptions(key_prefix=settings.key_prefix, mark_ttl_s=settings.webhook_dedup_ttl)
     sinks = {d.name: build_sink(d.url, name=d.name, secret=d.secret, options=options) for d in destinations}
     wavix = WavixClient.from_settings(http, settings, on_response=metrics.on_response)
-    batch = BatchedRedis(settings.redis_url, connect_timeout=REDIS_TIMEOUT_S, timeout=REDIS_TIMEOUT_S)
+    # One batching client a process: the supervised worker's (its start and finish scripts), else our own.
+    batch = ctx.get("batch") or BatchedRedis(settings.redis_url, connect_timeout=REDIS_TIMEOUT_S,
+                                             timeout=REDIS_TIMEOUT_S)
     resources = Resources(
         settings=settings, redis=redis, wavix=wavix, numbers=OwnNumbers(wavix.own_numbers),
         policy=RetryPolicy.from_settings(settings),
@@ -197,7 +199,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         for sink in resources.sinks.values():
             with contextlib.suppress(Exception):
                 await sink.close()
-        await resources.batch.aclose()
+        if resources.batch is not ctx.get("batch"):  # the worker's own is closed by the worker, after this
+            await resources.batch.aclose()
     for client in ("slack_http", "http"):
         if client in ctx:
             await ctx[client].aclose()

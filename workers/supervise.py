@@ -127,12 +127,15 @@ class SupervisedWorker(Worker):
     """arq's Worker that survives Redis outages and holds its jobs with a short, renewed lease."""
 
     def __init__(self, *, redis_url: str | None = None, **kwargs: Any) -> None:
-        """`redis_url`: the queue's Redis, for the batching client of the start and finish scripts (without it,
-        or for Sentinel, they go through arq's redis-py pool)."""
+        """`redis_url`: the queue's Redis, for the batching client of the start and finish scripts, which the
+        jobs' own scripts share through `ctx["batch"]` (without it, or for Sentinel, the start and finish go
+        through arq's redis-py pool, and the jobs' resources make their own)."""
         super().__init__(**kwargs)
         self._batch = (BatchedRedis(redis_url, connect_timeout=REDIS_TIMEOUT_S, timeout=REDIS_TIMEOUT_S)
                        if redis_url and self.redis_settings is not None and not self.redis_settings.sentinel else None)
         self._finish = self._batch.register_script(_FINISH) if self._batch is not None else None
+        if self._batch is not None:
+            self.ctx["batch"] = self._batch  # the jobs' scripts share it (workers/context.py); closed in `close`
         self.in_progress_timeout_s = LEASE_S
         self.redis_ready = False
         self._lost: set[str] = set()  # jobs whose end could not be written: released once Redis answers
