@@ -20,6 +20,7 @@ from litestar.openapi.spec.enums import OpenAPIType
 from litestar.openapi.spec.operation import Operation
 
 from contract.webhooks import CALL_ID_PATTERN, ID_FIELDS, MAX_CALL_ID, MAX_DEPTH
+from service.httphead import HEAD_TIMEOUT_S
 
 _CALL_ID = {"type": "string", "minLength": 1, "maxLength": MAX_CALL_ID, "pattern": CALL_ID_PATTERN}
 _NOT_GIVEN = {"enum": [None, ""]}
@@ -73,8 +74,8 @@ _ANSWERS: dict[str, tuple[str, dict[str, Any]]] = {
             _error(["invalid_payload", "bad_request"], field=True)),
     "403": ("The source address is not allowed to send webhooks.", _error(["forbidden"])),
     "404": ("No such webhook endpoint (an unknown token).", _error(["not_found"])),
-    "408": ("The body did not arrive in time (10 s after the head): nothing was accepted; the connection is "
-            "closed.", _error(["request_timeout"])),
+    "408": (f"The body did not arrive in time ({HEAD_TIMEOUT_S:.0f} s after the head, as long as the head may "
+            "take): nothing was accepted; the connection is closed.", _error(["request_timeout"])),
     "413": ("The body is larger than the limit (64 KiB by default).", _error(["body_too_large"])),
     "415": ("The body is declared as something other than JSON.", _error(["unsupported_media_type"])),
     "503": ("The queue cannot be reached: nothing was accepted, send again after `Retry-After`.",

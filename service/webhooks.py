@@ -22,12 +22,13 @@ from contract.webhooks import classify
 from service.auth import Gate
 from service.enqueue import Enqueuer
 from service.errors import WebhookRejected
+from service.httphead import HEAD_TIMEOUT_S
 from service.metrics import ReceiverMetrics
 from service.openapi import WebhookOperation
 
 log = logs.get("service.webhooks")
 
-BODY_TIMEOUT_S = 10.0  # for the whole body, from the app's first read; the server gives a head as long
+BODY_TIMEOUT_S = HEAD_TIMEOUT_S  # for the whole body, from the app's first read: as long as the server gives the head
 
 
 def _json_type(content_type: str | None) -> bool:

@@ -10,6 +10,8 @@ import msgspec
 
 from contract.settings import Settings
 from sandbox.config import SandboxConfig
+from service.httphead import HEAD_LIMIT_BYTES, HEAD_TIMEOUT_S
+from service.webhooks import BODY_TIMEOUT_S
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -73,3 +75,6 @@ def test_the_endpoint_table_names_every_answer_the_receiver_gives():
     assert "Retry-After" in table
     source = (ROOT / "service" / "webhooks.py").read_text() + (ROOT / "service" / "errors.py").read_text()
     assert set(re.findall(r"WebhookRejected\((\d{3})", source)) <= {"400", "403", "404", "408", "415"}
+    timeout_row = next(line for line in table.splitlines() if line.startswith("| 408 "))
+    assert f"{BODY_TIMEOUT_S:.0f} s after the head" in timeout_row, "the README's body time limit is the code's"
+    assert f"complete in {HEAD_TIMEOUT_S:.0f} s, or over {HEAD_LIMIT_BYTES // 1024} KiB" in timeout_row
