@@ -1,6 +1,7 @@
 """The console: a separate role (`wavix-events console`) that shows, in a browser, what happened to calls.
 
     app.py       the Litestar app: login, pages, dead-letter actions (CSRF-protected)
+    session.py   who is let in: the token for scripts, a browser's login session (random id in Redis, 12 h)
     destinations.py  the destinations page: health, pause, resume, replay since (workers/deliver/admin.py)
     web.py       what pages share: the options, rendering, the actions' switch
     data.py      its reads: the call index and summaries, the dead-letter stream

@@ -8,15 +8,15 @@
     /dead-letters    list; replay (workers/dlq.replay) and purge
 Actions (every POST but login and logout) answer 403 unless CONSOLE_ALLOW_ACTIONS=1.
 
-Every POST carries Litestar's CSRF token (CSRFConfig: cookie + hidden field); the session cookie is an HMAC
-of the token (HttpOnly, SameSite=Strict), so the token itself is never stored in the browser. Pages show
-no secret: no payloads, no URLs of destinations, recording links without their query string.
+Every POST carries Litestar's CSRF token (CSRFConfig: cookie + hidden field). A login opens a session of its
+own (console/session.py: a random id in Redis for 12 h, deleted at logout); its cookie (HttpOnly,
+SameSite=Strict, Secure over https) holds only that id, never the token. A cookie that is no live session
+gets the login page; with Redis down, the session check answers 503. Pages show no secret: no payloads,
+no URLs of destinations, recording links without their query string.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -34,10 +34,11 @@ from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from console import charts, data, destinations, trace
+from console import charts, data, destinations, session, trace
 from console.web import ConsoleOptions as ConsoleOptions  # re-exported: console.asgi and the tests import it here
-from console.web import page, refused
+from console.web import page, refused, unavailable
 from contract import logs
 from contract.jobs import job_deserializer, job_serializer
 from contract.record import without_query
@@ -46,7 +47,6 @@ from workers.dlq import replay
 
 log = logs.get("console")
 
-SESSION_COOKIE = "wavix_console"
 OPEN_PATHS = frozenset({"/login", "/healthz"})
 
 
@@ -54,30 +54,28 @@ class LoginForm(msgspec.Struct):
     token: str = ""
 
 
-def session_value(token: str) -> str:
-    return hmac.new(token.encode(), b"wavix-events console session", hashlib.sha256).hexdigest()
-
-
-def authorized(request: Request[Any, Any, Any], token: str) -> bool:
-    if hmac.compare_digest(request.cookies.get(SESSION_COOKIE, ""), session_value(token)):
-        return True
-    scheme, _, value = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() == "bearer":
-        return hmac.compare_digest(value.strip().encode(), token.encode())
-    if scheme.lower() == "basic":
-        try:
-            password = base64.b64decode(value.strip(), validate=True).decode().partition(":")[2]
-        except ValueError:
-            return False
-        return hmac.compare_digest(password.encode(), token.encode())
-    return False
-
-
 async def _gate(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    """Lets a script's token or a live session through; sends anything else to the login page."""
     options: ConsoleOptions = request.app.state.options
-    if request.url.path in OPEN_PATHS or authorized(request, options.token):
+    if request.url.path in OPEN_PATHS or session.token_matches(request.headers.get("authorization", ""),
+                                                               options.token):
         return None
-    return Redirect(f"/login?next={quote(request.url.path)}")
+    cookie = request.cookies.get(session.COOKIE, "")
+    try:
+        if cookie and await session.active(request.app.state.redis, _prefix(request), cookie):
+            return None
+    except RedisError as e:
+        log.warning("console.redis_unavailable", during="session check", error=str(e))
+        return unavailable(request, "check your session")
+    to_login: Response[Any] = Redirect(f"/login?next={quote(request.url.path)}")
+    if cookie:
+        to_login.delete_cookie(session.COOKIE, path="/")
+    return to_login
+
+
+def _prefix(request: Request[Any, Any, Any]) -> str:
+    settings: Settings = request.app.state.settings
+    return settings.key_prefix
 
 
 @get("/healthz", include_in_schema=False)
@@ -100,15 +98,29 @@ async def login(
     if not hmac.compare_digest(data.token.encode(), options.token.encode()):
         log.warning("console.login_refused", client=request.client.host if request.client else None)
         return Redirect("/login?failed=true")
+    redis = request.app.state.redis
+    try:
+        await session.end(redis, _prefix(request), request.cookies.get(session.COOKIE, ""))  # one per browser
+        session_id = await session.start(redis, _prefix(request), options.session_seconds)
+    except RedisError as e:
+        log.warning("console.redis_unavailable", during="login", error=str(e))
+        return unavailable(request, "log you in")
     response: Response[Any] = Redirect(next if next.startswith("/") and not next.startswith("//") else "/")
-    response.set_cookie(SESSION_COOKIE, session_value(options.token), httponly=True, samesite="strict", path="/")
+    response.set_cookie(session.COOKIE, session_id, max_age=options.session_seconds, httponly=True,
+                        samesite="strict", secure=request.url.scheme == "https", path="/")
     return response
 
 
 @post("/logout", status_code=303)
-async def logout() -> Response[Any]:
+async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
+    """Ends the session in Redis, so a copy of the cookie stops working too, then drops the browser's cookie."""
+    try:
+        await session.end(request.app.state.redis, _prefix(request), request.cookies.get(session.COOKIE, ""))
+    except RedisError as e:
+        log.warning("console.redis_unavailable", during="logout", error=str(e))
+        return unavailable(request, "end your session (it stays valid until it expires)")
     response: Response[Any] = Redirect("/login")
-    response.delete_cookie(SESSION_COOKIE, path="/")
+    response.delete_cookie(session.COOKIE, path="/")
     return response
 
 
@@ -193,7 +205,7 @@ def create_app(settings: Settings, options: ConsoleOptions, destination_names: t
                         dead_letter_action],
         lifespan=[resources],
         before_request=_gate,
-        csrf_config=CSRFConfig(secret=session_value(options.token + ":csrf"), cookie_name="wavix_console_csrf",
+        csrf_config=CSRFConfig(secret=session.csrf_secret(options.token), cookie_name="wavix_console_csrf",
                                cookie_samesite="strict", cookie_httponly=True),
         template_config=TemplateConfig(directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine),
         openapi_config=None,
