@@ -8,8 +8,9 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
-from contract.events import COMPLETED, event_id
+from contract.events import COMPLETED, TRANSCRIBED, event_id
 from tests.conftest import REDIS_URL
+from workers import deadletter
 from workers.deliver.ledger import Ledger
 
 
@@ -39,17 +40,20 @@ async def test_one_attempt_at_a_time_and_the_mark_only_after_success(book: tuple
     assert (await ledger.claim("e1", "other")).busy_ms == 0, "each destination has its own state"
 
 
-async def test_keep_makes_a_calls_marks_outlive_their_ttl_until_the_next_claim(
+async def test_keep_gives_a_calls_marks_the_life_of_its_dead_letter_not_forever(
     book: tuple[Ledger, Redis, str]
 ) -> None:
-    """`keep(call_id)` removes the TTL of the call's delivered marks (its dead letter may be replayed much
-    later); the claim that finds such a mark answers "delivered" and gives the TTL back."""
+    """`keep(call_id, ttl_s=...)` lengthens the TTL of the call's delivered marks to the life of its dead letter
+    (issue #22: it once made them permanent); a mark left permanent by an older version gets that TTL too, and
+    the claim that finds a kept mark answers "delivered" and leaves its TTL as it is."""
     ledger, redis, prefix = book
     call = str(uuid.uuid4())
-    claim = await ledger.claim(event_id(call, COMPLETED), "crm")
-    await ledger.settle(claim, delivered=True)
-    mark = f"{prefix}delivered:{event_id(call, COMPLETED)}:crm"
-    assert await ledger.keep(call, ["crm", "events"]) == 1
-    assert await redis.ttl(mark) == -1
-    assert (await ledger.claim(event_id(call, COMPLETED), "crm")).delivered
-    assert 0 < await redis.ttl(mark) <= 600
+    completed, transcribed = event_id(call, COMPLETED), event_id(call, TRANSCRIBED)
+    await ledger.settle(await ledger.claim(completed, "crm"), delivered=True)
+    await redis.set(f"{prefix}delivered:{transcribed}:crm", "1")  # PERSISTed before the fix
+    assert await ledger.keep(call, ["crm", "events"], ttl_s=deadletter.MARKS_KEPT_S) == 2
+    for event in (completed, transcribed):
+        ttl = await redis.ttl(f"{prefix}delivered:{event}:crm")
+        assert deadletter.RETENTION_S < ttl <= deadletter.MARKS_KEPT_S, (event, ttl)
+    assert (await ledger.claim(completed, "crm")).delivered
+    assert await redis.ttl(f"{prefix}delivered:{completed}:crm") > deadletter.RETENTION_S

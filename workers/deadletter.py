@@ -3,6 +3,13 @@
 One Redis Stream (`DEAD_LETTER_STREAM`), one entry per failure: fields `kind` (which job or sink),
 `reason`, `attempts`, `call_id`, `payload` (the bytes needed to replay it), `failed_at_ms`.
 `wavix-events dlq` (workers/dlq.py) reads it back and replays it.
+
+A letter is kept RETENTION_S (30 days), then it ends unreplayed: each write trims the letters older than that
+(`XADD MINID`, exact: letters are few) and gives the stream that TTL, so the stream ends when its newest letter
+is past retention; a replay refuses a letter past retention that no write has trimmed yet (`past_retention`).
+A call's letter keeps the call's delivered marks MARKS_KEPT_S, a day longer than the letter (its replayed job
+may wait in the queue), so a replay skips the destinations that have its events (workers/deliver/ledger.py);
+they used to be kept forever, and a purge or a letter never replayed left them so (issue #22, docs/keys.md).
 """
 
 from __future__ import annotations
@@ -16,22 +23,37 @@ from contract import logs
 
 log = logs.get("workers.deadletter")
 
+DAY = 86_400
+RETENTION_S = 30 * DAY  # a letter not replayed by then is dropped; its call's marks end a day later
+MARKS_KEPT_S = RETENTION_S + DAY
+
+
+def horizon_ms() -> int:
+    """Letters whose id (the time they were written, ms) is below this are past retention."""
+    return int((time.time() - RETENTION_S) * 1000)
+
+
+def past_retention(entry_id: str) -> bool:
+    """Whether a letter's id says it was written more than RETENTION_S ago (False for an id that is none)."""
+    written = entry_id.split("-")[0]
+    return written.isdigit() and int(written) < horizon_ms()
+
+
+async def trim(redis: Redis, stream: str) -> int:
+    """Drops the letters past retention (a write does so too); returns how many went."""
+    return int(await redis.xtrim(stream, minid=horizon_ms(), approximate=False))
+
 
 async def dead_letter(
     redis: Redis, stream: str, *, kind: str, reason: str, attempts: int, payload: bytes, call_id: str = ""
 ) -> str:
-    """Appends one dead letter and returns its stream id."""
-    entry_id = await redis.xadd(
-        stream,
-        {
-            "kind": kind,
-            "reason": reason,
-            "attempts": attempts,
-            "call_id": call_id,
-            "payload": payload,
-            "failed_at_ms": time.time_ns() // 1_000_000,
-        },
-    )
+    """Appends one dead letter, trims those past retention and gives the stream that TTL; returns its id."""
+    fields: dict[str, str | int | bytes] = {"kind": kind, "reason": reason, "attempts": attempts, "call_id": call_id,
+                                            "payload": payload, "failed_at_ms": time.time_ns() // 1_000_000}
+    async with redis.pipeline(transaction=True) as pipe:
+        pipe.xadd(stream, fields, minid=horizon_ms(), approximate=False)  # type: ignore[arg-type]
+        pipe.expire(stream, RETENTION_S)
+        entry_id, _ = await pipe.execute()
     log.error("dead_letter", kind=kind, reason=reason, attempts=attempts, call_id=call_id)
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)
 

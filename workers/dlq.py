@@ -13,6 +13,8 @@ A replay deletes its letter only once the work is queued again. A `deliver` lett
 delivery's own job id, `{prefix}deliver:{event_id}:{destination}`, so several letters for one delivery
 queue one job; the others are refused by arq and kept, and the operator is told. Re-delivery goes only
 where the event did not arrive: every attempt consults the ledger (workers/deliver/ledger.py) first.
+Letters are kept RETENTION_S (30 days, workers/deadletter.py); a replay refuses (and trims) one past retention
+that no write has trimmed yet: its call's delivered marks may be gone, so it could resend them.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from contract.settings import Settings
 from workers.alert.notes import queue_note
 from workers.alert.outbox import queue_alert
 from workers.alert.rules import DeliveryPolicy, decode_alert, decode_note
-from workers.deadletter import DeadLetter, entry
+from workers.deadletter import RETENTION_S, DeadLetter, entry, past_retention, trim
 from workers.deliver.delivery import Delivery
 
 log = logs.get("workers.dlq")
@@ -183,8 +185,12 @@ async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str
 
     A job's letter (its payload is the job's own argument, msgpack) is queued again: a `deliver` letter
     under the delivery's job id, any other under the letter's own id; a Slack alert's letter is queued
-    again past the one-alert-per-call gate. ValueError (the letter kept) when arq refuses the job.
+    again past the one-alert-per-call gate. ValueError (the letter kept) when arq refuses the job; KeyError
+    for a letter that is not there, or past retention (then trimmed with the others).
     """
+    if past_retention(entry_id):
+        await trim(redis, stream)
+        raise KeyError(f"{entry_id} is past the dead letters' retention ({RETENTION_S // 86_400} days): not replayed")
     try:
         found = await redis.xrange(stream, min=entry_id, max=entry_id)
     except ResponseError as e:

@@ -40,6 +40,7 @@ from arq.constants import job_key_prefix, retry_key_prefix
 from contract import logs
 from contract.events import CloudEvent, decode_event, encode_event
 from contract.jobs import DELIVER
+from workers import deadletter
 from workers.deliver import control, eventlog, inflight
 from workers.deliver.jobs import Delivery, encode_delivery, now_ms
 from workers.deliver.jobs import job_id as _job_id
@@ -203,8 +204,8 @@ async def _withdraw(resources: Resources, delivery: Delivery) -> None:
 
 
 async def keep_delivered(resources: Resources, call_id: str) -> None:
-    """Before a call's job is dead-lettered: keep its delivered marks until the replay, however late."""
-    await resources.ledger.keep(call_id, [d.name for d in resources.destinations])
+    """Before a call's job is dead-lettered: keep its delivered marks as long as the letter may be replayed."""
+    await resources.ledger.keep(call_id, [d.name for d in resources.destinations], ttl_s=deadletter.MARKS_KEPT_S)
 
 
 async def publish(resources: Resources, sink: Sink, event: CloudEvent, attempt: int) -> None:

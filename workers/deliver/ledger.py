@@ -1,6 +1,7 @@
 """Ledger: what Redis knows about one event at one destination: delivered (a mark) or in flight (a lease).
 
-    {prefix}delivered:{event_id}:{destination}    set once the destination confirmed; TTL `delivered_ttl_s`
+    {prefix}delivered:{event_id}:{destination}    set once the destination confirmed; TTL `delivered_ttl_s`,
+                                                  longer while its call's dead letter waits (`keep`)
     {prefix}delivering:{event_id}:{destination}   the lease of the one attempt in flight; TTL `lease_s`
 
 Every attempt, the inline one and each `deliver` job's, begins with `claim`: delivered already -> nothing to
@@ -9,8 +10,11 @@ send; another attempt holds the lease -> wait for its outcome; else this attempt
 its lease runs out on its own, so nobody sends again before the first attempt could still have landed.
 This is why replays and re-runs go only where the event did not arrive: `claim` answers "delivered".
 
-A delivered mark lives `delivered_ttl_s`; `keep` makes a call's marks permanent while its dead letter waits
-for a replay of any age, and the next `claim` that finds a permanent mark puts its TTL back.
+A delivered mark lives `delivered_ttl_s`; `keep` lengthens a call's marks to the life of its dead letter (and a
+day: workers/deadletter.py's MARKS_KEPT_S), so a replay skips the destinations that have its events. Every mark
+ends: `keep` once made them permanent (PERSIST), and a purged letter, one never replayed, or a replay that made
+only the transcript left them so forever (issue #22); a `claim` that finds a mark left permanent so puts its
+TTL back, and so does `keep`.
 
 One round trip decides a try: `claim` also answers "paused" (the operator paused the destination:
 workers/deliver/control.py) and takes the destination's rate-limit slot (workers/deliver/ratelimit.py), or
@@ -172,12 +176,13 @@ class Ledger:
                                  self._horizon_ms]
         await _until_answered(self._settle, keys, args, "settle", event)
 
-    async def keep(self, call_id: str, destinations: Iterable[str]) -> int:
-        """Makes the delivered marks of `call_id`'s events permanent (its dead letter may wait long)."""
+    async def keep(self, call_id: str, destinations: Iterable[str], *, ttl_s: int) -> int:
+        """Lengthens the delivered marks of `call_id`'s events to `ttl_s` (never below their own TTL), as long
+        as its dead letter may wait for a replay; returns how many there were."""
         marks = [self.keys(event_id(call_id, t), d)[0] for t in EVENT_TYPES for d in destinations]
         async with self._redis.pipeline(transaction=False) as pipe:
             for mark in marks:
-                pipe.persist(mark)
+                pipe.expire(mark, max(ttl_s, self._ttl_s))
             return sum(bool(kept) for kept in await pipe.execute())
 
 
