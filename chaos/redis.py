@@ -12,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from chaos.procs import terminate
@@ -36,7 +37,9 @@ def answers(port: int, timeout_s: float = 0.5) -> bool:
 class PrivateRedis:
     """One redis-server child process; `stop()`, `kill()` and `start()` keep its port and its data."""
 
-    def __init__(self, directory: Path, port: int | None = None) -> None:
+    def __init__(self, directory: Path, port: int | None = None, extra: Sequence[str] = ()) -> None:
+        """`extra`: more redis-server options (a replica's `--replicaof HOST PORT`)."""
+        self.extra = list(extra)
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -53,7 +56,7 @@ class PrivateRedis:
         self.process = subprocess.Popen(
             [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
              "--appendfsync", "everysec", "--dir", str(self.directory), "--daemonize", "no",
-             "--loglevel", "warning", "--logfile", str(self.directory / "redis.log")],
+             "--loglevel", "warning", "--logfile", str(self.directory / "redis.log"), *self.extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s

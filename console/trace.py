@@ -18,6 +18,7 @@ from typing import Any
 import msgspec
 from redis.asyncio import Redis
 
+from contract import redisurl
 from contract.jobs import Receipt
 from contract.record import CallSummary, Entry, decode_entry, decode_summary, record_key, summary_key
 from contract.webhooks import classify, webhooks_key
@@ -126,11 +127,11 @@ def render_json(timeline: Timeline) -> bytes:
 
 async def run(redis_url: str, key_prefix: str, call_id: str, *, as_json: bool) -> int:
     """`wavix-events trace CALL_ID`: 0 when something is kept of the call, 1 when nothing is."""
-    redis = Redis.from_url(redis_url)
+    redis = redisurl.client(redis_url)
     try:
         timeline = await read(redis, key_prefix, call_id)
     finally:
-        await redis.aclose()
+        await redisurl.close(redis)
     if as_json:
         sys.stdout.buffer.write(render_json(timeline))
         sys.stdout.flush()

@@ -20,20 +20,22 @@ Failures are redis-py's exceptions, so the app maps them to 503 in one place. A 
 out (one deadline per batch, `timeout`) drops the connection: an unanswered command leaves the reply stream
 unknowable, and the calls still waiting fail; the next call dials again. An error reply fails its own call
 only, except READONLY, LOADING and MASTERDOWN, which also drop the connection (after a failover the old one
-points at a replica: only a new one reaches the new master). A connection closed by Redis while idle is
-found before a batch is written (redis-py's pool check), never after. A connection setup that fails
-(maxclients, a proxy during failover) is tried SETUP_TRIES times before the calls fail; a command is never
-sent twice.
+points at a replica: only a new one reaches the new master), and whose command, which Redis did not run,
+is sent again on the new connection (REPLAY_PAUSES_S). A connection closed by Redis while idle is found
+before a batch is written (redis-py's pool check), never after. A connection setup that fails (maxclients,
+a proxy during failover, a Sentinel that still names the old primary) is tried SETUP_TRIES times before the
+calls fail; a command that may have run is never sent twice. Where the connection goes (one Redis, or the
+primary the Sentinels name) is contract/redisurl.py's `connector`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, Protocol
 
-from redis.asyncio.connection import AbstractConnection, Connection, parse_url
+from redis.asyncio.connection import AbstractConnection
 from redis.connection import HiredisRespSerializer
 from redis.exceptions import (
     BusyLoadingError,
@@ -47,9 +49,14 @@ from redis.exceptions import (
 from redis.exceptions import TimeoutError as RedisTimeout
 from redis.utils import HIREDIS_AVAILABLE
 
+from contract import redisurl
+
 SETUP_TRIES = 3
+REPLAY_PAUSES_S = (0.05, 0.2, 0.5)  # before each replay of a command a demoted or loading Redis did not run
 SETUP_PAUSE_S = 0.05  # between two tries of a connection setup, doubled each time
 _DROPPING = (ReadOnlyError, BusyLoadingError, MasterDownError)  # this connection will not serve writes again
+_PINGS = (b"PING", "PING")  # commands that write nothing: a batch of them waits for no replica
+_DROPPING_REPLIES = ("READONLY", "LOADING", "MASTERDOWN")  # redis-py's parser gives MASTERDOWN as a ResponseError
 
 Command = tuple[Any, ...]
 _SERIALIZER = HiredisRespSerializer() if HIREDIS_AVAILABLE else None
@@ -65,19 +72,36 @@ class Scripting(Protocol):
 class BatchedRedis:
     """One lazily made connection; `call(*args)` queues a command, and returns its reply when it comes."""
 
-    def __init__(self, url: str, *, connect_timeout: float = 1.0, timeout: float = 2.0) -> None:
-        options: dict[str, Any] = dict(parse_url(url))
-        kind: type[AbstractConnection] = options.pop("connection_class", Connection)
-        options.update(socket_connect_timeout=connect_timeout, socket_timeout=None, lib_name=None, lib_version=None)
-        self._make: Callable[[], AbstractConnection] = lambda: kind(**options)
+    def __init__(self, url: str, *, connect_timeout: float = 1.0, timeout: float = 2.0, replicas: int = 0,
+                 replica_timeout_ms: int = 100) -> None:
+        """`replicas` > 0: every batch that carries more than PINGs ends with `WAIT replicas replica_timeout_ms`,
+        and its calls fail with NotReplicated unless that many replicas have everything this connection wrote
+        (one WAIT a batch, not a call: the receiver's ACK_REPLICAS, service/app.py)."""
+        self._connect = redisurl.connector(url, connect_timeout=connect_timeout)  # the primary, via Sentinel too
         self._timeout = timeout
+        self._wait: Command | None = (b"WAIT", replicas, replica_timeout_ms) if replicas > 0 else None
         self._conn: AbstractConnection | None = None
         self._queued: _Waiting = []
         self._sender: asyncio.Task[None] | None = None
         self.on_connect: list[Command] = []  # commands sent first on every new connection (SCRIPT LOAD)
 
     async def call(self, *args: Any) -> Any:
-        """Sends one command with those sent in the same loop turn; raises redis-py's errors."""
+        """Sends one command with those sent in the same loop turn; raises redis-py's errors.
+
+        A command answered READONLY, LOADING or MASTERDOWN was not run (a demoted primary, a Redis loading
+        its data, a replica cut from its primary): its connection is dropped, and the command is sent again
+        on a new one, which finds the current primary, after REPLAY_PAUSES_S; the error is raised only when
+        every replay got one too."""
+        for pause in REPLAY_PAUSES_S:
+            try:
+                return await self._call_once(args)
+            except RedisError as e:
+                if not _dropping(e):
+                    raise
+                await asyncio.sleep(pause)
+        return await self._call_once(args)
+
+    async def _call_once(self, args: Command) -> Any:
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._queued.append((args, future))
         if self._sender is None:
@@ -108,15 +132,22 @@ class BatchedRedis:
             _fail(batch, e)
             return
         drop = False
+        commands = [c for c, _ in batch]
+        wait = self._wait if self._wait and any(c[0] not in _PINGS for c in commands) else None
         try:
-            async with asyncio.timeout(self._timeout):
-                await conn.send_packed_command(_pack(conn, [c for c, _ in batch]), check_health=False)
-                for _, future in batch:
+            async with asyncio.timeout(self._timeout + (wait[2] / 1000 if wait else 0)):
+                await conn.send_packed_command(_pack(conn, [*commands, wait] if wait else commands),
+                                               check_health=False)
+                replies: list[Any] = []
+                for _ in range(len(commands) + (1 if wait else 0)):
                     try:
-                        reply = await conn.read_response(disconnect_on_error=False)
+                        replies.append(await conn.read_response(disconnect_on_error=False))
                     except (ResponseError, BusyLoadingError) as e:  # an error reply: the stream is still in step
-                        drop = drop or isinstance(e, _DROPPING)
-                        reply = e
+                        drop = drop or _dropping(e)
+                        replies.append(e)
+                if wait:
+                    replies = _replicated(commands, replies[:-1], acked=replies[-1], wanted=wait[1])
+                for (_, future), reply in zip(batch, replies, strict=True):
                     if not future.done():
                         future.set_exception(reply) if isinstance(reply, RedisError) else future.set_result(reply)
         except TimeoutError:
@@ -156,15 +187,16 @@ class BatchedRedis:
 
     async def _setup(self) -> AbstractConnection:
         """A new connection, greeted by redis-py (AUTH, SELECT) and by `on_connect`; ConnectionError if not."""
-        conn = self._make()
+        conn: AbstractConnection | None = None
         try:
             async with asyncio.timeout(self._timeout):
-                await conn.connect()  # type: ignore[no-untyped-call]
+                conn = await self._connect()
                 for command in self.on_connect:
                     await conn.send_command(*command)
                     await conn.read_response()
         except (RedisError, OSError, TimeoutError) as e:
-            await conn.disconnect(nowait=True)
+            if conn is not None:
+                await conn.disconnect(nowait=True)
             raise ConnectionError(f"redis connection setup failed ({type(e).__name__}: {e})") from e
         return conn
 
@@ -203,6 +235,24 @@ def _pack(conn: AbstractConnection, commands: list[Command]) -> list[bytes]:
     if _SERIALIZER is None:
         return conn.pack_commands(commands)
     return [chunk for command in commands for chunk in _SERIALIZER.pack(*command)]
+
+
+class NotReplicated(RedisError):
+    """The primary ran the command, but fewer replicas than asked confirmed it in time (`replicas`)."""
+
+
+def _replicated(commands: list[Command], replies: list[Any], *, acked: Any, wanted: int) -> list[Any]:
+    """The batch's replies, each write's turned into NotReplicated when WAIT counted fewer than `wanted`."""
+    if isinstance(acked, int) and acked >= wanted:
+        return replies
+    error = NotReplicated(f"{acked} of {wanted} replica(s) confirmed the write in time")
+    return [error if c[0] not in _PINGS and not isinstance(r, RedisError) else r for c, r in zip(commands, replies,
+                                                                                                 strict=True)]
+
+
+def _dropping(error: RedisError) -> bool:
+    """An answer that says this connection's Redis is not (or not yet) a primary: the command did not run."""
+    return isinstance(error, _DROPPING) or str(error).startswith(_DROPPING_REPLIES)
 
 
 def _fail(waiting: _Waiting, error: BaseException) -> None:

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
+from contract import redisurl
 from contract.errors import SettingsError
 from contract.events import ALERT_RULES
 
@@ -26,8 +27,13 @@ DAY = 86_400
 class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     """Everything the roles can be told; defaults run the whole pipeline on one machine."""
 
-    # Redis: the queue and the dedup marks.
+    # Redis: the queue and the dedup marks. redis://, rediss://, unix://, or redis+sentinel://H:P[,H:P]/MASTER[/DB]
+    # (rediss+sentinel:// for TLS): contract/redisurl.py.
     redis_url: str = "redis://127.0.0.1:6379/0"
+    # The receiver's 200 waits until this many replicas have the webhook's job (WAIT), at most ACK_TIMEOUT_MS,
+    # else 503; 0 answers once the primary has it, and reconciliation brings back what a failover lost (README).
+    ack_replicas: int = 0
+    ack_timeout_ms: int = 100
     # Receiver.
     webhook_tokens: tuple[str, ...] = ()
     webhook_allowed_ips: tuple[str, ...] = ()
@@ -122,6 +128,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         self.allowed_networks()
         self.trusted_proxy_networks()
         _check_redis_url(self.redis_url)
+        if self.ack_replicas < 0 or self.ack_timeout_ms <= 0:
+            raise SettingsError("ACK_REPLICAS" if self.ack_replicas < 0 else "ACK_TIMEOUT_MS",
+                                "ACK_REPLICAS must be 0 or more, ACK_TIMEOUT_MS a positive number of milliseconds")
         api = urlsplit(self.wavix_api_url)
         if api.scheme not in ("http", "https") or not api.hostname:
             raise SettingsError("WAVIX_API_URL", f"must be an http(s) URL, got {self.wavix_api_url!r}")
@@ -148,12 +157,10 @@ def _zero_or_more(settings: Settings, **meaning_of_zero: str) -> None:
 
 
 def _check_redis_url(url: str) -> None:
-    if not url.startswith(("redis://", "rediss://", "unix://")):
-        raise SettingsError("REDIS_URL", "must start with redis://, rediss:// or unix://")
     try:
-        _ = urlsplit(url).port  # raises on a port that is not a number or out of range
-    except ValueError as e:
-        raise SettingsError("REDIS_URL", f"not a valid URL: {e}") from e
+        redisurl.check(url)
+    except redisurl.RedisUrlError as e:
+        raise SettingsError("REDIS_URL", str(e)) from e
 
 
 def _networks(variable: str, values: tuple[str, ...]) -> tuple[Network, ...]:

@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from redis.asyncio import Redis
 
-from contract import logs
+from contract import logs, redisurl
 from contract.redisbatch import BatchedRedis
 from contract.settings import Settings
 from service.auth import Gate
@@ -30,17 +30,15 @@ log = logs.get("service")
 
 def connect_redis(settings: Settings) -> Redis:
     """For everything but the hot path (readiness); short timeouts so that a probe answers quickly."""
-    client: Redis = Redis.from_url(
-        settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, max_connections=8
-    )
-    return client
+    return redisurl.client(settings.redis_url, socket_connect_timeout=1.0, socket_timeout=2.0, max_connections=8)
 
 
 def create_app(settings: Settings) -> Litestar:
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
         redis = connect_redis(settings)
-        pipe = BatchedRedis(settings.redis_url, connect_timeout=1.0, timeout=2.0)
+        pipe = BatchedRedis(settings.redis_url, connect_timeout=1.0, timeout=2.0, replicas=settings.ack_replicas,
+                            replica_timeout_ms=settings.ack_timeout_ms)
         app.state.redis = redis
         app.state.pipe = pipe  # /readyz asks the very client the webhooks use (service/health.py)
         app.state.enqueuer = Enqueuer(
@@ -55,7 +53,7 @@ def create_app(settings: Settings) -> Litestar:
             yield
         finally:
             await pipe.aclose()
-            await redis.aclose()
+            await redisurl.close(redis)
 
     app = Litestar(
         route_handlers=[receive_webhook, healthz, readyz, metrics],

@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from contract import logs
 from contract.errors import PayloadError
+from contract.redisbatch import NotReplicated
 
 log = logs.get("service")
 
@@ -45,6 +46,11 @@ def _rejected(_: Request[Any, Any, Any], exc: WebhookRejected) -> Response[Any]:
 
 
 def _queue_down(_: Request[Any, Any, Any], exc: RedisError) -> Response[Any]:
+    if isinstance(exc, NotReplicated):  # ACK_REPLICAS: queued on the primary, not yet safe from its loss
+        log.warning("queue.not_replicated", detail=str(exc))
+        return Response(error_body("queue_not_replicated", "the queue could not confirm the webhook on a replica "
+                                   "in time; send it again (a repeat is recognised)"),
+                        status_code=503, headers={"Retry-After": "1"})
     log.error("queue.unavailable", error=type(exc).__name__, detail=str(exc))
     return Response(
         error_body("queue_unavailable", "the queue cannot be reached; nothing was accepted, try again"),

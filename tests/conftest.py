@@ -19,6 +19,7 @@ import redis as sync_redis
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
+from contract import redisurl
 from contract.settings import Settings
 from service.app import create_app
 
@@ -29,7 +30,7 @@ TOKEN = "test-token-" + "x" * 24
 def forget(prefixes: Iterable[str] = (), names: Iterable[str] = (), url: str = REDIS_URL) -> int:
     """Deletes what a test wrote: the keys `names` (queue, streams), every key under each prefix, and arq's
     job, result, retry and in-progress keys of job ids under it. Returns how many keys went."""
-    client = sync_redis.Redis.from_url(url)
+    client = redisurl.sync_client(url)
     try:
         keys: list[bytes | str] = list(names)
         for prefix in prefixes:

@@ -20,6 +20,7 @@ from arq.connections import ArqRedis
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
 
+from contract import redisurl
 from contract.events import CloudEvent, decode_event
 from contract.jobs import PROCESS_CALL, Receipt, job_deserializer, job_serializer
 from contract.settings import Settings
@@ -124,14 +125,14 @@ async def pipeline(config: SandboxConfig, **env: str) -> AsyncIterator[Pipeline]
             "SLACK_WEBHOOK_URL": f"{slack_url}/services/T000/B000/XXXX", "WORKER_HEALTH_PORT": "0",
             "TRANSCRIPT_POLL": "1", "TRANSCRIPT_WAIT": "6", **env,
         })
-        redis = Redis.from_url(REDIS_URL)
+        redis = redisurl.client(settings.redis_url)
         try:
             async with AsyncTestClient(app=create_app(settings)) as receiver:
                 yield Pipeline(settings, sandbox, slack, receiver, redis)
         finally:
-            await redis.aclose()
+            await redisurl.close(redis)
             forget([settings.key_prefix, settings.queue_name],
-                   [settings.events_stream, settings.dead_letter_stream, settings.queue_name])
+                   [settings.events_stream, settings.dead_letter_stream, settings.queue_name], url=settings.redis_url)
 
 
 def _text(value: object) -> str:

@@ -19,9 +19,9 @@ from litestar import Litestar
 from litestar.datastructures import State
 from litestar.testing import AsyncTestClient
 from redis.asyncio import Redis
-from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, RedisError
+from redis.exceptions import BusyLoadingError, ConnectionError, ReadOnlyError, RedisError, ResponseError
 
-from contract.redisbatch import BatchedRedis
+from contract.redisbatch import REPLAY_PAUSES_S, BatchedRedis
 from service.health import readyz
 
 HANG_GUARD_S = 15.0  # only so that a regression fails instead of hanging the suite; never the assertion
@@ -143,17 +143,37 @@ async def test_a_connection_closed_during_setup_is_retried() -> None:
         await pipe.aclose()
 
 
-@pytest.mark.parametrize(("error", "raised"), [("READONLY You can't write against a read only replica.", ReadOnlyError),
-                                               ("LOADING Redis is loading the dataset in memory", BusyLoadingError)])
-async def test_readonly_or_loading_drops_the_connection(error: str, raised: type[RedisError]) -> None:
-    """After a failover the old connection says READONLY (or LOADING): the call fails, the connection is
-    dropped, and the next call dials again and succeeds, instead of failing until a restart."""
+DEMOTED = [("READONLY You can't write against a read only replica.", ReadOnlyError),
+           ("LOADING Redis is loading the dataset in memory", BusyLoadingError),
+           # redis-py's parser gives MASTERDOWN as a plain ResponseError
+           ("MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.", ResponseError)]
+
+
+@pytest.mark.parametrize(("error", "raised"), DEMOTED)
+async def test_a_command_a_demoted_primary_refused_is_sent_again_on_a_new_connection(
+        error: str, raised: type[RedisError]) -> None:
+    """After a failover the old connection says READONLY (or LOADING, MASTERDOWN): Redis did not run the
+    command, so the connection is dropped and the same call sends it again on a new one, which answers:
+    the caller sees the answer, not the failover (a webhook gets its 200, not a 503)."""
     async with resp_server(refuses_first_with(error)) as seen:
         pipe = BatchedRedis(f"redis://127.0.0.1:{seen[0]}/0", connect_timeout=1.0, timeout=1.0)
-        with pytest.raises(raised):  # redis-py's classes: READONLY is a ResponseError, LOADING a ConnectionError
-            await asyncio.wait_for(pipe.call("EVALSHA", "x", "0"), HANG_GUARD_S)
-        assert await asyncio.wait_for(pipe.call("PING"), HANG_GUARD_S) == b"PONG"
+        assert await asyncio.wait_for(pipe.call("EVALSHA", "x", "0"), HANG_GUARD_S) == b"PONG"
         assert seen[1] == 2
+        await pipe.aclose()
+
+
+@pytest.mark.parametrize(("error", "raised"), DEMOTED)
+async def test_a_redis_that_stays_demoted_fails_the_call_after_the_replays(
+        error: str, raised: type[RedisError]) -> None:
+    """A Redis that keeps answering READONLY (no failover is coming) fails the call with redis-py's error
+    (READONLY is a ResponseError, LOADING a ConnectionError) after len(REPLAY_PAUSES_S) replays, each on a
+    new connection: bounded, never a call held for good."""
+    always = lambda n, command: f"-{error}\r\n".encode() if command else b"ok"  # noqa: E731
+    async with resp_server(always) as seen:
+        pipe = BatchedRedis(f"redis://127.0.0.1:{seen[0]}/0", connect_timeout=1.0, timeout=1.0)
+        with pytest.raises(raised):
+            await asyncio.wait_for(pipe.call("EVALSHA", "x", "0"), HANG_GUARD_S)
+        assert seen[1] == len(REPLAY_PAUSES_S) + 1
         await pipe.aclose()
 
 

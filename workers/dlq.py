@@ -25,18 +25,19 @@ import time
 from dataclasses import dataclass
 
 import msgspec
-from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.connections import ArqRedis
 from arq.constants import job_key_prefix, result_key_prefix
 from redis.exceptions import ResponseError
 
-from contract import logs
-from contract.jobs import DELIVER, JOB_FUNCTIONS, job_deserializer, job_serializer
+from contract import logs, redisurl
+from contract.jobs import DELIVER, JOB_FUNCTIONS
 from contract.settings import Settings
 from workers.alert.notes import queue_note
 from workers.alert.outbox import queue_alert
 from workers.alert.rules import DeliveryPolicy, decode_alert, decode_note
 from workers.deadletter import RETENTION_S, DeadLetter, entry, past_retention, trim
 from workers.deliver.delivery import Delivery
+from workers.queue import connect
 
 log = logs.get("workers.dlq")
 
@@ -117,9 +118,7 @@ async def purge(redis: ArqRedis, stream: str, letters: list[DeadLetter], *, yes:
 async def run(settings: Settings, action: str, ids: list[str], *, replay_all: bool, limit: int,
               filters: Filters = Filters(), yes: bool = False) -> int:
     # No connection retries: an unreachable Redis is one line from the CLI (exit 1), not five warnings first.
-    redis_settings = RedisSettings.from_dsn(settings.redis_url)
-    redis_settings.conn_retries = 0
-    redis = await create_pool(redis_settings, job_serializer=job_serializer, job_deserializer=job_deserializer)
+    redis = await connect(settings.redis_url, queue_name=settings.queue_name)
     stream = settings.dead_letter_stream
     try:
         if action == "show":
@@ -150,7 +149,7 @@ async def run(settings: Settings, action: str, ids: list[str], *, replay_all: bo
                 print(f"{entry_id}: not replayed ({e})", file=sys.stderr)
         return 1 if failed else 0
     finally:
-        await redis.aclose()
+        await redisurl.close(redis)
 
 
 async def _show(redis: ArqRedis, stream: str, ids: list[str]) -> int:

@@ -6,11 +6,9 @@ start fails at once (no connection retries: the CLI says so in one line and exit
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from arq import func
-from arq.connections import RedisSettings
 
 from contract.jobs import DELIVER, FETCH_TRANSCRIPT, PROCESS_CALL, job_deserializer, job_serializer
 from contract.settings import Settings
@@ -30,8 +28,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             func(process.fetch_transcript, name=FETCH_TRANSCRIPT, max_tries=MAX_TRIES),
             func(process.deliver, name=DELIVER, max_tries=MAX_TRIES),
         ],
-        "redis_settings": dataclasses.replace(RedisSettings.from_dsn(settings.redis_url), conn_retries=0),
-        "redis_url": settings.redis_url,  # the supervised worker's batching client (workers/supervise.py)
+        "redis_url": settings.redis_url,  # arq's pool and the batching client, any form (workers/supervise.py)
         "queue_name": settings.queue_name,
         "job_serializer": job_serializer,
         "job_deserializer": job_deserializer,

@@ -22,7 +22,7 @@ outage no one ran them for five minutes. `SupervisedWorker` is arq's Worker with
   script (`_FINISH`, the commands of arq's `finish_job` transaction, atomically), and both scripts go
   through the batching client the jobs' own scripts use (contract/redisbatch.py): arq's transaction through
   redis-py cost ~82 µs of the worker's CPU a job, the script ~7-8 µs (64 concurrent callers, this
-  machine), about 5% of a real job's CPU. Off for a Sentinel URL, where arq's own code runs.
+  machine), about 5% of a real job's CPU.
 - **Start-up.** Redis unreachable at start is one error (the CLI prints one line, exit 1), not five
   retries and a traceback. `/readyz` on the worker's health port answers 503 during an outage (from the
   first failed poll or lease renewal, so within RENEW_S even while every slot is busy), while `/healthz`
@@ -40,7 +40,7 @@ import logging
 import time
 from typing import Any
 
-from arq.connections import ArqRedis, create_pool, log_redis_info
+from arq.connections import ArqRedis, log_redis_info
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
 from arq.utils import poll, timestamp_ms, to_ms
 from arq.worker import Worker
@@ -48,8 +48,9 @@ from redis.asyncio.connection import BlockingConnectionPool, ConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from contract import logs
+from contract import logs, redisurl
 from contract.redisbatch import BatchedRedis
+from workers import queue
 
 log = logs.get("workers.supervise")
 
@@ -127,12 +128,13 @@ class SupervisedWorker(Worker):
     """arq's Worker that survives Redis outages and holds its jobs with a short, renewed lease."""
 
     def __init__(self, *, redis_url: str | None = None, **kwargs: Any) -> None:
-        """`redis_url`: the queue's Redis, for the batching client of the start and finish scripts, which the
-        jobs' own scripts share through `ctx["batch"]` (without it, or for Sentinel, the start and finish go
-        through arq's redis-py pool, and the jobs' resources make their own)."""
+        """`redis_url`: the queue's Redis (any REDIS_URL form, Sentinel too): arq's pool, and the batching client
+        of the start and finish scripts, which the jobs' own scripts share through `ctx["batch"]` (without it the
+        start and finish go through arq's redis-py pool, and the jobs' resources make their own)."""
         super().__init__(**kwargs)
+        self._redis_url = redis_url or "redis://127.0.0.1:6379/0"
         self._batch = (BatchedRedis(redis_url, connect_timeout=REDIS_TIMEOUT_S, timeout=REDIS_TIMEOUT_S)
-                       if redis_url and self.redis_settings is not None and not self.redis_settings.sentinel else None)
+                       if redis_url else None)
         self._finish = self._batch.register_script(_FINISH) if self._batch is not None else None
         if self._batch is not None:
             self.ctx["batch"] = self._batch  # the jobs' scripts share it (workers/context.py); closed in `close`
@@ -149,10 +151,7 @@ class SupervisedWorker(Worker):
 
     async def main(self) -> None:
         if self._pool is None:
-            self._pool = await create_pool(
-                self.redis_settings, job_deserializer=self.job_deserializer, job_serializer=self.job_serializer,
-                default_queue_name=self.queue_name, expires_extra_ms=self.expires_extra_ms,
-            )
+            self._pool = await queue.connect(self._redis_url, queue_name=self.queue_name, timeout_s=REDIS_TIMEOUT_S)
             await _bound_connections(self._pool)
         self._start = (self._batch or self.pool).register_script(_START)
         self.redis_ready = True
@@ -231,7 +230,10 @@ class SupervisedWorker(Worker):
                                             "" if lifetime is None else lifetime, incr_score or ""])
 
     async def close(self) -> None:
+        pool = self._pool
         await super().close()
+        if pool is not None:
+            await redisurl.close(pool)  # and its Sentinels' connections, for a Sentinel URL
         if self._batch is not None:
             await self._batch.aclose()
 

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
+from contract import redisurl
 from contract.events import decode_event
 from contract.settings import Settings
 from workers.context import destinations_for
@@ -122,7 +123,7 @@ async def replay(settings: Settings, redis: Redis, name: str, *, since_ms: int, 
 async def main(settings: Settings, command: str, *, name: str = "", since: str = "", until: str = "",
                types: tuple[str, ...] = ()) -> int:
     """One CLI command against REDIS_URL; an impossible request is one line on stderr and exit 2."""
-    redis = Redis.from_url(settings.redis_url)
+    redis = redisurl.client(settings.redis_url)
     try:
         if command == "destinations":
             return await show(settings, redis, Console())
@@ -138,4 +139,4 @@ async def main(settings: Settings, command: str, *, name: str = "", since: str =
         print(f"wavix-events {command}: {e}", file=sys.stderr)
         return 2
     finally:
-        await redis.aclose()
+        await redisurl.close(redis)

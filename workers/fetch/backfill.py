@@ -29,6 +29,7 @@ from redis.exceptions import RedisError
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from contract import redisurl
 from contract.settings import Settings
 from workers.fetch.listed import ListedCall, ListedIntake, read_listed, with_retries
 from workers.fetch.reconcile import LIST_TYPES, PASS_TRIES
@@ -150,7 +151,7 @@ class Backfill:
 async def _main(settings: Settings, todo: list[tuple[date, str]], key: str, dry_run: bool, console: Console,
                 backfill_box: list[Backfill]) -> Tally:
     http = create_http_client(settings, concurrency=2)
-    redis = Redis.from_url(settings.redis_url)
+    redis = redisurl.client(settings.redis_url)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[calls]} calls · {task.fields[rate]}/s"), TimeRemainingColumn())
     try:
@@ -169,7 +170,7 @@ async def _main(settings: Settings, todo: list[tuple[date, str]], key: str, dry_
             backfill_box.append(job)
             return await job.run(todo, on_unit=lambda: bar.advance(task))
     finally:
-        await redis.aclose()
+        await redisurl.close(redis)
         await http.aclose()
 
 

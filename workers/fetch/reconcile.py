@@ -33,7 +33,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from contract import logs
+from contract import logs, redisurl
 from contract.settings import Settings
 from workers.fetch.listed import ListedCall, ListedIntake, read_listed, with_retries
 from workers.fetch.wavix import WavixClient, create_http_client
@@ -171,11 +171,11 @@ async def reconcile_now(settings: Settings, *, now: float | None = None, settle_
                         policy: RetryPolicy | None = None) -> PassReport | None:
     """One pass outside a worker (the demo, the bench): its own HTTP client and Redis connection, no lock."""
     http = create_http_client(settings, concurrency=2)
-    redis = Redis.from_url(settings.redis_url)
+    redis = redisurl.client(settings.redis_url)
     try:
         wavix = WavixClient.from_settings(http, settings)
         return await run_once(redis, wavix, settings, WorkerMetrics(), now=now, settle_s=settle_s,
                               policy=policy or RetryPolicy.from_settings(settings))
     finally:
-        await redis.aclose()
+        await redisurl.close(redis)
         await http.aclose()

@@ -5,6 +5,7 @@ which `open_sink` calls, and `publish` calls again after a lost connection). The
 module, imported only when a destination uses it, so a worker without RabbitMQ never imports aio-pika:
 
     redis:// rediss://   workers.deliver.sinks.redis_stream   ?stream=wavix:events&maxlen=100000
+    redis+sentinel://    (the same, through Sentinels: contract/redisurl.py)
     amqp:// amqps://     workers.deliver.sinks.rabbitmq       ?exchange=wavix.events
     nats://              workers.deliver.sinks.nats           ?stream=WAVIX&subject=wavix.events[&duplicate_window=120]
     http:// https://     workers.deliver.sinks.webhook        (Standard Webhooks signatures; a secret is required)
@@ -43,6 +44,8 @@ DAY = 86_400
 SCHEMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "redis": ("workers.deliver.sinks.redis_stream", ("stream",)),
     "rediss": ("workers.deliver.sinks.redis_stream", ("stream",)),
+    "redis+sentinel": ("workers.deliver.sinks.redis_stream", ("stream",)),
+    "rediss+sentinel": ("workers.deliver.sinks.redis_stream", ("stream",)),
     "amqp": ("workers.deliver.sinks.rabbitmq", ("exchange",)),
     "amqps": ("workers.deliver.sinks.rabbitmq", ("exchange",)),
     "nats": ("workers.deliver.sinks.nats", ("stream", "subject")),

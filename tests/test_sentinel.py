@@ -1,0 +1,137 @@
+"""Redis Sentinel, end to end on loopback: a primary, two replicas and three Sentinels (chaos/sentinel.py), the
+receiver and a real `wavix-events worker` process all given the Sentinel URL.
+
+The primary is killed with -9 under a steady stream of webhooks: the Sentinels promote a replica, the receiver
+and the worker follow it without a restart, and every webhook answered 200 ends in exactly one completed
+event. With ACK_REPLICAS=1 a 200 means a replica had the job (WAIT), so the promoted replica has every
+acknowledged call; a receiver that cannot get that confirmation answers 503 `queue_not_replicated`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+from litestar.testing import AsyncTestClient
+
+from chaos.sentinel import SentinelGroup
+from contract import redisurl
+from contract.events import COMPLETED, decode_event
+from contract.settings import Settings
+from sandbox.config import SandboxConfig
+from sandbox.server import serve as serve_sandbox
+from sandbox.state import Sandbox
+from sandbox.webhooks import send_webhooks
+from service.app import create_app
+from tests.conftest import TOKEN
+
+CALLS = 150
+RATE = 50.0  # webhooks a second: three seconds of traffic, the primary killed one second in
+SETTLE_S = 90.0  # bound on the wait for the last event (a guard, not the measure: every event comes within seconds)
+
+
+@pytest.fixture
+def group(tmp_path: Path) -> Iterator[SentinelGroup]:
+    with SentinelGroup(tmp_path / "redis", replicas=2) as g:
+        yield g
+
+
+async def completed_counts(redis: object, stream: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for _, fields in await redis.xrange(stream):  # type: ignore[attr-defined]
+        event = decode_event(fields[b"event"])
+        if event.type == COMPLETED:
+            counts[event.subject] = counts.get(event.subject, 0) + 1
+    return counts
+
+
+@asynccontextmanager
+async def worker_process(env: dict[str, str], log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    with log.open("wb") as out:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "wavix_events.cli", "worker", env={**os.environ, **env},
+            stdout=asyncio.subprocess.DEVNULL, stderr=out)
+    try:
+        yield process
+    finally:
+        if process.returncode is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(process.wait(), 30)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+async def test_webhooks_keep_flowing_across_a_failover_and_every_acknowledged_call_is_published_once(
+        group: SentinelGroup, tmp_path: Path) -> None:
+    """kill -9 of the primary one second into three seconds of webhooks (ACK_REPLICAS=1): some webhooks get a
+    503 while no primary answers, webhooks sent after the promotion get 200 again from the same receiver, the
+    worker process stays up, and each call answered 200 has exactly one completed event on the new primary."""
+    sandbox = Sandbox(SandboxConfig(seed=61, transcript_share=0.0))
+    async with serve_sandbox(sandbox) as wavix_url:
+        env = {"REDIS_URL": group.url, "WEBHOOK_TOKENS": TOKEN, "WAVIX_API_URL": wavix_url, "ACK_REPLICAS": "1",
+               "WAVIX_API_KEY": sandbox.config.api_key, "WORKER_HEALTH_PORT": "0", "TRANSCRIPT_POLL": "3600",
+               "RECONCILE_INTERVAL": "0", "LOG_LEVEL": "INFO"}
+        settings = Settings.from_env(env)
+        log = tmp_path / "worker.log"
+        async with worker_process(env, log) as worker, AsyncTestClient(app=create_app(settings)) as receiver:
+            calls = sandbox.place(CALLS)
+            sending = asyncio.create_task(send_webhooks(calls, f"/webhooks/wavix/{TOKEN}", client=receiver,
+                                                        rate=RATE, on_first_send=sandbox.mark_sent))
+            await asyncio.sleep(1.0)  # traffic under way (the fault's moment, not a wait for a result)
+            killed_at = time.monotonic()
+            old, new = await asyncio.to_thread(group.kill_primary)
+            promoted_s = time.monotonic() - killed_at
+            results = await sending
+
+            accepted = {r.call_id for r in results if r.status == 200}
+            assert len(accepted) >= CALLS // 2, [r.status for r in results]
+            assert new.port != old.port and group.primary_port() == new.port
+            redis = redisurl.client(group.url)
+            try:
+                deadline = time.monotonic() + SETTLE_S
+                while (counts := await completed_counts(redis, settings.events_stream)).keys() < accepted:
+                    assert worker.returncode is None, log.read_text()[-4000:]
+                    assert time.monotonic() < deadline, (len(accepted - counts.keys()), log.read_text()[-3000:])
+                    await asyncio.sleep(0.2)
+            finally:
+                await redisurl.close(redis)
+            assert worker.returncode is None
+            twice = {call: n for call, n in counts.items() if n > 1}
+            assert not twice, twice
+            print(f"promoted in {promoted_s:.1f} s; {len(accepted)} of {CALLS} accepted, "
+                  f"{sum(r.status == 503 for r in results)} answered 503")
+
+
+async def test_a_webhook_no_replica_confirms_gets_503_and_its_repeat_200_once_one_does(
+        group: SentinelGroup) -> None:
+    """ACK_REPLICAS=1 with every replica frozen (SIGSTOP): the primary runs the intake, but WAIT counts no
+    replica within ACK_TIMEOUT_MS, so the answer is 503 `queue_not_replicated` (Wavix, or reconciliation,
+    sends it again). With the replicas back, the same webhook gets 200: it is recognised, and now replicated."""
+    sandbox = Sandbox(SandboxConfig(seed=62, transcript_share=0.0))
+    settings = Settings.from_env({"REDIS_URL": group.url, "WEBHOOK_TOKENS": TOKEN, "ACK_REPLICAS": "1",
+                                  "ACK_TIMEOUT_MS": "200"})
+    call = sandbox.place(1)
+    replicas = [n for n in group.nodes if n.port != group.primary_port()]
+    async with AsyncTestClient(app=create_app(settings)) as receiver:
+        assert (await receiver.get("/readyz")).status_code == 200
+        for node in replicas:
+            assert node.process is not None
+            node.process.send_signal(signal.SIGSTOP)
+        try:
+            refused = await send_webhooks(call, f"/webhooks/wavix/{TOKEN}", client=receiver)
+        finally:
+            for node in replicas:
+                assert node.process is not None
+                node.process.send_signal(signal.SIGCONT)
+        accepted = await send_webhooks(call, f"/webhooks/wavix/{TOKEN}", client=receiver)
+    assert [r.status for r in refused] == [503]
+    assert [r.status for r in accepted] == [200]
