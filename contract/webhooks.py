@@ -10,23 +10,34 @@ refuses (`PayloadError`, naming the JSON path) only what cannot be a call:
   UUID version, and no control, format, space or path character can reach a Redis key, a log or a URL.
 Every other field is read leniently: a field whose type drifts degrades to None on its own.
 
-Which kind a body is depends only on which fields it has ("present": the key is there and not null):
+Which kind a body is depends only on which fields it has ("present": the key is there and not null), and an
+on-call body ends its call only when its event says so, whatever call-record fields drift into it:
 
-| # | the body has                                                                 | kind          | starts work     |
-|---|------------------------------------------------------------------------------|---------------|-----------------|
-| 1 | any of `POST_CALL_FIELDS` present (disposition, duration, charge, date, ...) | post-call     | yes             |
-| 2 | `event_type` present, naming "post-call"                                     | post-call     | yes             |
-| 3 | `event_type` present, in `TERMINAL_EVENTS` (completed, busy, cancelled, ...) | on-call       | yes             |
-| 4 | `event_type` present, anything else (ringing, answered, unknown, a number)   | on-call       | no, recorded    |
-| 5 | `status` present, and no key of `CALL_FIELDS` at all (not even a null one)   | transcription | completed/failed |
-| 6 | anything else with a call id                                                 | post-call     | yes             |
+| # | the body has                                                                | kind          | starts work     |
+|---|-----------------------------------------------------------------------------|---------------|-----------------|
+| 1 | `event_type` naming a progress event (`PROGRESS_EVENTS`: ringing, answered) | on-call       | no, recorded    |
+| 2 | `event_type` naming no ended event nor post-call, and no `disposition`      | on-call       | no, recorded    |
+| 3 | any of `POST_CALL_FIELDS` present (disposition, duration, charge, date...)  | post-call     | yes             |
+| 4 | `event_type` naming "post-call"                                             | post-call     | yes             |
+| 5 | `event_type` naming an ended event (`TERMINAL_EVENTS`: completed, busy...)  | on-call       | yes             |
+| 6 | `status` present, and no key of `CALL_FIELDS` at all (not even a null one)  | transcription | completed/failed |
+| 7 | anything else with a call id                                                | post-call     | yes             |
 
-The first matching row wins. Row 1 comes first so that a post-call body gaining `event_type` (say
-`"post-call"`, the name Wavix's webhook settings give it) stays a post-call; row 5 excludes every call
-field so that a post-call with a null `disposition` and a `status` is not taken for a transcription; a
-transcription webhook with another status is recorded, not acted on. Row 6 keeps any other body with a
-valid call id: the worker's CDR fetch is the proof that the call exists. An on-call body is "recorded"
-when it starts no work: the receiver still appends it to the call's list (`webhooks_key`).
+The first matching row wins; event names are read in any case, with `-` or a space for `_`. Rows 1 and 2
+come first because an on-call body that is taken for the end of its call starts work at call set-up,
+before Wavix has the call's record, and takes the dedup key (`call:{id}`) that the real end-of-call
+webhook needs (issue #22: with drift on, 17 of 19 drifted on-call bodies were taken so). A drifted field
+(`sip_trunk`, `charge`, even a `disposition`) therefore never outweighs a progress event. An `event_type`
+we do not know (unknown word, number, list) beside a `disposition` is a post-call that gained a field
+(row 3: the disposition is the post-call's own word that the call ended); without one it is an on-call
+body whose event says nothing of an end (row 2). Row 3 comes before rows 4 and 5 so that a post-call
+keeps its kind and disposition when it carries `event_type` ("post-call", the name Wavix's webhook
+settings give it, or "completed"); row 6 excludes every call field so that a post-call with a null
+`disposition` and a `status` is not taken for a transcription; a transcription webhook with another
+status is recorded, not acted on. Row 7 keeps any other body with a valid call id: the worker's CDR
+fetch is the proof that the call exists. A body is "recorded" when it starts no work: the receiver still
+appends it to the call's list (`webhooks_key`), so the worker reads it with the rest of the call, and a
+call whose end never arrives is found by reconciliation (the CDR list).
 
 `facts()` reads what a webhook says about its call (direction, machine detection, who answered), for
 the worker, which reads every webhook of a call (`webhooks_key`) so that its event does not depend on
@@ -58,13 +69,15 @@ CALL_FIELDS = POST_CALL_FIELDS | {
     "from", "to", "direction", "event_type", "event_time", "event_payload", "call_started", "call_answered",
     "call_completed", "call_finished", "machine_detected",
 }
-# On-call events after which the call is over (the spec's four, and spellings other Wavix material uses);
-# the spec's others (call_setup, ringing, early_media, answered, on_call_event) are progress.
+# On-call events after which the call is over (the spec's four, and spellings other Wavix material uses), and the
+# spec's others, which are progress; both as `_event_name` gives them (lower case, `_` for `-` and space).
 TERMINAL_EVENTS = frozenset({
-    "completed", "busy", "cancelled", "canceled", "rejected", "failed", "noanswer", "no_answer", "no-answer",
+    "completed", "busy", "cancelled", "canceled", "rejected", "failed", "noanswer", "no_answer",
+    "hangup", "hang_up",
 })
+PROGRESS_EVENTS = frozenset({"call_setup", "ringing", "early_media", "answered", "on_call_event"})
 TRANSCRIPTION_STATUSES = frozenset({"completed", "failed"})
-POST_CALL_EVENTS = frozenset({"post-call", "post_call"})
+POST_CALL_EVENTS = frozenset({"post_call"})
 
 Number = str | int | float
 Phone = str | int
@@ -151,15 +164,20 @@ def webhooks_key(key_prefix: str, call_id: str) -> str:
 def classify(body: bytes) -> Webhook:
     """Says what a webhook asks for (the table above); `PayloadError` names what makes it no call."""
     fields = load(body)
+    event_type = fields.get("event_type")
+    event = _token(event_type) if event_type is not None else ""
+    name = _event_name(event)
+    if event_type is not None and (
+        name in PROGRESS_EVENTS
+        or (name not in TERMINAL_EVENTS and name not in POST_CALL_EVENTS and fields.get("disposition") is None)
+    ):
+        return Webhook(Kind.ON_CALL, _call_id(fields, "$.id"), event, False)
     if any(fields[k] is not None for k in POST_CALL_FIELDS.intersection(fields)):
         return Webhook(Kind.POST_CALL, _call_id(fields, "$.uuid"), _token(fields.get("disposition")), True)
-    event_type = fields.get("event_type")
     if event_type is not None:
-        event = _token(event_type)
-        if event in POST_CALL_EVENTS:
+        if name in POST_CALL_EVENTS:
             return Webhook(Kind.POST_CALL, _call_id(fields, "$.uuid"), "", True)
-        terminal = event.replace(" ", "_") in TERMINAL_EVENTS
-        return Webhook(Kind.ON_CALL, _call_id(fields, "$.id"), event, terminal)
+        return Webhook(Kind.ON_CALL, _call_id(fields, "$.id"), event, True)  # an ended event (rows 1-2 took the rest)
     if fields.get("status") is not None and CALL_FIELDS.isdisjoint(fields):
         status = _token(fields["status"])
         return Webhook(Kind.TRANSCRIPTION, _call_id(fields, "$.uuid"), status, status in TRANSCRIPTION_STATUSES)
@@ -276,6 +294,11 @@ def _call_id(fields: dict[str, Any], missing_path: str) -> str:
             raise PayloadError(f"$.{name}", "the call id may hold only letters, digits and . _ : - (no '..')")
         return value
     raise PayloadError(missing_path, "the call id is missing")
+
+
+def _event_name(token: str) -> str:
+    """An event name as the event sets hold it: `early-media`, `early media` and `early_media` are one."""
+    return token.replace("-", "_").replace(" ", "_")
 
 
 def _token(value: Any) -> str:

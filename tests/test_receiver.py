@@ -116,6 +116,41 @@ async def test_non_terminal_on_call_events_are_acknowledged_and_counted_only(cli
     assert 'wavix_webhooks_total{kind="on_call",outcome="ignored"} 1.0' in metrics
 
 
+@pytest.mark.parametrize("event", ["call_setup", "ringing", "early_media", "answered", "on_call_event"])
+@pytest.mark.parametrize(
+    "end",
+    [
+        pytest.param(lambda cid: payloads.post_call(cid), id="post-call"),
+        pytest.param(payloads.post_call_whole_cdr, id="post-call-whole-cdr"),
+        pytest.param(lambda cid: payloads.on_call(cid, "completed"), id="on-call-completed"),
+    ],
+)
+async def test_a_progress_event_with_a_drifted_record_field_leaves_the_call_to_its_real_end(
+    client, redis, settings, event, end
+):
+    """Issue #22: a progress event with a call-record field drifted in (`sip_trunk` as a number) is recorded,
+    queues no `process_call` and takes no dedup mark; the real end-of-call webhook after it is accepted and
+    queues the call's one job, and the call's list holds both bodies in arrival order."""
+    cid = call_id()
+    drifted = payloads.encode({"id": cid, "event_type": event, "sip_trunk": 32882})
+    spec_drifted = payloads.encode(payloads.on_call(cid, event, call_completed=None, sip_trunk=32882))
+    for body in (drifted, spec_drifted):
+        response = await client.post(URL, content=body, headers=JSON)
+        assert response.status_code == 200, response.text
+        assert response.json() == {"status": "ignored", "call_id": cid, "event": event}
+    assert await queued(redis, settings) == []
+    assert await redis.exists(settings.key_prefix + f"seen:call:{cid}") == 0
+    assert await redis.exists(job_key_prefix + settings.key_prefix + f"call:{cid}") == 0
+
+    final = payloads.encode(end(cid))
+    response = await client.post(URL, content=final, headers=JSON)
+    assert response.json()["status"] == "accepted"
+    assert await queued(redis, settings) == [settings.key_prefix + f"call:{cid}"]
+    job = await job_record(redis, settings.key_prefix + f"call:{cid}")
+    assert job["f"] == PROCESS_CALL and receipt_from(job["a"][0]).body == final
+    assert [r.body for r in await recorded(redis, settings, cid)] == [drifted, spec_drifted, final]
+
+
 async def recorded(redis: Redis, settings: Settings, cid: str) -> list[Receipt]:
     entries = await redis.lrange(webhooks_key(settings.key_prefix, cid), 0, -1)
     return [receipt_from(job_deserializer(entry)) for entry in entries]

@@ -242,6 +242,23 @@ def test_dropped_calls_send_progress_but_nothing_that_starts_work() -> None:
         c.call_id for c in calls} - dropped
 
 
+@pytest.mark.parametrize("drift", [0.3, 1.0])
+def test_drifted_bodies_start_work_exactly_where_the_call_ended(drift: float) -> None:
+    """Issue #22's audit as a test: with drift on, in every variant, a body starts work (contract.webhooks)
+    exactly when it is a post-call or an on-call event that ends the call; no drifted progress event does,
+    and none takes the call's dedup key early, dropped calls included."""
+    config = msgspec.structs.replace(CONFIG, drop_webhooks_share=0.1)
+    calls = Sandbox(config).place(400)
+    plan = deliveries(calls, variants=list(Variant), on_call_events_too=True, seed=5, drift=drift)
+    drifted_progress = 0
+    for delivery in plan:
+        ends = delivery.kind == "post_call" or delivery.event in TERMINAL.values()
+        hook = classify(delivery.body)
+        assert hook.starts_work == ends, delivery
+        drifted_progress += bool(delivery.drift) and not ends
+    assert drifted_progress > 50
+
+
 def test_refusals_count_webhooks_without_any_2xx_and_ignore_drifted_ones() -> None:
     """A webhook is refused when none of its answers is 2xx; a repeat's 200 saves it; drift, no answer do not count."""
     def result(call_id: str, status: int | None, *, duplicate: bool = False, drift: str | None = None,

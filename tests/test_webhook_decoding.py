@@ -40,10 +40,22 @@ async def test_a_post_call_that_gains_an_event_type_still_starts_the_call(client
     assert await queued(redis, settings) == [settings.key_prefix + f"call:{cid}"]
 
 
-async def test_a_post_call_with_a_progress_like_event_type_is_still_a_post_call(client, redis, settings):
-    """Even an `event_type` that names a progress event does not hide a body carrying disposition and charge."""
+async def test_a_progress_event_carrying_call_record_fields_is_recorded_not_queued(client, redis, settings):
+    """An `event_type` naming a progress event wins over call-record fields (disposition, charge): the body
+    is recorded with the call, queues nothing and takes no dedup mark (issue #22)."""
     cid = call_id()
     body = payloads.encode(payloads.post_call(cid, event_type="ringing"))
+    response = await client.post(URL, content=body, headers=JSON)
+    assert response.json()["status"] == "ignored"
+    assert await queued(redis, settings) == []
+    assert await redis.exists(settings.key_prefix + f"seen:call:{cid}") == 0
+
+
+async def test_a_post_call_gaining_an_unknown_event_type_still_starts_the_call(client, redis, settings):
+    """An `event_type` we do not know (the sandbox's `call_status` drift) beside a disposition: the disposition
+    says the call ended, so the body is still a post-call that starts work."""
+    cid = call_id()
+    body = payloads.encode(payloads.post_call(cid, event_type="call_status"))
     response = await client.post(URL, content=body, headers=JSON)
     assert response.json()["status"] == "accepted"
     job = job_deserializer(await redis.get("arq:job:" + settings.key_prefix + f"call:{cid}"))
@@ -129,6 +141,14 @@ def test_plausible_call_ids_are_accepted_whatever_their_uuid_version(good):
         pytest.param(payloads.on_call("c1", "teleported"), Kind.ON_CALL, "teleported", False, id="unknown-event"),
         pytest.param(payloads.on_call("c1", 17), Kind.ON_CALL, "", False, id="numeric-event-type"),
         pytest.param({"id": "c1", "event_type": "post-call"}, Kind.POST_CALL, "", True, id="event-type-post-call"),
+        pytest.param({"id": "c1", "event_type": "ringing", "sip_trunk": 32882}, Kind.ON_CALL, "ringing", False,
+                     id="progress-with-a-record-field"),
+        pytest.param(payloads.post_call("c1", event_type="answered"), Kind.ON_CALL, "answered", False,
+                     id="progress-with-a-disposition"),
+        pytest.param({"id": "c1", "event_type": "teleported", "sip_trunk": 1}, Kind.ON_CALL, "teleported", False,
+                     id="unknown-event-with-a-record-field"),
+        pytest.param(payloads.post_call("c1", event_type="call_status"), Kind.POST_CALL, "answered", True,
+                     id="unknown-event-with-a-disposition"),
         pytest.param(payloads.transcription("c1"), Kind.TRANSCRIPTION, "completed", True, id="transcription"),
         pytest.param({"uuid": "c1", "status": "FAILED", "extra": 1}, Kind.TRANSCRIPTION, "failed", True,
                      id="transcription-failed-extra-field"),
@@ -144,6 +164,57 @@ def test_the_classification_table(body, kind, event, starts):
     """Each row of the documented table: which fields are present decides the kind and whether work starts."""
     webhook = classify(json.dumps(body).encode())
     assert (webhook.kind, webhook.call_id, webhook.event, webhook.starts_work) == (kind, "c1", event, starts)
+
+
+# The spec's progress events, and spellings of them; they never end a call, whatever else the body holds.
+PROGRESS_EVENTS = ["call_setup", "ringing", "early_media", "answered", "on_call_event", "Ringing", "early-media",
+                   "EARLY MEDIA", " answered "]
+# Events that say the call ended: the spec's four (FACTS.md) and spellings other Wavix material uses.
+ENDED_EVENTS = ["completed", "busy", "cancelled", "rejected", "canceled", "failed", "noanswer", "no-answer",
+                "no_answer", "hangup", "Completed", "BUSY"]
+# Call-record fields as they drift into an on-call body (the sandbox's `sip_trunk-number` among them).
+RECORD_FIELDS = [{"sip_trunk": 32882}, {"sip_trunk": "32882"}, {"answered_by": "human"}, {"duration": 0},
+                 {"charge": "0.0"}, {"date": "2025-09-22T12:56:38.547Z"}, {"destination": "France"},
+                 {"per_minute": "0.027"}, {"forward_fee": 0}, {"parent_uuid": "p-1"}, {"disposition": "answered"},
+                 {"disposition": "answered", "duration": 6, "charge": "0.822"}]
+
+
+def test_the_drifted_progress_body_of_issue_22_is_not_the_end_of_the_call():
+    """`ringing` with a `sip_trunk` drifted in is an on-call progress event: recorded, no work, not a post-call."""
+    webhook = classify(b'{"id": "u1", "event_type": "ringing", "sip_trunk": 32882}')
+    assert (webhook.kind, webhook.call_id, webhook.event, webhook.starts_work) == (Kind.ON_CALL, "u1", "ringing",
+                                                                                    False)
+
+
+@pytest.mark.parametrize("extra", [{}, *RECORD_FIELDS], ids=lambda e: ",".join(e) or "plain")
+@pytest.mark.parametrize("event", PROGRESS_EVENTS)
+def test_an_on_call_progress_event_never_ends_the_call(event, extra):
+    """A progress event is on-call and starts no work, in the bare form, the spec's form and with any
+    call-record field drifted in: its event says the call goes on."""
+    for body in ({"id": "u1", "event_type": event, **extra}, payloads.on_call("u1", event, **extra)):
+        webhook = classify(json.dumps(body).encode())
+        assert (webhook.kind, webhook.starts_work) == (Kind.ON_CALL, False), body
+        assert webhook.event == event.strip().lower()
+
+
+@pytest.mark.parametrize("extra", [{}, *RECORD_FIELDS], ids=lambda e: ",".join(e) or "plain")
+@pytest.mark.parametrize("event", ENDED_EVENTS)
+def test_an_on_call_event_that_says_the_call_ended_starts_its_work(event, extra):
+    """An event that says the call ended starts work under the call's one dedup key, drifted fields or not."""
+    for body in ({"id": "u1", "event_type": event, **extra}, payloads.on_call("u1", event, **extra)):
+        webhook = classify(json.dumps(body).encode())
+        assert webhook.starts_work, body
+        assert webhook.dedup_key == "call:u1"
+
+
+@pytest.mark.parametrize("event", ["teleported", "call_status", 17, True, ["ringing"], {"x": 1}, ""])
+@pytest.mark.parametrize("extra", [{"sip_trunk": 32882}, {"answered_by": "human", "duration": 0}],
+                         ids=lambda e: ",".join(e))
+def test_an_unknown_event_with_a_drifted_record_field_is_recorded(event, extra):
+    """An `event_type` we cannot read as an ended event, beside call-record fields but no disposition, is an
+    on-call body whose event does not say the call ended: recorded, no work."""
+    webhook = classify(json.dumps({"id": "u1", "event_type": event, **extra}).encode())
+    assert (webhook.kind, webhook.starts_work) == (Kind.ON_CALL, False)
 
 
 @pytest.mark.parametrize(
