@@ -34,6 +34,8 @@ Where the spec and FACTS.md differ, the API answers what the spec says:
 - `GET /v1/recordings/{call_id}` is documented as "200 ... redirects, URL in Location"; the sandbox answers
   302 with `Location`, as FACTS.md says, so clients that follow redirects get the file.
 - The older path family `/v1/cdr/...` is not in the spec; it answers the same bodies as `/v1/cdrs/...`.
+- The spec gives the CDR list's `disposition` no default; the list and the export answer answered calls
+  only when it is absent (the conservative reading of Wavix): a client must send `disposition=all`.
 - The list's 400 uses `ValidationErrorResponse` (what the spec's `BadRequestErrorResponse` points to).
 - 429 and 5xx are not in the spec; their bodies use Wavix's `{"success": false, "message"}`.
 - Webhooks: only the `spec` variant matches `CallStatusWebhook`/`Call` (and `cdr`'s on-call bodies, which

@@ -7,6 +7,7 @@ Wavix's API (Bearer auth, or `?appid=<key>` as in Wavix's transcript URLs; base 
     GET /v1/cdrs?from=YYYY-MM-DD&to=YYYY-MM-DD&type=placed|received[&page&per_page&disposition&uuid...]
                                                                       and the older   GET /v1/cdr?...
     GET /v1/cdrs/all?from=&to=&type=    the same selection streamed as NDJSON (`application/x-ndjson`)
+    (both list answered calls only unless `disposition=all` or another disposition is asked for)
     GET /v1/numbers[?search&page&per_page]   the account's own numbers
     GET /v1/recordings/{call_id}    302 to the recording file (`Location`)
 

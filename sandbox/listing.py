@@ -9,6 +9,10 @@
 `from`/`to` are whole UTC days, inclusive, matched against each CDR's `date`; `type` is `placed`
 (outbound) or `received` (inbound). Optional filters: `disposition` (spec's `CallDisposition`, any case),
 `uuid`, `from_search`/`to_search` (part of a number), `sip_trunk` (outbound only, as the spec says).
+Without `disposition` (or with it empty) the list and the export give answered calls only: the spec names
+no default, only `all` as "no disposition filter", and Wavix is taken to list answered calls unless asked
+for `all`. The sandbox answers that conservative way so that a client which forgets `disposition=all`
+misses its unanswered calls in its tests, as it would against Wavix, instead of passing them.
 `page` and `per_page` default to 1 and 25; the spec names no maximum, only `int32`, so any whole number
 from 1 to 2^31-1 is accepted and anything else is 400 `Missing or invalid parameter <name>` (the spec's
 `BadRequestErrorResponse`, which the spec gives the list; the export documents no 400 and answers the
@@ -29,6 +33,7 @@ from sandbox.calls import SimCall
 
 LIST_TYPES = {"placed": "outbound", "received": "inbound"}
 DISPOSITION_FILTERS = frozenset({"answered", "noanswer", "busy", "failed", "all"})
+DEFAULT_DISPOSITION = "answered"  # what a listing without `disposition` gets (see above)
 INT32_MAX = 2**31 - 1
 PER_PAGE = 25
 
@@ -68,7 +73,7 @@ def matching(listing: Listing, query: Mapping[str, str]) -> list[SimCall]:
     direction = LIST_TYPES.get(query.get("type", ""))
     if direction is None:
         raise BadParameter("type")
-    disposition = query.get("disposition", "all").lower() or "all"
+    disposition = query.get("disposition", "").lower() or DEFAULT_DISPOSITION
     if disposition not in DISPOSITION_FILTERS:
         raise BadParameter("disposition")
     calls = listing(direction)

@@ -143,7 +143,8 @@ async def test_list_filters_by_direction_and_paginates(make) -> None:
     seen: list[str] = []
     page = 1
     while True:
-        params = {"from": "2026-07-01", "to": "2026-07-02", "type": "placed", "page": page, "per_page": 7}
+        params = {"from": "2026-07-01", "to": "2026-07-02", "type": "placed", "disposition": "all", "page": page,
+                  "per_page": 7}
         body = (await run.client.get("/v1/cdrs", params=params)).json()
         assert body["pagination"] == {"current_page": page, "per_page": 7, "total": len(placed),
                                       "total_pages": -(-len(placed) // 7)}
@@ -154,7 +155,8 @@ async def test_list_filters_by_direction_and_paginates(make) -> None:
             break
         page += 1
     assert sorted(seen) == sorted(placed) and len(seen) == len(set(seen))
-    old = await run.client.get("/v1/cdr", params={"from": "2026-07-01", "to": "2026-07-02", "type": "received"})
+    old = await run.client.get("/v1/cdr", params={"from": "2026-07-01", "to": "2026-07-02", "type": "received",
+                                                  "disposition": "all"})
     assert {i["call_id"] for i in old.json()["items"]} <= {c.call_id for c in calls if c.direction == "inbound"}
     outside = await run.client.get("/v1/cdrs", params={"from": "2026-06-01", "to": "2026-06-30", "type": "placed"})
     assert outside.json()["pagination"]["total"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import date
 
 import httpx
 import msgspec
@@ -13,6 +14,7 @@ from sandbox.config import SandboxConfig
 from sandbox.server import serve
 from sandbox.state import Sandbox
 from tests.sandbox_helpers import check, component, response_schema
+from workers.fetch.wavix import WavixClient
 
 KEY = "wx_listing_key_0123456789"
 # 23:50 UTC with 3 s spacing: 200 calls run from 30 June into 1 July.
@@ -49,7 +51,8 @@ async def test_list_selects_whole_utc_days_inclusive_and_the_direction(run) -> N
     sandbox, client = run
     for first, last in (("2026-06-30", "2026-06-30"), ("2026-07-01", "2026-07-01"), ("2026-06-30", "2026-07-01")):
         for kind in ("placed", "received"):
-            items = await _all_pages(client, {"from": first, "to": last, "type": kind, "per_page": 50})
+            items = await _all_pages(client, {"from": first, "to": last, "type": kind, "per_page": 50,
+                                               "disposition": "all"})
             assert {i["call_id"] for i in items} == _wanted(sandbox, first, last, kind), (first, last, kind)
     assert _wanted(sandbox, "2026-06-30", "2026-06-30", "placed") and _wanted(sandbox, "2026-07-01", "2026-07-01",
                                                                               "received")
@@ -58,7 +61,7 @@ async def test_list_selects_whole_utc_days_inclusive_and_the_direction(run) -> N
 async def test_list_paging_defaults_to_25_and_accepts_any_int32_per_page(run) -> None:
     """Without paging parameters a page has 25 items; per_page up to 2^31-1 is fine, 0 or 2^31 is 400."""
     sandbox, client = run
-    base = {"from": "2026-06-30", "to": "2026-07-01", "type": "placed"}
+    base = {"from": "2026-06-30", "to": "2026-07-01", "type": "placed", "disposition": "all"}
     default = (await client.get("/v1/cdrs", params=base)).json()
     total = len(_wanted(sandbox, "2026-06-30", "2026-07-01", "placed"))
     assert len(default["items"]) == 25 and default["pagination"] == {
@@ -75,10 +78,50 @@ async def test_list_paging_defaults_to_25_and_accepts_any_int32_per_page(run) ->
         check(response.content, response_schema("/v1/cdrs", "get", 400))
 
 
+async def test_list_and_export_without_a_disposition_give_answered_calls_only(run) -> None:
+    """A listing that does not send `disposition` gets answered calls only, the conservative reading of Wavix
+    (`all` is the filter that lifts it): a client that forgets `disposition=all` misses its unanswered calls
+    here as it would against Wavix. `disposition=all` (any case) gives every call."""
+    sandbox, client = run
+    for kind in ("placed", "received"):
+        every = _wanted(sandbox, "2026-06-30", "2026-07-01", kind)
+        answered = {c.call_id for c in sandbox.calls() if c.call_id in every and c.disposition == "answered"}
+        assert answered and every - answered, "the sandbox should have answered and unanswered calls"
+        base = {"from": "2026-06-30", "to": "2026-07-01", "type": kind, "per_page": 100}
+        bare = await _all_pages(client, base)
+        assert {i["call_id"] for i in bare} == answered, kind
+        assert {i["disposition"] for i in bare} == {"answered"}
+        for value in ("all", "ALL"):
+            assert {i["call_id"] for i in await _all_pages(client, {**base, "disposition": value})} == every
+        exported = await client.get("/v1/cdrs/all", params={k: v for k, v in base.items() if k != "per_page"})
+        assert {msgspec.json.decode(line)["call_id"] for line in exported.content.splitlines()} == answered
+
+
+async def test_our_wavix_client_lists_and_exports_every_disposition(run) -> None:
+    """The workers' client (reconcile, backfill) sends `disposition=all`: against the conservative sandbox its
+    list pages and its export still hold every call of the days, unanswered ones included."""
+    sandbox, client = run
+    wavix = WavixClient(client, cdr_path="/v1/cdrs/{call_id}")
+    first, last = date(2026, 6, 30), date(2026, 7, 1)
+    for kind in ("placed", "received"):
+        every = _wanted(sandbox, "2026-06-30", "2026-07-01", kind)
+        listed: set[str] = set()
+        page = 1
+        while True:
+            cdrs = await wavix.list_cdrs(first, last, kind, page, 40)
+            listed |= {msgspec.json.decode(item)["call_id"] for item in cdrs.items}
+            if page >= cdrs.total_pages:
+                break
+            page += 1
+        exported = {msgspec.json.decode(line)["call_id"] async for line in wavix.export_lines(first, last, kind)}
+        assert listed == exported == every, kind
+        assert {sandbox.get(c).disposition for c in every} - {"answered"}
+
+
 async def test_export_streams_ndjson_one_valid_cdr_a_line(run) -> None:
     """`/v1/cdrs/all` answers `application/x-ndjson` in chunks, one spec `CDR` a line, every match once."""
     sandbox, client = run
-    params = {"from": "2026-06-30", "to": "2026-07-01", "type": "received"}
+    params = {"from": "2026-06-30", "to": "2026-07-01", "type": "received", "disposition": "all"}
     async with client.stream("GET", "/v1/cdrs/all", params=params) as response:
         assert response.status_code == 200
         assert response.headers["content-type"] == "application/x-ndjson"
@@ -134,7 +177,8 @@ async def test_direction_can_be_inferred_from_the_accounts_numbers(run) -> None:
     sandbox, client = run
     own = {i["number"] for i in (await client.get("/v1/numbers")).json()["items"]}
     for kind, direction in (("placed", "outbound"), ("received", "inbound")):
-        items = await _all_pages(client, {"from": "2026-06-30", "to": "2026-07-01", "type": kind, "per_page": 100})
+        items = await _all_pages(client, {"from": "2026-06-30", "to": "2026-07-01", "type": kind, "per_page": 100,
+                                           "disposition": "all"})
         assert items
         for item in items:
             inferred = "outbound" if str(item["from"]).lstrip("+") in own else "inbound"
