@@ -31,9 +31,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from redis.asyncio import Redis
-
 from bench.results import record
+from contract import redisurl
 from service.serve import SERVERS
 from tests.helpers.servers import free_port, running
 
@@ -61,7 +60,7 @@ def _ms(text: str) -> float:
 
 
 async def _clean(redis_url: str, queue: str, prefix: str) -> None:
-    redis = Redis.from_url(redis_url)
+    redis = redisurl.client(redis_url)
     try:
         await redis.delete(queue)
         batch: list[bytes] = []

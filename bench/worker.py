@@ -33,6 +33,7 @@ from arq.constants import result_key_prefix
 from redis.asyncio import Redis
 
 from bench.results import record
+from contract import redisurl
 from contract.jobs import job_deserializer
 from contract.redisbatch import BatchedRedis
 from contract.webhooks import classify
@@ -118,7 +119,7 @@ async def count_finished(redis: Redis, job_ids: list[str]) -> list[str]:
 
 async def work(run: Run, env: dict[str, str], module: str, job_ids: Sequence[str], warmup: int) -> dict[str, Any]:
     """Runs one worker process over the filled queue; jobs/s from arq's timings, RSS after warm-up and at the end."""
-    redis = Redis.from_url(REDIS_URL)
+    redis = redisurl.client(REDIS_URL)
     process = subprocess.Popen([sys.executable, "-m", module, *(["worker"] if module == "wavix_events.cli" else [])],
                                env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rss_warm = rss_mid = 0
@@ -160,7 +161,7 @@ async def throughput(calls: int, latency_s: float, *, noop_calls: int = 0) -> di
                         ("unobserved", "bench.unobserved_worker", noop_calls)]
         for name, module, count in runs:
             run = Run()
-            redis = Redis.from_url(REDIS_URL)
+            redis = redisurl.client(REDIS_URL)
             try:
                 job_ids = await fill(run, local[:count])
                 results[name] = await work(run, run.env(wavix_url), module, job_ids, warmup=min(1000, count // 4))
@@ -180,7 +181,7 @@ async def latency(rate: float, seconds: float) -> dict[str, Any]:
         base = f"http://127.0.0.1:{port}"
         calls = Sandbox(sandbox_config(0.0)).place(count)
         serve = ["serve", "--host", "127.0.0.1", "--port", str(port)]
-        redis = Redis.from_url(REDIS_URL)
+        redis = redisurl.client(REDIS_URL)
         worker = subprocess.Popen([sys.executable, "-m", "wavix_events.cli", "worker"], env={**os.environ, **env},
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:

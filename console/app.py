@@ -33,13 +33,12 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
-from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from console import charts, data, destinations, session, trace
 from console.web import ConsoleOptions as ConsoleOptions  # re-exported: console.asgi and the tests import it here
 from console.web import page, refused, unavailable
-from contract import logs
+from contract import logs, redisurl
 from contract.jobs import job_deserializer, job_serializer
 from contract.record import without_query
 from contract.settings import Settings
@@ -190,14 +189,14 @@ async def dead_letter_action(request: Request[Any, Any, Any], entry_id: FromPath
 def create_app(settings: Settings, options: ConsoleOptions, destination_names: tuple[str, ...] = ()) -> Litestar:
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
-        redis = Redis.from_url(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
+        redis = redisurl.client(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
         app.state.redis = redis
         app.state.arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=job_serializer,
                                  job_deserializer=job_deserializer)
         try:
             yield
         finally:
-            await redis.aclose()
+            await redisurl.close(redis)
 
     app = Litestar(
         route_handlers=[healthz, login_form, login, logout, overview_page, calls_page, call_page,

@@ -14,6 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from contract import redisurl
 from demo.processes import free_port, stop_process
 
 DEFAULT_ADDRESS = "127.0.0.1:6379"
@@ -40,13 +41,14 @@ class RedisChoice:
     @property
     def label(self) -> str:
         """Where Redis is, for people: a password in REDIS_URL is never shown."""
-        parts = urlsplit(self.url)
-        shown = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+        kind, _, rest = self.url.partition("://")
+        host, slash, path = rest.partition("/")
+        shown = f"{kind}://{host.rpartition('@')[2]}{slash}{path}"
         return f"a private redis-server on {shown}" if self.process else f"{shown} ({self.origin})"
 
     @property
     def port(self) -> int | None:
-        return urlsplit(self.url).port
+        return None if redisurl.sentinel_target(self.url) else urlsplit(self.url).port
 
 
 def answers_ping(address: str, timeout_s: float = 0.5) -> bool:

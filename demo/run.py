@@ -26,6 +26,7 @@ from redis.exceptions import RedisError
 from rich.console import Console
 from rich.live import Live
 
+from contract import redisurl
 from contract.settings import Settings
 from demo import display, processes, traffic
 from demo.processes import Child, RunNames
@@ -186,7 +187,7 @@ async def run(options: Options, environ: dict[str, str], console: Console) -> in
 async def _run_with(options: Options, environ: dict[str, str], console: Console, names: RunNames,
                     choice: RedisChoice, log_dir: Path) -> int:
     children: list[Child] = []
-    redis = Redis.from_url(choice.url)
+    redis = redisurl.client(choice.url)
     watch: Watch | None = None
     error: str | None = None
     interrupted = False
@@ -246,7 +247,7 @@ async def _shut_down(children: list[Child], redis: Redis, names: RunNames, choic
     except (RedisError, OSError):
         leftover = 0 if choice.process is not None else -1  # a private Redis keeps nothing once stopped
     finally:
-        await redis.aclose()
+        await redisurl.close(redis)
         await stop_private(choice)
     return leftover
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import redis
 
+from chaos.sentinel import SentinelGroup
+from contract import redisurl
 from tests.conftest import REDIS_URL
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,3 +151,18 @@ def test_demo_console_stays_open_on_the_runs_data_until_ctrl_c():
     result = [line for line in out.splitlines() if line.startswith("DEMO RESULT ")]
     assert process.returncode == 0 and result and "status=ok" in result[-1], "".join(seen) + out
     assert not group_alive(process.pid)
+
+
+def test_the_demo_runs_through_redis_sentinel(tmp_path):
+    """REDIS_URL=redis+sentinel://...: the demo, its receiver and its worker find the primary through the
+    Sentinels, every call completes, and nothing of the run is left on the primary."""
+    with SentinelGroup(tmp_path / "redis", replicas=1) as group:
+        run = DemoRun(["--calls", "10", *SHORT], {**os.environ, "REDIS_URL": group.url})
+        assert run.status == 0, run
+        assert run.result["calls"] == run.result["completed"] == "10", run
+        assert "redis+sentinel://" in run.stdout, run
+        client = redisurl.sync_client(group.url)
+        try:
+            assert list(client.scan_iter(match=f"*{run.result['run']}*")) == []
+        finally:
+            client.close()
