@@ -17,9 +17,14 @@ A transcript job (`MODE_TRANSCRIPT`) shares ONE job id per call between Wavix's 
 the worker's own poll (`transcript_job_id`): when the poll already waits, the webhook pulls it forward to
 now (`ZADD XX LT`) instead of queueing a second job; when an earlier transcript job finished (its result
 is kept), a new one is queued all the same, so a transcript announced after we stopped waiting is fetched.
+When the job is RUNNING (arq's in-progress mark), it may have read the call's webhooks already and end
+without this one (issue #22: a last poll published `unavailable` and the announced transcript was lost), so
+the webhook queues the call's follow-up job (`transcript_follow_up_id`, once while it waits), which
+workers/process.py runs after the running job has ended.
 
-`ENQUEUE_ONE` takes KEYS seen, job, result, queue, list and ARGV ttl_s, expiry_ms, job, job_id, now_ms,
-receipt, mode. `ENQUEUE_MANY` takes the same five keys and seven arguments per call, one call after
+`ENQUEUE_ONE` takes KEYS seen, job, result, queue, list, running, follow_up (the job's in-progress mark, the
+follow-up's job key: read for a transcript job only) and ARGV ttl_s, expiry_ms, job, job_id, now_ms,
+receipt, mode. `ENQUEUE_MANY` takes the same seven keys and seven arguments per call, one call after
 another, and answers a list of 0/1: a page of a CDR listing costs one round trip, not one per call.
 """
 
@@ -31,12 +36,13 @@ MODE_WEBHOOK = "webhook"  # record always, queue once per dedup window
 MODE_LISTED = "listed"  # record and queue only when not seen
 MODE_TRANSCRIPT = "transcript"  # as a webhook, on the call's one transcript job id
 
-KEYS_PER_CALL = 5
+KEYS_PER_CALL = 7
 ARGS_PER_CALL = 7
+FOLLOW_UP_SUFFIX = ":follow_up"  # a transcript job id + this: the follow-up's job id
 
 _FUNCTION = f"""
 local function intake(k, a)
-  local seen, job, result, queue, list = k[1], k[2], k[3], k[4], k[5]
+  local seen, job, result, queue, list, running, follow_up = k[1], k[2], k[3], k[4], k[5], k[6], k[7]
   local ttl, expiry, record, jid, now, receipt, mode = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
   local function remember()
     redis.call('RPUSH', list, receipt)
@@ -47,7 +53,13 @@ local function intake(k, a)
   if redis.call('EXISTS', seen) == 1 then return 0 end
   if mode == '{MODE_LISTED}' then remember() end
   if redis.call('EXISTS', job) == 1 then
-    if mode == '{MODE_TRANSCRIPT}' then redis.call('ZADD', queue, 'XX', 'LT', now, jid) end
+    if mode == '{MODE_TRANSCRIPT}' and redis.call('EXISTS', running) == 0 then
+      redis.call('ZADD', queue, 'XX', 'LT', now, jid)
+    elseif mode == '{MODE_TRANSCRIPT}' and redis.call('EXISTS', follow_up) == 0 then
+      -- running: it may have read the list before this webhook; the follow-up runs after it
+      redis.call('SET', follow_up, record, 'PX', expiry)
+      redis.call('ZADD', queue, now, jid .. '{FOLLOW_UP_SUFFIX}')
+    end
   elseif mode == '{MODE_TRANSCRIPT}' or redis.call('EXISTS', result) == 0 then
     redis.call('DEL', result)
     redis.call('SET', job, record, 'PX', expiry)
@@ -85,3 +97,8 @@ def call_job_id(key_prefix: str, call_id: str) -> str:
 def transcript_job_id(key_prefix: str, call_id: str) -> str:
     """The one job id of a call's transcript work: Wavix's webhook and the worker's poll share it."""
     return f"{key_prefix}transcript:{call_id}"
+
+
+def transcript_follow_up_id(key_prefix: str, call_id: str) -> str:
+    """The job id of the call's follow-up: a transcription webhook that came while its transcript job ran."""
+    return transcript_job_id(key_prefix, call_id) + FOLLOW_UP_SUFFIX

@@ -6,14 +6,14 @@ calls it finds in Wavix's list: it appends the webhook's `Receipt` to the call's
 so the worker sees every webhook of the call whatever order they came in), stops if the work was seen within the
 dedup window, else queues arq's job record and entry and only then sets the dedup mark. A transcription
 webhook goes to the call's one transcript job (`contract.intake.transcript_job_id`), which the worker's
-poll shares. arq's own `_job_id` uniqueness is not enough: it only holds while the job or its result
-exists, not for the whole dedup window.
+poll shares, or to that job's follow-up while it runs. arq's own `_job_id` uniqueness is not enough: it only
+holds while the job or its result exists, not for the whole dedup window.
 
 Progress events (ringing, answered, ...) start no work but say things the worker needs (`direction`),
 so `record()` appends them with the small record script: still one round trip per webhook.
 
 Batching: the webhooks that reach `enqueue()` while the previous batch is in Redis (at least those of one
-event-loop turn) go as ONE `ENQUEUE_MANY` call (the same five keys and seven arguments per webhook, one
+event-loop turn) go as ONE `ENQUEUE_MANY` call (the same seven keys and seven arguments per webhook, one
 answer each), not one `ENQUEUE_ONE` per webhook in a pipeline. Measured under wrk (docs/benchmarks.md):
 Redis runs one script call instead of N, and the receiver packs one command and reads one reply per batch.
 The batch is atomic as a whole, in arrival order, so two deliveries of one call in a batch still queue once.
@@ -25,16 +25,25 @@ from __future__ import annotations
 import asyncio
 import time
 
-from arq.constants import job_key_prefix, result_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from redis.exceptions import ResponseError
 
 from contract import tracing
-from contract.intake import ENQUEUE_MANY, MODE_TRANSCRIPT, MODE_WEBHOOK, call_job_id, seen_key, transcript_job_id
+from contract.intake import (
+    ENQUEUE_MANY,
+    FOLLOW_UP_SUFFIX,
+    MODE_TRANSCRIPT,
+    MODE_WEBHOOK,
+    call_job_id,
+    seen_key,
+    transcript_job_id,
+)
 from contract.jobs import Receipt, encode_job, function_for, job_serializer
 from contract.redisbatch import BatchedRedis, Script
 from contract.webhooks import WEBHOOKS_KEPT, Kind, Webhook, webhooks_key
 
 _JOB_KEY, _RESULT_KEY = job_key_prefix.encode(), result_key_prefix.encode()
+_RUNNING_KEY, _FOLLOW_UP = in_progress_key_prefix.encode(), FOLLOW_UP_SUFFIX.encode()
 _MODES = {True: MODE_TRANSCRIPT.encode(), False: MODE_WEBHOOK.encode()}
 MAX_BATCH = 128  # webhooks per ENQUEUE_MANY call: bounds the time Redis spends in one script
 
@@ -129,7 +138,7 @@ class Enqueuer:
         )
         job = encode_job(function_for(webhook), receipt, now_ms)
         keys = [seen_key(self._prefix, webhook.dedup_key).encode(), _JOB_KEY + jid, _RESULT_KEY + jid, self._queue,
-                webhooks_key(self._prefix, webhook.call_id).encode()]
+                webhooks_key(self._prefix, webhook.call_id).encode(), _RUNNING_KEY + jid, _JOB_KEY + jid + _FOLLOW_UP]
         args = [self._ttl, self._expiry, job, jid, b"%d" % now_ms, job_serializer(receipt), _MODES[transcript]]
         if not tracing.enabled():  # the span's context manager alone costs ~1.4 µs a webhook
             return await self._enqueue(keys, args)

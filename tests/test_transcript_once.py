@@ -6,17 +6,47 @@ unavailable(timed_out) -> transcribed when Wavix finishes after we stopped waiti
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 
 from prometheus_client import generate_latest
 
 from contract.events import TRANSCRIBED, UNAVAILABLE
+from sandbox.api import ASGIApp, Message, Receive, Scope, Send, create_app
 from sandbox.config import SandboxConfig
 from sandbox.faults import Faults
+from sandbox.server import Server
 from tests.conftest import TOKEN
 from tests.pipeline import by_type, pipeline
 
 ALL_TRANSCRIBED = {"transcript_share": 1.0, "transcript_failed_share": 0.0, "machine_share": 0.0}
+
+
+class HeldTranscript:
+    """Wavix (the sandbox's app) with its first transcript answer held until `release` is set: the poll has
+    asked and been answered "not ready", but has not acted on the answer yet."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+        self.call_id = ""
+        self.asked, self.release = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = str(scope.get("path", ""))
+        if scope["type"] != "http" or not path.endswith("/transcription") or self.call_id:
+            await self._app(scope, receive, send)
+            return
+        self.call_id = path.split("/")[-2]
+        answer: list[Message] = []
+
+        async def keep(message: Message) -> None:
+            answer.append(message)
+
+        await self._app(scope, receive, keep)
+        self.asked.set()
+        await self.release.wait()
+        for message in answer:
+            await send(message)
 
 
 async def test_webhook_and_poll_publish_one_transcribed_event_per_call() -> None:
@@ -57,6 +87,32 @@ async def test_a_late_transcript_after_we_stopped_waiting_is_still_published_onc
         events = await p.events()
         assert Counter(e.subject for e in events if e.type == TRANSCRIBED) == {c.call_id: 1 for c in answered}
         assert Counter(e.subject for e in events if e.type == UNAVAILABLE) == {c.call_id: 1 for c in answered}
+
+
+async def test_a_transcript_announced_while_the_last_poll_runs_is_still_published() -> None:
+    """Wavix's transcription webhook arrives while the call's last poll is waiting on its "not ready" answer
+    (the poll read the call's webhooks before it came): the receiver accepts it, the poll ends as
+    `unavailable` (timed_out), and the transcript is then fetched and published as `transcribed`, once."""
+    config = SandboxConfig(seed=6, transcript_delay_s=3600.0, **ALL_TRANSCRIBED)
+    async with pipeline(config, TRANSCRIPT_POLL="1", TRANSCRIPT_WAIT="1") as p:
+        wavix = HeldTranscript(create_app(p.sandbox))
+        server = Server(wavix)
+        p = await p.with_settings(WAVIX_API_URL=await server.start())
+        try:
+            await p.place_and_send(4)
+            worker = asyncio.create_task(p.run_worker())
+            await asyncio.wait_for(wavix.asked.wait(), 30)
+            p.sandbox.finish_transcript(wavix.call_id)
+            answer = await p.receiver.post(f"/webhooks/wavix/{TOKEN}",
+                                           json={"uuid": wavix.call_id, "status": "completed"})
+            assert answer.status_code == 200 and answer.json()["status"] == "accepted"
+            wavix.release.set()
+            await asyncio.wait_for(worker, 60)
+        finally:
+            await server.close()
+        events = [e for e in await p.events() if e.subject == wavix.call_id]
+        outcomes = [(e.type, getattr(e.data, "reason", None)) for e in events[1:]]
+        assert outcomes == [(UNAVAILABLE, "timed_out"), (TRANSCRIBED, None)] and not await p.dead_letters()
 
 
 async def test_a_transcript_wavix_announced_is_fetched_even_while_polling_is_paused() -> None:

@@ -6,7 +6,9 @@
     fetch_transcript  the transcript -> `wavix.call.transcribed`, or `..._unavailable` when Wavix says
                       failed, answers 403 (not provisioned), or it has not come within TRANSCRIPT_WAIT;
                       started by the poll or by Wavix's transcription webhook, under ONE job id per call
-                      (`{KEY_PREFIX}transcript:{call_id}`), so the two never run side by side
+                      (`{KEY_PREFIX}transcript:{call_id}`), so the two never run side by side; a webhook
+                      that comes while that job runs queues the call's follow-up (`...:follow_up`,
+                      contract/intake.py), which waits for the job to end, then fetches (issue #22)
 
 Every way a job can end is one of: done, `arq.Retry` (the policy in workers/retry.py says when), or a
 dead letter with the reason. `run()` below is the one place that turns failures into those endings: a
@@ -32,10 +34,12 @@ from typing import Any, TypeVar
 
 import msgspec
 from arq import Retry
+from arq.constants import in_progress_key_prefix, job_key_prefix
 from redis.exceptions import RedisError
 
 from contract import logs
 from contract.events import CallTranscribedEvent, CloudEvent
+from contract.intake import transcript_follow_up_id
 from contract.jobs import DELIVER, FETCH_TRANSCRIPT, Receipt
 from contract.wavix import Cdr
 from contract.webhooks import Kind, webhooks_key
@@ -51,6 +55,9 @@ NOT_PROVISIONED_PAUSE_S = 3600
 BUG_RETRIES = 3  # an unexpected error (a bug, a broken payload) is retried this often, then dead-lettered
 TRY_LIMIT = 40  # above the policy's longest rule (20): the rest are re-runs after crashes or shutdowns
 DEAD_LETTER_RETRY_S = 5.0
+# A follow-up looks at the running transcript job again after 1 s, 2 s, ... then every 10 s: 355 s over
+# TRY_LIMIT's 40 runs, more than a job may run (JOB_TIMEOUT, 300 s by default).
+FOLLOW_UP_WAIT_S = 10.0
 _NOT_PROVISIONED_WORDS = ("provision", "not enabled", "feature", "subscription", "plan")
 
 
@@ -59,7 +66,10 @@ async def process_call(ctx: dict[str, Any], arg: Any) -> str:
 
 
 async def fetch_transcript(ctx: dict[str, Any], arg: Any) -> str:
-    return await run(ctx, msgspec.convert(arg, Receipt), _fetch_transcript)
+    receipt = msgspec.convert(arg, Receipt)
+    if ctx.get("job_id") == transcript_follow_up_id(ctx["resources"].settings.key_prefix, receipt.call_id):
+        return await run(ctx, receipt, _follow_up, name=FETCH_TRANSCRIPT)
+    return await run(ctx, receipt, _fetch_transcript)
 
 
 async def deliver(ctx: dict[str, Any], arg: Any) -> str:
@@ -70,11 +80,12 @@ Job = TypeVar("Job", Receipt, Delivery)
 Step = Callable[[Resources, Job, int], Awaitable[str]]
 
 
-async def run(ctx: dict[str, Any], job: Job, step: Step[Job]) -> str:
-    """Runs one job step and maps every failure to a retry or a dead letter; never drops silently."""
+async def run(ctx: dict[str, Any], job: Job, step: Step[Job], name: str = "") -> str:
+    """Runs one job step and maps every failure to a retry or a dead letter; never drops silently. `name`:
+    the job's function when the step is not named after it (metrics, logs, the dead letter's kind)."""
     resources: Resources = ctx["resources"]
     attempt: int = ctx.get("job_try", 1)
-    name = step.__name__.lstrip("_")
+    name = name or step.__name__.lstrip("_")
     started = time.perf_counter()
     outcome = "error"
     try:
@@ -205,6 +216,23 @@ async def _fetch_transcript(resources: Resources, receipt: Receipt, attempt: int
     await resources.redis.set(resources.transcript_state_key(receipt.call_id), "transcribed",
                               ex=resources.settings.webhook_dedup_ttl)
     return "published"
+
+
+async def _follow_up(resources: Resources, receipt: Receipt, attempt: int) -> str:
+    """A transcription webhook that came while the call's transcript job ran (contract/intake.py): once that
+    job has ended, hands over to it if it waits to run again (it reads the webhook then), else fetches."""
+    job_id = resources.transcript_job_id(receipt.call_id)
+    async with resources.redis.pipeline(transaction=False) as pipe:
+        pipe.exists(in_progress_key_prefix + job_id)
+        pipe.exists(job_key_prefix + job_id)
+        running, waiting = await pipe.execute()
+    if running:
+        raise Retry(defer=min(float(attempt), FOLLOW_UP_WAIT_S))
+    if waiting:
+        await resources.redis.zadd(resources.settings.queue_name, {job_id: time.time_ns() // 1_000_000}, xx=True,
+                                   lt=True)
+        return "handed_over"
+    return await _fetch_transcript(resources, receipt, attempt)
 
 
 async def _unavailable(

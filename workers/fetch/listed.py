@@ -26,11 +26,11 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import msgspec
-from arq.constants import job_key_prefix, result_key_prefix
+from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from redis.asyncio import Redis
 
 from contract import logs
-from contract.intake import ENQUEUE_MANY, MODE_LISTED, call_job_id, seen_key
+from contract.intake import ENQUEUE_MANY, FOLLOW_UP_SUFFIX, MODE_LISTED, call_job_id, seen_key
 from contract.jobs import PROCESS_CALL, Receipt, encode_job, job_serializer
 from contract.settings import Settings
 from contract.webhooks import CALL_ID_PATTERN, MAX_CALL_ID, Kind, webhooks_key
@@ -122,7 +122,8 @@ class ListedIntake:
             receipt = Receipt(kind=Kind.POST_CALL, call_id=call.call_id, event=call.event, received_at_ms=now_ms,
                               body=call.body, source=source, listed_type=listed_type)
             keys += (seen_key(self._prefix, f"call:{call.call_id}"), job_key_prefix + jid, result_key_prefix + jid,
-                     self._queue, webhooks_key(self._prefix, call.call_id))
+                     self._queue, webhooks_key(self._prefix, call.call_id), in_progress_key_prefix + jid,
+                     job_key_prefix + jid + FOLLOW_UP_SUFFIX)
             args += (self._ttl, self._expiry, encode_job(PROCESS_CALL, receipt, now_ms), jid, str(now_ms),
                      job_serializer(receipt), MODE_LISTED)
         answers = await self._script(keys=keys, args=args)
