@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from bench import clients, ingest, reconcile, sinks, worker
+from bench import ack, clients, ingest, reconcile, sinks, worker
 from bench.results import RESULTS
 
 ROWS = (
@@ -22,6 +22,10 @@ ROWS = (
     ("ingest", "p99_ms", "webhook p99 latency under that load, ms", None),
     ("ingest", "granian_webhooks_per_s", "webhooks per second on Granian instead, same run", None),
     ("ingest", "server_cost_pct", "uvicorn's webhooks/s below Granian's, % (framing)", None),
+    ("ack", "ack0_rps", "webhooks per second, ACK_REPLICAS=0 (primary + 1 replica)", None),
+    ("ack", "ack1_rps", "webhooks per second, ACK_REPLICAS=1 (the 200 waits for the replica)", None),
+    ("ack", "ratio", "ACK_REPLICAS=1 / ACK_REPLICAS=0", None),
+    ("ack", "ack1_p99_ms", "webhook p99 latency with ACK_REPLICAS=1, ms", None),
     ("worker", "noop_jobs_per_s", "arq no-op jobs per second (one worker process)", None),
     ("worker", "calls_per_s", "real calls per second, sandbox at 0 ms", None),
     ("worker", "ratio", "real / no-op", ">= 0.5"),
@@ -62,7 +66,7 @@ def table(results: dict[str, dict[str, object]]) -> str:
 def main() -> int:
     started = time.monotonic()
     RESULTS.unlink(missing_ok=True)  # only this run's figures count
-    status = max(clients.main([]), ingest.main([]), worker.main([]), reconcile.main([]))
+    status = max(clients.main([]), ingest.main([]), ack.main([]), worker.main([]), reconcile.main([]))
     asyncio.run(sinks.main(1500, 2))
     results = json.loads(RESULTS.read_text())
     print(f"\nmake bench: {results.get('machine')} at {results.get('measured_at')}"
