@@ -8,6 +8,7 @@ from pathlib import Path
 
 import msgspec
 
+from contract import redisurl
 from contract.settings import Settings
 from sandbox.config import SandboxConfig
 from service.httphead import HEAD_LIMIT_BYTES, HEAD_TIMEOUT_S
@@ -78,3 +79,11 @@ def test_the_endpoint_table_names_every_answer_the_receiver_gives():
     timeout_row = next(line for line in table.splitlines() if line.startswith("| 408 "))
     assert f"{BODY_TIMEOUT_S:.0f} s after the head" in timeout_row, "the README's body time limit is the code's"
     assert f"complete in {HEAD_TIMEOUT_S:.0f} s, or over {HEAD_LIMIT_BYTES // 1024} KiB" in timeout_row
+
+
+def test_the_sentinel_url_the_readme_shows_is_one_the_roles_read():
+    """The README's Sentinel example loads as REDIS_URL: three Sentinels, the primary's name, database 0."""
+    url = re.search(r"REDIS_URL=(redis\+sentinel://\S+)", README.split("## A Redis that fails over")[1]).group(1)  # type: ignore[union-attr]
+    Settings.from_env({"REDIS_URL": url})
+    target = redisurl.sentinel_target(url)
+    assert target is not None and len(target.sentinels) == 3 and target.master == "wavix" and target.db == 0
