@@ -305,3 +305,22 @@ async def test_a_dead_lettered_reply_replays_into_the_thread(
     await flush(redis, bot, policy)
     replies = standin.thread(channel, ts)
     assert len(replies) == 1 and "late" in str(replies[0])
+
+
+async def test_without_slack_the_worker_says_once_at_start_that_alerts_are_dropped(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """No Slack configured: the worker logs `alert.off` once when it starts (naming the settings that would
+    turn alerts on, and that they are dropped, not kept), queues no alert, and logs no warning per call."""
+    caplog.set_level(logging.INFO)
+    async with pipeline(_transcribed_config(), SLACK_WEBHOOK_URL="") as p:
+        calls, _ = await p.place_and_send(10)
+        await p.run_worker()
+        events = await p.events()
+        assert any(e.data.alert_reasons for e in events if e.type == "wavix.call.completed")  # alerts were due
+        off = [r for r in caplog.records if r.getMessage() == "alert.off"]
+        assert len(off) == 1 and "SLACK_WEBHOOK_URL" in str(getattr(off[0], "fields", {}))
+        assert "dropped" in str(getattr(off[0], "fields", {}))
+        assert not [r for r in caplog.records if r.levelno >= logging.WARNING and "alert" in r.getMessage()
+                    and r.getMessage() != "alert.off"]
+        assert await p.redis.keys(f"{p.settings.key_prefix}alert*") == []

@@ -96,7 +96,7 @@ class Resources:
     async def alert(self, event: CallCompletedEvent) -> None:
         """Queues one alert per reason; the dispatcher paces and groups them (workers/alert/outbox.py)."""
         if self.slack is None:
-            log.warning("alert.disabled", call_id=event.subject, reasons=",".join(event.data.alert_reasons))
+            log.debug("alert.dropped", call_id=event.subject, reasons=",".join(event.data.alert_reasons))  # alert.off
             return
         for reason in event.data.alert_reasons:
             if await queue_alert(self.redis, alert_for(event, reason), policy=self.alert_policy):

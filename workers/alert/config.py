@@ -27,8 +27,14 @@ def slack_schedule(waits: tuple[str, ...]) -> Schedule:
 
 
 def policy_from_settings(settings: Settings, sender: Sender | None) -> DeliveryPolicy:
-    """The outbox's policy; says once, in the log, when transcripts cannot reach the alerts (a webhook)."""
+    """The outbox's policy; says once, in the log, when alerts go nowhere (no Slack: they are dropped, not kept
+    for a later Slack, since an alert hours late is no alert) and when transcripts cannot reach the alerts
+    (an incoming webhook)."""
     schedule = slack_schedule(settings.slack_retry_schedule)
+    if sender is None and settings.alert_rules:
+        log.warning("alert.off", rules=",".join(settings.alert_rules),
+                    why="no Slack is set (SLACK_WEBHOOK_URL, or SLACK_BOT_TOKEN and SLACK_CHANNEL): the alerts of "
+                        "this worker's calls are dropped, not kept for later")
     if sender is not None and not can_thread(sender):
         log.info("alert.transcript_replies_off", why="an incoming webhook answers no ts, so its alerts cannot be "
                  "found again; set SLACK_BOT_TOKEN (chat:write) and SLACK_CHANNEL for transcript replies")
