@@ -11,8 +11,9 @@ Actions (every POST but login and logout) answer 403 unless CONSOLE_ALLOW_ACTION
 Every POST carries Litestar's CSRF token (CSRFConfig: cookie + hidden field). A login opens a session of its
 own (console/session.py: a random id in Redis for 12 h, deleted at logout); its cookie (HttpOnly,
 SameSite=Strict, Secure over https) holds only that id, never the token. A cookie that is no live session
-gets the login page; with Redis down, the session check answers 503. Pages show no secret: no payloads,
-no URLs of destinations, recording links without their query string.
+gets the login page. Every failure is a page (console/errors.py): with Redis down, every page answers a 503
+that says since when; a bad query parameter is an error beside the page's form. Pages show no secret: no
+URLs of destinations, recording links without their query string.
 """
 
 from __future__ import annotations
@@ -35,9 +36,9 @@ from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 from redis.exceptions import RedisError
 
-from console import charts, data, destinations, session, trace
+from console import charts, data, destinations, errors, session, trace
 from console.web import ConsoleOptions as ConsoleOptions  # re-exported: console.asgi and the tests import it here
-from console.web import page, refused, unavailable
+from console.web import Form, page, refused
 from contract import logs, redisurl
 from contract.jobs import job_deserializer, job_serializer
 from contract.record import without_query
@@ -64,8 +65,7 @@ async def _gate(request: Request[Any, Any, Any]) -> Response[Any] | None:
         if cookie and await session.active(request.app.state.redis, _prefix(request), cookie):
             return None
     except RedisError as e:
-        log.warning("console.redis_unavailable", during="session check", error=str(e))
-        return unavailable(request, "check your session")
+        return errors.redis_down(request, "check your session", e)
     to_login: Response[Any] = Redirect(f"/login?next={quote(request.url.path)}")
     if cookie:
         to_login.delete_cookie(session.COOKIE, path="/")
@@ -77,12 +77,12 @@ def _prefix(request: Request[Any, Any, Any]) -> str:
     return settings.key_prefix
 
 
-@get("/healthz", include_in_schema=False)
+@get("/healthz", include_in_schema=False, opt={"no_redis": True})
 async def healthz() -> str:
     return "ok"
 
 
-@get("/login")
+@get("/login", opt={"no_redis": True})
 async def login_form(request: Request[Any, Any, Any], next: FromQuery[str] = "/",
                      failed: FromQuery[bool] = False) -> Template:
     return page("login.html", request, next=next if next.startswith("/") else "/", failed=failed)
@@ -102,8 +102,7 @@ async def login(
         await session.end(redis, _prefix(request), request.cookies.get(session.COOKIE, ""))  # one per browser
         session_id = await session.start(redis, _prefix(request), options.session_seconds)
     except RedisError as e:
-        log.warning("console.redis_unavailable", during="login", error=str(e))
-        return unavailable(request, "log you in")
+        return errors.redis_down(request, "log you in", e)
     response: Response[Any] = Redirect(next if next.startswith("/") and not next.startswith("//") else "/")
     response.set_cookie(session.COOKIE, session_id, max_age=options.session_seconds, httponly=True,
                         samesite="strict", secure=request.url.scheme == "https", path="/")
@@ -116,35 +115,38 @@ async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
     try:
         await session.end(request.app.state.redis, _prefix(request), request.cookies.get(session.COOKIE, ""))
     except RedisError as e:
-        log.warning("console.redis_unavailable", during="logout", error=str(e))
-        return unavailable(request, "end your session (it stays valid until it expires)")
+        return errors.redis_down(request, "end your session (it stays valid until it expires)", e)
     response: Response[Any] = Redirect("/login")
     response.delete_cookie(session.COOKIE, path="/")
     return response
 
 
 @get("/")
-async def overview_page(request: Request[Any, Any, Any], minutes: FromQuery[int] = 60) -> Template:
+async def overview_page(request: Request[Any, Any, Any], minutes: FromQuery[str] = "60") -> Template:
     settings: Settings = request.app.state.settings
-    minutes = max(5, min(minutes, 24 * 60))
-    view = await data.overview(request.app.state.redis, settings.key_prefix, settings.dead_letter_stream, minutes)
+    form = Form()
+    minutes_ = form.whole("minutes", minutes, 60, 5, 24 * 60)
+    view = await data.overview(request.app.state.redis, settings.key_prefix, settings.dead_letter_stream, minutes_)
     health = await destinations.rows(request.app.state.redis, settings, request.app.state.destination_names)
-    return page("overview.html", request, view=view, p50=view.percentile(0.5), p95=view.percentile(0.95),
+    return page("overview.html", request, form, view=view, p50=view.percentile(0.5), p95=view.percentile(0.95),
                 health=health, when=destinations.when,
-                calls_chart=charts.per_minute_bars(view.per_minute, minutes, data.now_ms()),
+                calls_chart=charts.per_minute_bars(view.per_minute, minutes_, data.now_ms()),
                 latency_chart=charts.latency_bars(view.latencies_ms), colours=charts.COLOURS)
 
 
 @get("/calls")
 async def calls_page(
-    request: Request[Any, Any, Any], minutes: FromQuery[int] = 60, outcome: FromQuery[str] = "",
+    request: Request[Any, Any, Any], minutes: FromQuery[str] = "60", outcome: FromQuery[str] = "",
     direction: FromQuery[str] = "", alerted: FromQuery[str] = "",
 ) -> Template:
     settings: Settings = request.app.state.settings
-    chosen = data.CallFilter(minutes=max(1, min(minutes, 7 * 24 * 60)), outcome=outcome, direction=direction,
-                             alerted=alerted if alerted in ("yes", "no") else "")
+    form = Form()
+    chosen = data.CallFilter(minutes=form.whole("minutes", minutes, 60, 1, 7 * 24 * 60),
+                             outcome=form.choice("outcome", outcome, list(charts.COLOURS)),
+                             direction=form.choice("direction", direction, ("inbound", "outbound", "unknown")),
+                             alerted=form.choice("alerted", alerted, ("yes", "no")))
     found = await data.filtered(request.app.state.redis, settings.key_prefix, chosen)
-    return page("calls.html", request, calls=found, filter=chosen, clock=trace.clock, colours=charts.COLOURS,
+    return page("calls.html", request, form, calls=found, filter=chosen, clock=trace.clock, colours=charts.COLOURS,
                 outcomes=list(charts.COLOURS))
 
 
@@ -204,6 +206,8 @@ def create_app(settings: Settings, options: ConsoleOptions, destination_names: t
                         dead_letter_action],
         lifespan=[resources],
         before_request=_gate,
+        after_response=errors.after,
+        exception_handlers=errors.handlers,
         csrf_config=CSRFConfig(secret=session.csrf_secret(options.token), cookie_name="wavix_console_csrf",
                                cookie_samesite="strict", cookie_httponly=True),
         template_config=TemplateConfig(directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine),
@@ -212,5 +216,6 @@ def create_app(settings: Settings, options: ConsoleOptions, destination_names: t
     )
     app.state.settings = settings
     app.state.options = options
+    app.state.outage = errors.Outage()
     app.state.destination_names = destination_names
     return app

@@ -1,11 +1,14 @@
-"""What every console page and action shares: the options, rendering a page, the actions' switch, the 503 page.
+"""What every console page and action shares: the options, rendering a page, its form's errors, the actions' switch.
 
 Kept apart from console/app.py so the pages of each area (console/destinations.py) import it without
-importing the app that mounts them.
+importing the app that mounts them. A page reads its query parameters through a `Form`: one that is not what
+its field expects is noted (shown beside the form, the answer a 400) and the field's default is used, so a
+mistyped URL still gives the page, never Litestar's JSON error.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,19 +27,38 @@ class ConsoleOptions:
     session_seconds: int = LIFE_S  # a login's fixed life (console/session.py)
 
 
-def page(name: str, request: Request[Any, Any, Any], **context: Any) -> Template:
+class Form:
+    """A page's query parameters, read leniently: a bad value is an error on the page and its default is used."""
+
+    def __init__(self) -> None:
+        self.errors: list[str] = []
+
+    def whole(self, name: str, text: str, default: int, low: int, high: int) -> int:
+        """`text` as a whole number clamped to [low, high]; `default` (and an error) when it is not one."""
+        try:
+            return max(low, min(int(text.strip()), high))
+        except ValueError:
+            self.errors.append(f"{name}: {text!r} is not a whole number; showing {default}")
+            return default
+
+    def choice(self, name: str, text: str, allowed: Sequence[str]) -> str:
+        """`text` if it is one of `allowed` (or empty: any), else "" and an error."""
+        if not text or text in allowed:
+            return text
+        self.errors.append(f"{name}: {text!r} is not one of {', '.join(allowed)}; showing any")
+        return ""
+
+
+def page(name: str, request: Request[Any, Any, Any], form: Form | None = None, **context: Any) -> Template:
+    """The page `name`; a 400 showing the form's errors when a query parameter could not be used."""
     options: ConsoleOptions = request.app.state.options
-    return Template(template_name=name, context={"actions": options.allow_actions, "path": request.url.path,
-                                                 **context})
+    errors = form.errors if form is not None else []
+    return Template(template_name=name, status_code=400 if errors else 200,
+                    context={"actions": options.allow_actions, "path": request.url.path, "form_errors": errors,
+                             **context})
 
 
 def refused(request: Request[Any, Any, Any]) -> Response[Any] | None:
     """403 for any action while CONSOLE_ALLOW_ACTIONS is off; None when actions are on."""
     options: ConsoleOptions = request.app.state.options
     return None if options.allow_actions else Response(ACTIONS_OFF, status_code=403)
-
-
-def unavailable(request: Request[Any, Any, Any], doing: str) -> Template:
-    """503 with a page that says what could not be done: Redis, which holds the sessions, did not answer."""
-    return Template(template_name="unavailable.html", status_code=503, headers={"Retry-After": "5"},
-                    context={"actions": False, "path": request.url.path, "bare": True, "doing": doing})
