@@ -167,3 +167,19 @@ def test_route_keeps_configuration_order_and_needs_every_field_to_match() -> Non
     assert route(abroad, [events, rabbit, crm]) == [events, rabbit]
     assert route(make_event(duration_s=Decimal(5)), [events, rabbit, crm]) == [events, rabbit]
     assert route(unavailable_event(), [events, rabbit, crm]) == [events, rabbit]
+
+
+@pytest.mark.parametrize(("types", "expected"), [
+    ("[wavix.call.completd]",
+     'sinks.yaml:5: destination "crm": filter: no event type is "wavix.call.completd" '
+     '(did you mean "wavix.call.completed"?)'),
+    ('["wavix.calls.*"]', 'sinks.yaml:5: destination "crm": filter: no event type matches "wavix.calls.*" (known: '
+                         'wavix.call.completed, wavix.call.transcribed, wavix.call.transcription_unavailable)'),
+])
+def test_a_type_that_names_no_event_is_refused_with_a_suggestion(types: str, expected: str) -> None:
+    """`types: [wavix.call.completd]` would leave its destination with nothing, ever: refused at load, with the
+    closest known type (or, for a glob matching none, the known ones); globs that match a type load."""
+    head = "destinations:\n  - name: crm\n    url: redis://h/0?stream=s\n    filter:\n      types: "
+    assert error_of(head + types + "\n") == expected
+    [crm] = parse_destinations(head + '["wavix.call.*", "*.completed", wavix.call.transcribed]\n', ENV)
+    assert crm.filter.types == ("*.completed", "wavix.call.*", "wavix.call.transcribed")

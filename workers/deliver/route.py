@@ -28,7 +28,8 @@ destination "redis", `default_destinations(url)`):
 
 `${VAR}` in a `url` is replaced from the environment mapping the loader is given (so passwords stay out
 of the file); an unset variable is an error. A destination gets every event its filter does not exclude;
-the fields of a filter must all match. A field the event does not carry (`disposition`, `answered_by`,
+the fields of a filter must all match. Each of `types` must match an event type we publish (a misspelt type
+would leave its destination with nothing, ever). A field the event does not carry (`disposition`, `answered_by`,
 `duration_s` exist only on `wavix.call.completed`) does not match: a filter on them selects completed events.
 
 Everything is checked at load: unknown or repeated fields, types, duplicate names, the URL's scheme and
@@ -46,7 +47,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import yaml
 
@@ -60,6 +61,7 @@ _DESTINATION_FIELDS = ("name", "url", "secret", "secret_env", "filter", "retry",
 _LIST_FIELDS = ("types", "disposition", "answered_by", "direction", "country")
 _FILTER_FIELDS = (*_LIST_FIELDS, "min_duration_s", "max_duration_s")
 _DIRECTIONS = frozenset({"inbound", "outbound", "unknown"})
+EVENT_TYPES = tuple(str(kind.__struct_config__.tag) for kind in get_args(CloudEvent))  # what `types` can name
 _MISSING = object()
 
 Fields = dict[str, tuple[yaml.Node, yaml.Node]]  # field name -> (key node, value node), for line numbers
@@ -295,6 +297,8 @@ class _Reader:
         where = f"{where}filter: "
         fields = self.mapping(node, where, _FILTER_FIELDS)
         lists = {name: self.strings(fields[name][1], where, name) for name in _LIST_FIELDS if name in fields}
+        if "types" in fields:
+            self.known_types(fields["types"][1], where)
         bounds = {name: self.seconds(fields[name][1], where, name) for name in _FILTER_FIELDS[5:] if name in fields}
         low, high = bounds.get("min_duration_s"), bounds.get("max_duration_s")
         if low is not None and high is not None and low > high:
@@ -308,6 +312,17 @@ class _Reader:
             answered_by=lists.get("answered_by"), direction=direction, country=_upper(lists.get("country")),
             min_duration_s=low, max_duration_s=high,
         )
+
+    def known_types(self, node: yaml.Node, where: str) -> None:
+        """Refuses a type or glob that matches no event type, naming the closest one (difflib) or the known ones."""
+        for item in node.value if isinstance(node, yaml.SequenceNode) else [node]:
+            glob = str(self.scalar(item)).strip()
+            if any(fnmatch.fnmatchcase(known, glob) for known in EVENT_TYPES):
+                continue
+            close = [] if any(c in glob for c in "*?[") else difflib.get_close_matches(glob, EVENT_TYPES, n=1)
+            if close:
+                raise self.fail(item, where, f'no event type is "{glob}" (did you mean "{close[0]}"?)')
+            raise self.fail(item, where, f'no event type matches "{glob}" (known: {", ".join(EVENT_TYPES)})')
 
     def strings(self, node: yaml.Node, where: str, name: str) -> frozenset[str]:
         """A list of non-empty strings (or one string), lower-cased except for `types` and `country`."""
