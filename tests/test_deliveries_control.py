@@ -156,8 +156,8 @@ async def test_dlq_filters_show_and_purge_after_confirmation(
         assert '"specversion": "1.0"' in capsys.readouterr().out
 
         monkeypatch.setattr("builtins.input", lambda prompt: "n")
-        await dlq.run(p.settings, "purge", [], replay_all=False, limit=1, filters=crm)
+        await dlq.run(p.settings, "purge", [], replay_all=False, limit=None, filters=crm)
         assert await p.redis.xlen(stream) == 3
         monkeypatch.setattr("builtins.input", lambda prompt: "y")
-        await dlq.run(p.settings, "purge", [], replay_all=False, limit=1, filters=crm)
+        await dlq.run(p.settings, "purge", [], replay_all=False, limit=None, filters=crm)
         assert [d.reason for d in await dlq.select(p.arq(), stream, dlq.Filters(), 100)] == ["WRONGTYPE"]

@@ -84,3 +84,37 @@ async def test_list_with_a_limit_reports_the_total(
     assert await run(listing, "list", [], replay_all=False, limit=2) == 0
     out = capsys.readouterr().out
     assert len(out.splitlines()) == 3 and "2 of 5 dead letter(s)" in out
+
+
+async def call_letters(arq: ArqRedis, dead: str, count: int) -> list[str]:
+    """`count` dead `process_call` letters, each for a call of its own, oldest first."""
+    letters = []
+    for _ in range(count):
+        receipt = Receipt(kind=Kind.POST_CALL, call_id=str(uuid.uuid4()), event="", received_at_ms=0, body=b"{}")
+        letters.append(await dead_letter(arq, dead, kind=PROCESS_CALL, reason="401", attempts=1,
+                                         payload=msgspec.msgpack.encode(receipt), call_id=receipt.call_id))
+    return letters
+
+
+async def test_replay_all_with_a_limit_replays_that_many_oldest_first(arq: ArqRedis, settings: Settings) -> None:
+    """`dlq replay --all --limit 3` with 5 letters replays the 3 oldest and keeps the 2 others; without
+    `--limit` it replays every letter the filters select."""
+    prefix, dead, queue = names(arq)
+    letters = await call_letters(arq, dead, 5)
+    ours = msgspec.structs.replace(settings, dead_letter_stream=dead, queue_name=queue, key_prefix=prefix)
+    assert await run(ours, "replay", [], replay_all=True, limit=3) == 0
+    assert [i.decode() for i, _ in await arq.xrange(dead)] == letters[3:]
+    assert await arq.zcard(queue) == 3
+    assert await run(ours, "replay", [], replay_all=True, limit=None) == 0
+    assert await arq.xlen(dead) == 0 and await arq.zcard(queue) == 5
+
+
+async def test_a_limit_with_named_letters_is_refused(arq: ArqRedis, settings: Settings,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """`dlq replay ID ID --limit 1` could only be a mistake (which one?): exit 2, one line, nothing replayed."""
+    prefix, dead, queue = names(arq)
+    letters = await call_letters(arq, dead, 2)
+    ours = msgspec.structs.replace(settings, dead_letter_stream=dead, queue_name=queue, key_prefix=prefix)
+    assert await run(ours, "replay", letters, replay_all=False, limit=1) == 2
+    assert "--limit" in capsys.readouterr().err
+    assert await arq.xlen(dead) == 2

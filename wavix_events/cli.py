@@ -150,6 +150,16 @@ def _port(text: str) -> int:
     return port
 
 
+def _positive(text: str) -> int:
+    try:
+        number = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {number}")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="wavix-events", description=__doc__.split("\n\n")[0])
     roles = parser.add_subparsers(dest="role", required=True, metavar="ROLE")
@@ -171,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("action", choices=["list", "show", "replay", "purge"])
     dlq.add_argument("ids", nargs="*", help="entry ids to show or replay (from `dlq list`)")
     dlq.add_argument("--all", action="store_true", help="replay every dead letter the filters select")
-    dlq.add_argument("--limit", type=int, default=100, help="entries to list (default 100)")
+    dlq.add_argument("--limit", type=_positive, help="at most this many, oldest first: list (default 100), replay "
+                     "--all and purge (default: every letter selected)")
     dlq.add_argument("--destination", help="only deliveries to this destination")
     dlq.add_argument("--reason", help="only letters whose reason contains this text")
     dlq.add_argument("--since", help="written at or after: ISO 8601 time or an age (2h)")

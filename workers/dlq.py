@@ -2,8 +2,8 @@
 
     dlq list [--destination crm] [--reason 503] [--since 2h] [--until 2026-06-30T12:00Z]
     dlq show ID                     every field, the payload decoded (a delivery's event as JSON)
-    dlq replay ID... | --all        (the same filters narrow --all)
-    dlq purge [filters] [--yes]     deletes the letters the filters select, after a y/N question
+    dlq replay ID... | --all [--limit N]   (the same filters narrow --all; --limit takes the N oldest)
+    dlq purge [filters] [--limit N] [--yes]   deletes the letters selected, after a y/N question
 
 Filters: `--destination` keeps `deliver` letters for that destination (read from their payload); `--reason`
 is a case-insensitive substring of the reason; `--since`/`--until` bound the time the letter was written
@@ -115,15 +115,25 @@ async def purge(redis: ArqRedis, stream: str, letters: list[DeadLetter], *, yes:
     return deleted
 
 
-async def run(settings: Settings, action: str, ids: list[str], *, replay_all: bool, limit: int,
+LIST_LIMIT = 100  # `dlq list` without --limit
+
+
+async def run(settings: Settings, action: str, ids: list[str], *, replay_all: bool, limit: int | None,
               filters: Filters = Filters(), yes: bool = False) -> int:
+    """One `dlq` command. `limit` bounds list (default LIST_LIMIT), `replay --all` and purge (default: all the
+    filters select, oldest first); with named ids it is refused, as it could only be a mistake."""
+    if limit is not None and ids and action == "replay":
+        print("dlq replay: --limit bounds --all or the filters' selection; with named ids, name fewer",
+              file=sys.stderr)
+        return 2
     # No connection retries: an unreachable Redis is one line from the CLI (exit 1), not five warnings first.
     redis = await connect(settings.redis_url, queue_name=settings.queue_name)
     stream = settings.dead_letter_stream
     try:
         if action == "show":
             return await _show(redis, stream, ids)
-        letters = await select(redis, stream, filters, limit if action == "list" else 10**6)
+        default = LIST_LIMIT if action == "list" else 10**9
+        letters = await select(redis, stream, filters, default if limit is None else limit)
         if action == "purge":
             await purge(redis, stream, letters, yes=yes)
             return 0
@@ -133,23 +143,25 @@ async def run(settings: Settings, action: str, ids: list[str], *, replay_all: bo
                 print(f"{d.id}  {at}Z  {d.kind:<16} call={d.call_id}  attempts={d.attempts}  {d.reason}")
             print(f"{len(letters)} of {await redis.xlen(stream)} dead letter(s) in {stream}")
             return 0
-        chosen = [d.id for d in letters] if replay_all else ids
-        if not chosen:
-            print("dlq replay: name entry ids, or --all", file=sys.stderr)
-            return 2
-        failed = 0
-        for entry_id in chosen:
-            try:
-                done = await replay(
-                    redis, stream, entry_id, queue_name=settings.queue_name, key_prefix=settings.key_prefix
-                )
-                print(f"{entry_id}: {done}")
-            except (KeyError, ValueError) as e:
-                failed += 1
-                print(f"{entry_id}: not replayed ({e})", file=sys.stderr)
-        return 1 if failed else 0
+        return await _replay_each(redis, settings, [d.id for d in letters] if replay_all else ids)
     finally:
         await redisurl.close(redis)
+
+
+async def _replay_each(redis: ArqRedis, settings: Settings, chosen: list[str]) -> int:
+    if not chosen:
+        print("dlq replay: name entry ids, or --all", file=sys.stderr)
+        return 2
+    failed = 0
+    for entry_id in chosen:
+        try:
+            done = await replay(redis, settings.dead_letter_stream, entry_id, queue_name=settings.queue_name,
+                                key_prefix=settings.key_prefix)
+            print(f"{entry_id}: {done}")
+        except (KeyError, ValueError) as e:
+            failed += 1
+            print(f"{entry_id}: not replayed ({e})", file=sys.stderr)
+    return 1 if failed else 0
 
 
 async def _show(redis: ArqRedis, stream: str, ids: list[str]) -> int:
