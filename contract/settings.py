@@ -22,6 +22,7 @@ from contract.events import ALERT_RULES
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 DAY = 86_400
+_UNDER_PREFIX = {"queue_name": "queue", "events_stream": "events", "dead_letter_stream": "dead"}  # unset: prefixed
 
 
 class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
@@ -43,8 +44,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # How long an enqueued job waits for a worker before Redis forgets it. Defaults to the dedup
     # window: a call marked seen must stay queued at least as long as it is remembered.
     job_expiry: int = 7 * DAY
-    queue_name: str = "wavix:queue"
-    key_prefix: str = "wavix:"  # every key of ours but arq's own: dedup marks, publish marks, alerts
+    # KEY_PREFIX names every key of ours and every job id (arq keeps a job under its id), so two environments
+    # told apart by it share nothing: QUEUE_NAME, EVENTS_STREAM and DEAD_LETTER_STREAM, left unset, are
+    # {KEY_PREFIX}queue, {KEY_PREFIX}events and {KEY_PREFIX}dead (wavix:queue, wavix:events, wavix:dead with the
+    # default prefix, as before); a name that is set is used as given, shared by whoever else sets it.
+    queue_name: str = ""
+    key_prefix: str = "wavix:"
     log_level: str = "INFO"
     # Wavix API (the worker's fetches).
     wavix_api_url: str = "https://api.wavix.com"
@@ -66,9 +71,9 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     job_completion_wait: int = 30  # on SIGTERM, how long running jobs may finish before they are re-queued
     worker_health_port: int = 9100  # /healthz and /metrics per worker process; 0 turns it off
     # Downstream: the Redis Stream every event lands in, and the dead letters.
-    events_stream: str = "wavix:events"
+    events_stream: str = ""  # {KEY_PREFIX}events unless set
     events_stream_maxlen: int = 1_000_000
-    dead_letter_stream: str = "wavix:dead"
+    dead_letter_stream: str = ""  # {KEY_PREFIX}dead unless set
     sinks_config: str = ""  # a routing file (docs in workers/deliver/route.py); empty: every event to EVENTS_STREAM
     delivery_inline_timeout: float = 2.0  # a first delivery slower than this continues in a job of its own
     # Every event as first built, kept this long in the Redis Stream {KEY_PREFIX}eventlog for
@@ -92,6 +97,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     console_allow_actions: bool = False  # replay and purge dead letters from the browser
     # Tracing: OpenTelemetry spans over OTLP/HTTP when set (the exporter reads its other OTEL_* itself).
     otel_exporter_otlp_endpoint: str = ""
+
+    def __post_init__(self) -> None:
+        for name, suffix in _UNDER_PREFIX.items():
+            if not getattr(self, name):
+                msgspec.structs.force_setattr(self, name, self.key_prefix + suffix)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

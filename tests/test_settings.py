@@ -76,3 +76,19 @@ def test_a_misspelt_alert_rule_stops_the_worker_with_one_line():
     )
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "ALERT_RULES" in result.stderr and "machnie" in result.stderr
+
+
+def test_the_queue_and_streams_live_under_key_prefix_unless_named():
+    """Two environments told apart by KEY_PREFIX share nothing: the queue and the event and dead-letter streams
+    default to names under it (the default prefix keeps wavix:queue, wavix:events, wavix:dead); a name set
+    explicitly is used as given."""
+    default = Settings.from_env({})
+    assert (default.queue_name, default.events_stream, default.dead_letter_stream) == (
+        "wavix:queue", "wavix:events", "wavix:dead")
+    staging = Settings.from_env({"KEY_PREFIX": "staging:"})
+    assert (staging.queue_name, staging.events_stream, staging.dead_letter_stream) == (
+        "staging:queue", "staging:events", "staging:dead")
+    named = Settings.from_env({"KEY_PREFIX": "staging:", "QUEUE_NAME": "q", "EVENTS_STREAM": "e",
+                               "DEAD_LETTER_STREAM": "d"})
+    assert (named.queue_name, named.events_stream, named.dead_letter_stream) == ("q", "e", "d")
+    assert Settings(key_prefix="test:").queue_name == "test:queue"
