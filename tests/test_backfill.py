@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
-from datetime import date
+from datetime import UTC, date, datetime
 
 import pytest
 from rich.console import Console
@@ -101,6 +101,22 @@ async def test_command_prints_a_summary_and_its_status() -> None:
         status = await asyncio.to_thread(run, p.settings, first="2026-02-01", last="2026-02-03", types="placed",
                                          console=Console(file=out, width=200))
         assert status == 0 and "queued 0" in out.getvalue().splitlines()[-1]
+
+
+async def test_a_backfill_reaching_today_leaves_today_open_for_a_rerun() -> None:
+    """Today's UTC day is not over: a backfill that reaches it queues today's calls but does not mark the day
+    done, so a rerun later the same day queues the calls made since (and only those)."""
+    today = datetime.now(UTC).date()
+    async with reconciling(SandboxConfig(seed=52, start=f"{today.isoformat()}T00:00:00Z", spacing_s=1.0)) as (p, _):
+        p.sandbox.place(10)
+        out = io.StringIO()
+        status = await asyncio.to_thread(run, p.settings, first=today.isoformat(), last=today.isoformat(),
+                                         console=Console(file=out, width=200))
+        assert status == 0 and "queued 10 ·" in out.getvalue().splitlines()[-1]
+        p.sandbox.place(5)  # calls made later today
+        status = await asyncio.to_thread(run, p.settings, first=today.isoformat(), last=today.isoformat(),
+                                         console=Console(file=out, width=200))
+        assert status == 0 and "already seen 10 · queued 5 ·" in out.getvalue().splitlines()[-1]
 
 
 @pytest.mark.parametrize("first,last", [("2026-02-30", "2026-03-01"), ("yesterday", "2026-03-01"),

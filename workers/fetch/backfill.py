@@ -5,7 +5,8 @@ Imports past calls through the path reconciliation takes (workers/fetch/listed.p
     for each (UTC day, type) not yet in `{KEY_PREFIX}backfill:done:<from>:<to>`
         GET /v1/cdrs/all?from=DAY&to=DAY&type=...   streamed (`aiter_lines`): never the whole answer in memory
         -> batches of BATCH lines -> ONE ENQUEUE_MANY each (dry run: one pipelined EXISTS each, nothing written)
-        -> the (day, type) is added to the done set
+        -> the (day, type) is added to the done set, unless the day is today (UTC): it is not over, and a
+           rerun later today must list it again to find the calls made since
 
 A rerun skips finished (day, type)s, so Ctrl-C or a crash costs at most the day in progress, and redoing that
 day is safe: a call queued before is a duplicate for the script. A second full run queues nothing (idempotent).
@@ -92,9 +93,11 @@ class Backfill:
     """One backfill run; `progress(calls)` is told each batch's size (the bar's calls per second)."""
 
     def __init__(self, wavix: WavixClient, intake: ListedIntake, redis: Redis, *, key: str, dry_run: bool,
-                 policy: RetryPolicy, progress: Callable[[int], None] = lambda n: None) -> None:
+                 policy: RetryPolicy, progress: Callable[[int], None] = lambda n: None,
+                 today: date | None = None) -> None:
         self.wavix, self.intake, self.redis, self.key = wavix, intake, redis, key
         self.dry_run, self.policy, self.progress = dry_run, policy, progress
+        self.today = today or datetime.now(UTC).date()  # this UTC day and later are never marked done
         self.tally = Tally()
 
     async def run(self, todo: list[tuple[date, str]], on_unit: Callable[[], None] = lambda: None) -> Tally:
@@ -117,7 +120,7 @@ class Backfill:
             return
         self.tally.add(counts)
         self.tally.days_done += 1
-        if not self.dry_run:
+        if not self.dry_run and day < self.today:
             await self.redis.sadd(self.key, name)  # type: ignore[misc]
             await self.redis.expire(self.key, DONE_TTL_S)
 
