@@ -4,6 +4,7 @@
                      or `Bearer <token>` for scripts
     /                overview: calls per minute by outcome, latency, recovered calls, dead letters (SVG)
     /calls           the call index with filters; /calls/{id} a call's timeline (console/trace.py)
+    /search          by call id, event id or phone number (console/search.py)
     /destinations    each destination's health; pause, resume, replay since a time (console/destinations.py)
     /dead-letters    list; replay (workers/dlq.replay) and purge
 Actions (every POST but login and logout) answer 403 unless CONSOLE_ALLOW_ACTIONS=1.
@@ -36,7 +37,7 @@ from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 from redis.exceptions import RedisError
 
-from console import charts, data, destinations, errors, session, trace
+from console import charts, data, destinations, errors, search, session, trace
 from console.web import ConsoleOptions as ConsoleOptions  # re-exported: console.asgi and the tests import it here
 from console.web import Form, page, refused
 from contract import logs, redisurl
@@ -203,7 +204,7 @@ def create_app(settings: Settings, options: ConsoleOptions, destination_names: t
     app = Litestar(
         route_handlers=[healthz, login_form, login, logout, overview_page, calls_page, call_page,
                         destinations.destinations_page, destinations.destination_action, dead_letters_page,
-                        dead_letter_action],
+                        dead_letter_action, search.search_page],
         lifespan=[resources],
         before_request=_gate,
         after_response=errors.after,
