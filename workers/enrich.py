@@ -39,7 +39,8 @@ from contract.values import (
 )
 from contract.wavix import Cdr, Transcript, TranscriptTurn, number, text
 
-__all__ = ["ALERT_RULES", "CallHints", "completed_event", "hints_from", "transcript_event", "unavailable_event"]
+__all__ = ["ALERT_RULES", "CallHints", "completed_event", "hints_from", "numbers_unknown", "transcript_event",
+           "unavailable_event"]
 
 _DIRECTIONS: dict[str, Direction] = {"inbound": "inbound", "incoming": "inbound", "received": "inbound"}
 _DIRECTIONS |= {"outbound": "outbound", "outgoing": "outbound", "placed": "outbound"}
@@ -239,14 +240,31 @@ def _fields(call: CallEssentials, notes: _Notes) -> dict[str, Any]:
 
 def direction(cdr: Cdr, hints: CallHints, from_: Party, to: Party, answered: str | None) -> Direction:
     """See the module's docstring for the order of the sources."""
-    for said in (hints.direction, text(cdr.direction)):
-        known = _DIRECTIONS.get((said or "").lower())
-        if known is not None:
-            return known
+    known = _said_direction(cdr, hints)
+    if known is not None:
+        return known
     ours_from, ours_to = from_.number in hints.own_numbers, to.number in hints.own_numbers
     if ours_to != ours_from:
         return "inbound" if ours_to else "outbound"
     return "outbound" if answered == "machine" else "unknown"
+
+
+def _said_direction(cdr: Cdr, hints: CallHints) -> Direction | None:
+    """What the webhooks, the list's `type` or the CDR itself say, before the numbers are asked."""
+    for said in (hints.direction, text(cdr.direction)):
+        known = _DIRECTIONS.get((said or "").lower())
+        if known is not None:
+            return known
+    return None
+
+
+def numbers_unknown(cdr: Cdr, hints: CallHints) -> bool:
+    """Whether the account's numbers must place this call and neither of its ends is one of them: a number
+    bought since they were listed, so they are worth asking again (workers/fetch/hints.py)."""
+    if _said_direction(cdr, hints) is not None:
+        return False
+    ends = {n for n in (party(cdr.from_).number, party(cdr.to).number) if n}
+    return bool(ends) and not ends & hints.own_numbers
 
 
 E = TypeVar("E", ev.CallCompletedEvent, ev.CallTranscribedEvent, ev.TranscriptionUnavailableEvent)

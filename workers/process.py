@@ -143,13 +143,13 @@ def _retry_or_dead(resources: Resources, error: CallError, attempt: int, job: Re
     return resources.policy.retry_or_give_up(error, attempt, elapsed=time.time() - began_ms / 1000)
 
 
-async def _hints(resources: Resources, receipt: Receipt, kept: list[Receipt] | None = None) -> CallHints:
+async def _hints(resources: Resources, receipt: Receipt, cdr: Cdr, kept: list[Receipt] | None = None) -> CallHints:
     """The call's hints; its kept webhooks read through the batching client unless the job has them."""
     if kept is None:
         entries = await resources.batch.call("LRANGE", webhooks_key(resources.settings.key_prefix, receipt.call_id),
                                              0, -1)
         kept = receipts_of(entries, receipt.call_id)
-    return await gather(resources.redis, resources.settings.key_prefix, receipt, resources.numbers, kept)
+    return await gather(resources.redis, resources.settings.key_prefix, receipt, resources.numbers, kept, cdr)
 
 
 async def _transcript_reads(resources: Resources, receipt: Receipt) -> tuple[bytes | None, list[Receipt], bool]:
@@ -170,7 +170,7 @@ def _count(resources: Resources, event: CloudEvent) -> None:
 
 async def _process_call(resources: Resources, receipt: Receipt, attempt: int) -> str:
     cdr = await resources.wavix.get_cdr(receipt.call_id, attempt=attempt)
-    hints = await _hints(resources, receipt)
+    hints = await _hints(resources, receipt, cdr)
     event = completed_event(cdr, hints=hints, rules=resources.alert_rules, now=datetime.now(UTC))
     _count(resources, event)
     resources.metrics.directions.labels(event.data.direction).inc()
@@ -190,7 +190,7 @@ async def _fetch_transcript(resources: Resources, receipt: Receipt, attempt: int
     if state == b"transcribed":
         return "already_published"
     cdr = await resources.wavix.get_cdr(receipt.call_id, attempt=attempt)
-    hints = await _hints(resources, receipt, kept)
+    hints = await _hints(resources, receipt, cdr, kept)
     announced = receipt.event if receipt.event in ("completed", "failed") else announced_in(kept)
     if announced == "failed":
         return await _unavailable(resources, cdr, "failed", hints, attempt, state)
