@@ -9,11 +9,12 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import TOKEN
+from tests.conftest import REDIS_URL, TOKEN, forget
 from tests.helpers.servers import free_port
 
 UNREACHABLE_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1 on loopback
@@ -72,6 +73,20 @@ def test_worker_with_redis_unreachable_says_so_in_one_line():
     assert result.returncode == 1
     line = one_line(result)
     assert "Redis" in line and "127.0.0.1:1" in line
+
+
+def test_worker_whose_health_port_is_taken_says_so_in_one_line_and_exits_1(taken_port):
+    """A worker whose WORKER_HEALTH_PORT is taken (9100 is also node_exporter's default) would run without
+    `/healthz`: it exits 1 with one line naming the port and the way out, before it touches Redis."""
+    prefix = f"test:{uuid.uuid4().hex}:"
+    try:
+        result = wavix_events("worker", "--burst", REDIS_URL=REDIS_URL, KEY_PREFIX=prefix, WAVIX_API_KEY="k",
+                              RECONCILE_INTERVAL="0", WORKER_HEALTH_PORT=str(taken_port))
+    finally:
+        forget([prefix])
+    assert result.returncode == 1, result.stderr[-2000:]
+    line = one_line(result)
+    assert f"WORKER_HEALTH_PORT {taken_port}" in line and "in use" in line and "0 turns it off" in line
 
 
 def test_worker_without_an_api_key_is_a_configuration_error():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from tests.helpers.servers import free_port
 from workers import health
@@ -15,8 +16,8 @@ async def test_the_health_port_serves_liveness_and_metrics_with_values():
     metrics.on_response("cdr", 200, 0.012)
     metrics.on_response("cdr", 429, 0.003)
     port = free_port()
-    server = await health.start(port, {"/healthz": lambda: (200, "text/plain", b"ok\n"), "/metrics": metrics.page},
-                                host="127.0.0.1")
+    server = await health.start(health.listen(port, host="127.0.0.1"),
+                                {"/healthz": lambda: (200, "text/plain", b"ok\n"), "/metrics": metrics.page})
     assert server is not None
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
@@ -28,12 +29,15 @@ async def test_the_health_port_serves_liveness_and_metrics_with_values():
         server.close()
 
 
-async def test_a_port_in_use_does_not_stop_the_worker():
-    """When the health port is taken the worker logs it and runs on without a probe (None), never crashes."""
+def test_a_port_in_use_is_an_error_naming_it_and_0_serves_nothing():
+    """A taken health port is an OSError naming WORKER_HEALTH_PORT and the port (the CLI's exit 1), never a
+    worker running on without its probe; port 0 binds nothing."""
     port = free_port()
-    first = await health.start(port, {}, host="127.0.0.1")
+    first = health.listen(port, host="127.0.0.1")
+    assert first is not None
     try:
-        assert await health.start(port, {}, host="127.0.0.1") is None
+        with pytest.raises(OSError, match=f"WORKER_HEALTH_PORT {port} .*in use"):
+            health.listen(port, host="127.0.0.1")
     finally:
-        assert first is not None
         first.close()
+    assert health.listen(0) is None

@@ -164,7 +164,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         recorder=record.Writer(batch, settings.key_prefix, settings.webhook_dedup_ttl),
     )
     resources.health = await health.start(
-        settings.worker_health_port,
+        ctx.get("health_socket"),  # bound by workers/settings.create_worker
         {"/healthz": lambda: (200, "text/plain", b"ok\n"), "/metrics": metrics.page, **ctx.get("health_pages", {})},
     )
     if slack is not None:

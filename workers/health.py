@@ -3,12 +3,18 @@
 The server runs inside the worker's own event loop, so an answer proves the loop is turning (a job that
 blocks it makes the probe time out, which is what a liveness probe is for). It does not ask Redis: a
 Redis outage should not get healthy workers restarted.
+
+The port is bound when the worker is made (`listen`, from workers/settings.py), before it touches Redis: a port
+already taken (9100 is also node_exporter's default) stops the worker with one line naming it (exit 1), where a
+worker running on without its probe would be restarted by the orchestrator, or never checked at all.
+WORKER_HEALTH_PORT=0 serves nothing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import Callable
 
 from contract import logs
@@ -34,14 +40,21 @@ async def _handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, pa
             await writer.wait_closed()
 
 
-async def start(port: int, pages: dict[str, Page], host: str = "0.0.0.0") -> asyncio.Server | None:
-    """Serves `pages` on `port` (0: no server). A port in use is logged, never fatal to the worker."""
+def listen(port: int, host: str = "0.0.0.0") -> socket.socket | None:
+    """The health port, bound and listening (0: None); OSError naming WORKER_HEALTH_PORT when it cannot be."""
     if port == 0:
         return None
     try:
-        server = await asyncio.start_server(lambda r, w: _handle(r, w, pages), host, port)
+        return socket.create_server((host, port))
     except OSError as e:
-        log.error("worker.health_port_unavailable", port=port, error=str(e))
+        raise OSError(f"cannot listen on WORKER_HEALTH_PORT {port} ({e.strerror or e}): set a free port for "
+                      "/healthz and /metrics, or 0 turns it off") from e
+
+
+async def start(listening: socket.socket | None, pages: dict[str, Page]) -> asyncio.Server | None:
+    """Serves `pages` on the socket `listen` bound (None: nothing)."""
+    if listening is None:
         return None
-    log.info("worker.health_listening", port=port)
+    server = await asyncio.start_server(lambda r, w: _handle(r, w, pages), sock=listening)
+    log.info("worker.health_listening", port=listening.getsockname()[1])
     return server

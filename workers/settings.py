@@ -12,7 +12,7 @@ from arq import func
 
 from contract.jobs import DELIVER, FETCH_TRANSCRIPT, PROCESS_CALL, job_deserializer, job_serializer
 from contract.settings import Settings
-from workers import context, observe, process
+from workers import context, health, observe, process
 from workers.supervise import SupervisedWorker
 
 # arq fails a job past max_tries without running it (nothing would be dead-lettered), so arq's limit is set
@@ -46,4 +46,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
 
 def create_worker(settings: Settings, **overrides: Any) -> SupervisedWorker:
-    return SupervisedWorker(**{**observe.options(worker_options(settings)), **overrides})  # record + trace
+    """The worker, its health port already bound: a taken port is an OSError here, before Redis is asked."""
+    worker = SupervisedWorker(**{**observe.options(worker_options(settings)), **overrides})  # record + trace
+    worker.ctx["health_socket"] = health.listen(settings.worker_health_port)  # served from context.startup
+    return worker
