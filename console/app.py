@@ -37,9 +37,9 @@ from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 from redis.exceptions import RedisError
 
-from console import charts, data, destinations, errors, search, session, trace
+from console import charts, data, destinations, errors, paging, search, session, trace
 from console.web import ConsoleOptions as ConsoleOptions  # re-exported: console.asgi and the tests import it here
-from console.web import Form, page, refused
+from console.web import Form, PageNumber, page, refused
 from contract import logs, redisurl
 from contract.jobs import job_deserializer, job_serializer
 from contract.record import without_query
@@ -67,7 +67,8 @@ async def _gate(request: Request[Any, Any, Any]) -> Response[Any] | None:
             return None
     except RedisError as e:
         return errors.redis_down(request, "check your session", e)
-    to_login: Response[Any] = Redirect(f"/login?next={quote(request.url.path)}")
+    asked = request.url.path + (f"?{request.url.query}" if request.url.query else "")  # back to the filtered view
+    to_login: Response[Any] = Redirect(f"/login?next={quote(asked)}")
     if cookie:
         to_login.delete_cookie(session.COOKIE, path="/")
     return to_login
@@ -138,7 +139,7 @@ async def overview_page(request: Request[Any, Any, Any], minutes: FromQuery[str]
 @get("/calls")
 async def calls_page(
     request: Request[Any, Any, Any], minutes: FromQuery[str] = "60", outcome: FromQuery[str] = "",
-    direction: FromQuery[str] = "", alerted: FromQuery[str] = "",
+    direction: FromQuery[str] = "", alerted: FromQuery[str] = "", number: PageNumber = "1",
 ) -> Template:
     settings: Settings = request.app.state.settings
     form = Form()
@@ -147,7 +148,9 @@ async def calls_page(
                              direction=form.choice("direction", direction, ("inbound", "outbound", "unknown")),
                              alerted=form.choice("alerted", alerted, ("yes", "no")))
     found = await data.filtered(request.app.state.redis, settings.key_prefix, chosen)
-    return page("calls.html", request, form, calls=found, filter=chosen, clock=trace.clock, colours=charts.COLOURS,
+    shown = paging.paged(found, form.whole("page", number, 1, 1, 10**6))
+    return page("calls.html", request, form, calls=shown, link=paging.links(request),
+                capped=len(found) >= data.MAX_CALLS, filter=chosen, clock=trace.clock, colours=charts.COLOURS,
                 outcomes=list(charts.COLOURS))
 
 
@@ -161,10 +164,14 @@ async def call_page(request: Request[Any, Any, Any], call_id: FromPath[str]) -> 
 
 
 @get("/dead-letters")
-async def dead_letters_page(request: Request[Any, Any, Any], done: FromQuery[str] = "") -> Template:
+async def dead_letters_page(request: Request[Any, Any, Any], done: FromQuery[str] = "",
+                            number: PageNumber = "1") -> Template:
     settings: Settings = request.app.state.settings
+    form = Form()
     letters = await data.dead_letters(request.app.state.redis, settings.dead_letter_stream)
-    return page("dead_letters.html", request, letters=letters, done=done, clock=trace.clock,
+    shown = paging.paged(letters, form.whole("page", number, 1, 1, 10**6))
+    return page("dead_letters.html", request, form, letters=shown, link=paging.links(request), done=done,
+                clock=trace.clock,
                 destination_of=data.destination_of)
 
 

@@ -20,15 +20,15 @@ from __future__ import annotations
 import re
 import uuid
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Any
 
 from litestar import Request, Response, get
-from litestar.params import FromQuery, QueryParameter
+from litestar.params import FromQuery
 from litestar.response import Redirect
 from redis.asyncio import Redis
 
 from console import charts, data, paging, trace
-from console.web import Form, page
+from console.web import Form, PageNumber, page
 from contract.events import COMPLETED, TRANSCRIBED, UNAVAILABLE, decode_event, event_id
 from contract.record import CallSummary, calls_key, decode_summary, record_key, summary_key
 from contract.settings import Settings
@@ -122,7 +122,7 @@ async def find(redis: Redis, settings: Settings, query: str) -> Found:
 
 @get("/search")
 async def search_page(request: Request[Any, Any, Any], q: FromQuery[str] = "",
-                      number: Annotated[str, QueryParameter(name="page")] = "1") -> Response[Any]:
+                      number: PageNumber = "1") -> Response[Any]:
     settings: Settings = request.app.state.settings
     form, query = Form(), q.strip()
     at = form.whole("page", number, 1, 1, 10**6)

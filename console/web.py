@@ -10,14 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request, Response
+from litestar.params import QueryParameter
 from litestar.response import Template
 
 from console.session import LIFE_S
 
 ACTIONS_OFF = "actions are off (CONSOLE_ALLOW_ACTIONS=1 turns them on)"
+PageNumber = Annotated[str, QueryParameter(name="page")]  # a list's page (console/paging.py), read by `Form.whole`
 
 
 @dataclass(frozen=True)
