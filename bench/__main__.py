@@ -39,6 +39,10 @@ ROWS = (
     ("worker", "rss_growth_late_pct", "worker memory growth, second half of the calls, %", "< 2"),
     ("reconcile", "pass_s_10k_seen", "reconcile pass over 10,000 calls all seen before, s", "<= 10"),
     ("reconcile", "api_requests_per_pass_10k_per_day", "list requests per pass, 10,000 calls a day", None),
+    ("redis_cost", "commands_per_call", "Redis commands per call (post-call only, scripts' own counted)", None),
+    ("redis_cost", "cpu_us_per_call", "Redis CPU per call, µs (private redis-server)", None),
+    ("redis_cost", "bytes_per_call", "Redis memory per call kept after it, bytes", None),
+    ("redis_cost", "calls_per_s_one_core", "calls/s one Redis main thread carries (estimate)", None),
 )
 
 
