@@ -16,7 +16,7 @@ install: $(STAMP)
 
 # Starts the local services the tests talk to when they are not answering (never a skip: a missing one fails).
 services:
-	@SERVICES="redis rabbitmq nats" scripts/ensure-services
+	@SERVICES="redis rabbitmq nats postgres" scripts/ensure-services
 
 # Installs the tools the benchmarks drive (wrk) when they are missing, with apt-get.
 tools:

@@ -35,7 +35,7 @@ from workers.deliver import inflight, reload
 from workers.deliver.jobs import decode_delivery
 from workers.deliver.ledger import LEASE_S, Ledger
 from workers.deliver.route import Destination, load_destinations
-from workers.deliver.sinks.base import Sink, SinkOptions, build_sink
+from workers.deliver.sinks.base import Sink, SinkOptions, build_sink, connect_early
 from workers.fetch.hints import OwnNumbers
 from workers.fetch.reconcile import run_reconciler
 from workers.fetch.wavix import WavixClient, create_http_client
@@ -163,6 +163,7 @@ async def startup(ctx: dict[str, Any]) -> None:
                       backlog_horizon_s=settings.job_expiry, scripts=batch),
         recorder=record.Writer(batch, settings.key_prefix, settings.webhook_dedup_ttl),
     )
+    resources.tasks.append(asyncio.create_task(connect_early(sinks.values())))  # PostgreSQL's migrations
     resources.health = await health.start(
         ctx.get("health_socket"),  # bound by workers/settings.create_worker
         {"/healthz": lambda: (200, "text/plain", b"ok\n"), "/metrics": metrics.page, **ctx.get("health_pages", {})},

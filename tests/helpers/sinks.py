@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 from typing import Any, Self
 
 import aio_pika
+import asyncpg
 import nats
 import nats.js.errors
 from redis.asyncio import Redis
@@ -321,6 +322,37 @@ class WebhookHarness(Harness):
         await self.receiver.stop()
 
 
+class PostgresHarness(Harness):
+    """A schema of its own; what arrived is its `events` table (the first copy of each event id)."""
+
+    kind, dedups = "postgres", True
+
+    async def setup(self) -> None:
+        from tests.helpers.postgres import PORT, POSTGRES_URL
+
+        self.upstream_port, self.schema = PORT, f"test_sinks_{self.tag}"
+        self.conn = await asyncpg.connect(POSTGRES_URL)
+
+    def url(self, port: int | None = None) -> str:
+        from tests.helpers.postgres import url_for
+
+        return url_for(self.schema, port=port or self.upstream_port)
+
+    async def read(self) -> list[Received]:
+        if await self.conn.fetchval("SELECT to_regclass($1)", f"{self.schema}.events") is None:
+            return []
+        rows = await self.conn.fetch(f"SELECT event::text AS body, event_id, type FROM {self.schema}.events "
+                                     "ORDER BY delivered_at, event_id")
+        return [Received(r["body"].encode(), str(r["event_id"]), r["type"], None, {}) for r in rows]
+
+    async def make_permanent(self) -> None:
+        await self.conn.execute(f"ALTER TABLE {self.schema}.events ADD CONSTRAINT refuse CHECK (false) NOT VALID")
+
+    async def cleanup(self) -> None:
+        await self.conn.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+        await self.conn.close()
+
+
 HARNESSES: dict[str, type[Harness]] = {
-    h.kind: h for h in (RedisHarness, RabbitHarness, NatsHarness, WebhookHarness)
+    h.kind: h for h in (RedisHarness, RabbitHarness, NatsHarness, WebhookHarness, PostgresHarness)
 }

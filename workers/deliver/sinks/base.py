@@ -9,6 +9,7 @@ module, imported only when a destination uses it, so a worker without RabbitMQ n
     amqp:// amqps://     workers.deliver.sinks.rabbitmq       ?exchange=wavix.events
     nats://              workers.deliver.sinks.nats           ?stream=WAVIX&subject=wavix.events[&duplicate_window=120]
     http:// https://     workers.deliver.sinks.webhook        (Standard Webhooks signatures; a secret is required)
+    postgresql://        workers.deliver.sinks.postgres       ?schema=wavix  (tables, migrations: postgres_schema.py)
 
 A sink never retries by itself. It turns every failure into `workers.retry.Transient` (broker down,
 timeout, 429/5xx: try again later) or `workers.retry.Permanent` (the peer refused this message: retrying
@@ -22,7 +23,9 @@ the others carry it (AMQP header, `webhook-id`) with the event id so consumers c
 
 from __future__ import annotations
 
+import asyncio
 import importlib
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -51,8 +54,12 @@ SCHEMES: dict[str, tuple[str, tuple[str, ...]]] = {
     "nats": ("workers.deliver.sinks.nats", ("stream", "subject")),
     "http": ("workers.deliver.sinks.webhook", ()),
     "https": ("workers.deliver.sinks.webhook", ()),
+    "postgresql": ("workers.deliver.sinks.postgres", ()),
+    "postgres": ("workers.deliver.sinks.postgres", ()),
 }
 NEEDS_SECRET = frozenset({"http", "https"})
+# scheme -> module whose `check_url(url)` checks what a URL of it says beyond host and parameters (no driver import)
+DEEP_CHECKS = dict.fromkeys(("postgresql", "postgres"), "workers.deliver.sinks.postgres_schema")
 
 
 @runtime_checkable
@@ -115,6 +122,8 @@ def check_url(url: str, *, secret: str | None = None) -> None:
         raise SinkError(f"{scheme} URL needs ?{'&'.join(f'{p}=...' for p in missing)}")
     if scheme in NEEDS_SECRET and not secret:
         raise SinkError("a webhook destination needs a secret (Standard Webhooks signing)")
+    if scheme in DEEP_CHECKS:
+        importlib.import_module(DEEP_CHECKS[scheme]).check_url(url)
 
 
 def query_params(url: str) -> dict[str, str]:
@@ -156,6 +165,17 @@ async def open_sink(
         await sink.close()
         raise
     return sink
+
+
+async def connect_early(sinks: Iterable[Sink]) -> None:
+    """At worker start, connects the sinks that prepare their destination on connecting (`connect_at_start`:
+    PostgreSQL migrates its schema), so that happens now rather than on the first delivery. A failure is the
+    sink's to log; the first delivery tries again."""
+    early = [sink for sink in sinks if getattr(sink, "connect_at_start", False)]
+    for sink, outcome in zip(early, await asyncio.gather(*(s.connect() for s in early), return_exceptions=True),
+                             strict=True):
+        if isinstance(outcome, BaseException) and not isinstance(outcome, CallError):
+            log.error("sink.connect_failed", sink=sink.name, error=type(outcome).__name__, reason=str(outcome))
 
 
 def ce_attributes(event: CloudEvent) -> dict[str, str]:
