@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import json
 import time
 import uuid
 from collections import Counter
@@ -133,6 +134,49 @@ async def test_destinations_table_shows_health(tmp_path: Path) -> None:
         assert "│ 2 " in lines["crm"] and "1h" in lines["crm"]
         assert "crm: last error: crm: POST -> 503" in out.getvalue()
         await p.redis.delete(p.settings.queue_name)
+
+
+async def test_destinations_fit_80_columns_and_json_has_every_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At 80 columns (a terminal's default) `destinations` shows each destination as a block whose values are
+    whole (no column squeezed to `…` or broken across lines); `destinations --json` prints every field."""
+    receiver = WebhookReceiver(status=503)
+    async with routed(tmp_path, receiver, crm="    retry: {schedule: [1h]}\n    max_per_second: 5\n") as p:
+        await p.place_and_send(2)
+        await p.run_worker(max_burst_jobs=2)  # the first tries only; the retries are an hour out
+        out = io.StringIO()
+        await admin.show(p.settings, p.redis, Console(file=out, width=80))
+        text = out.getvalue()
+        assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text, text
+        crm = text[text.index("\ncrm ") + 1:]
+        assert crm.startswith("crm") and "failing" in crm.splitlines()[0] and "2 failures" in crm.splitlines()[0]
+        assert "backlog 2" in crm and "retry 1h" in crm and "max 5/s" in crm
+        assert "last error: crm: POST -> 503" in crm
+
+        assert await admin.main(p.settings, "destinations", as_json=True) == 0
+        rows = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+        assert rows["events"]["state"] == "ok" and rows["crm"]["state"] == "failing"
+        assert (rows["crm"]["failures"], rows["crm"]["backlog"], rows["crm"]["max_per_second"]) == (2, 2, 5.0)
+        assert rows["crm"]["retry_schedule"] == "1h" and rows["crm"]["last_error"] == "crm: POST -> 503"
+        assert rows["crm"]["failing_since"].endswith("Z") and rows["events"]["failing_since"] is None
+        await p.redis.delete(p.settings.queue_name)
+
+
+async def test_dlq_list_as_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`dlq list --json` prints the selected letters (each field, the delivery's destination) and the total."""
+    async with routed(tmp_path, WebhookReceiver()) as p:
+        stream = p.settings.dead_letter_stream
+        for n in range(3):
+            delivery = Delivery(destination="crm", call_id=f"c{n}", event_id=f"e{n}", event=b"{}", first_at_ms=1)
+            await dead_letter(p.redis, stream, kind=DELIVER, reason=f"crm: HTTP 50{n}", attempts=8,
+                              payload=encode_delivery(delivery), call_id=f"c{n}")
+        assert await dlq.run(p.settings, "list", [], replay_all=False, limit=2, as_json=True) == 0
+        listing = json.loads(capsys.readouterr().out)
+        assert (listing["stream"], listing["total"]) == (stream, 3)
+        assert [(d["call_id"], d["kind"], d["destination"], d["attempts"]) for d in listing["letters"]] == [
+            ("c0", DELIVER, "crm", 8), ("c1", DELIVER, "crm", 8)]
+        assert listing["letters"][0]["reason"] == "crm: HTTP 500" and listing["letters"][0]["failed_at"].endswith("Z")
 
 
 async def test_dlq_filters_show_and_purge_after_confirmation(

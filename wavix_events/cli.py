@@ -92,7 +92,7 @@ def _dlq(args: argparse.Namespace) -> int:
     except AdminError as e:
         raise SettingsError("--since/--until", str(e)) from e
     return asyncio.run(run(settings, args.action, args.ids, replay_all=args.all, limit=args.limit, filters=filters,
-                           yes=args.yes))
+                           yes=args.yes, as_json=args.json))
 
 
 def _destinations(args: argparse.Namespace) -> int:
@@ -100,7 +100,7 @@ def _destinations(args: argparse.Namespace) -> int:
     logs.configure(settings.log_level)
     from workers.deliver.admin import main
 
-    options = {k: v for k, v in vars(args).items() if k in ("name", "since", "until")}
+    options = {k: v for k, v in vars(args).items() if k in ("name", "since", "until", "as_json")}
     return asyncio.run(main(settings, args.role, types=tuple(getattr(args, "type", None) or ()), **options))
 
 
@@ -188,9 +188,11 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--since", help="written at or after: ISO 8601 time or an age (2h)")
     dlq.add_argument("--until", help="written at or before: ISO 8601 time or an age (30m)")
     dlq.add_argument("--yes", action="store_true", help="purge without asking")
+    dlq.add_argument("--json", action="store_true", help="list: the letters and the total as JSON")
     dlq.set_defaults(run=_dlq)
 
     destinations = roles.add_parser("destinations", help="each destination's health, in a table")
+    destinations.add_argument("--json", dest="as_json", action="store_true", help="every field, as JSON")
     destinations.set_defaults(run=_destinations)
     for verb, text in (("pause", "park a destination's deliveries (no tries spent) until resume"),
                        ("resume", "send a paused destination's parked deliveries, oldest first")):

@@ -1,6 +1,6 @@
 """`wavix-events dlq`: what an operator does with dead letters: list, show, replay or purge them.
 
-    dlq list [--destination crm] [--reason 503] [--since 2h] [--until 2026-06-30T12:00Z]
+    dlq list [--destination crm] [--reason 503] [--since 2h] [--until 2026-06-30T12:00Z] [--json]
     dlq show ID                     every field, the payload decoded (a delivery's event as JSON)
     dlq replay ID... | --all [--limit N]   (the same filters narrow --all; --limit takes the N oldest)
     dlq purge [filters] [--limit N] [--yes]   deletes the letters selected, after a y/N question
@@ -119,7 +119,7 @@ LIST_LIMIT = 100  # `dlq list` without --limit
 
 
 async def run(settings: Settings, action: str, ids: list[str], *, replay_all: bool, limit: int | None,
-              filters: Filters = Filters(), yes: bool = False) -> int:
+              filters: Filters = Filters(), yes: bool = False, as_json: bool = False) -> int:
     """One `dlq` command. `limit` bounds list (default LIST_LIMIT), `replay --all` and purge (default: all the
     filters select, oldest first); with named ids it is refused, as it could only be a mistake."""
     if limit is not None and ids and action == "replay":
@@ -138,14 +138,25 @@ async def run(settings: Settings, action: str, ids: list[str], *, replay_all: bo
             await purge(redis, stream, letters, yes=yes)
             return 0
         if action == "list":
-            for d in letters:
-                at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.failed_at_ms / 1000))
-                print(f"{d.id}  {at}Z  {d.kind:<16} call={d.call_id}  attempts={d.attempts}  {d.reason}")
-            print(f"{len(letters)} of {await redis.xlen(stream)} dead letter(s) in {stream}")
+            print_list(letters, await redis.xlen(stream), stream, as_json=as_json)
             return 0
         return await _replay_each(redis, settings, [d.id for d in letters] if replay_all else ids)
     finally:
         await redisurl.close(redis)
+
+
+def print_list(letters: list[DeadLetter], total: int, stream: str, *, as_json: bool) -> None:
+    """`dlq list`: a line a letter and the count, or (`--json`) {stream, total, letters: [every field]}."""
+    if as_json:
+        print(json.dumps({"stream": stream, "total": total, "letters": [{
+            "id": d.id, "failed_at": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(d.failed_at_ms / 1000)) + "Z",
+            "kind": d.kind, "call_id": d.call_id, "attempts": d.attempts, "reason": d.reason,
+            "destination": destination_of(d)} for d in letters]}, indent=2))
+        return
+    for d in letters:
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(d.failed_at_ms / 1000))
+        print(f"{d.id}  {at}Z  {d.kind:<16} call={d.call_id}  attempts={d.attempts}  {d.reason}")
+    print(f"{len(letters)} of {total} dead letter(s) in {stream}")
 
 
 async def _replay_each(redis: ArqRedis, settings: Settings, chosen: list[str]) -> int:

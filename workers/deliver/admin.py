@@ -1,6 +1,6 @@
 """The operator's commands for destinations: `destinations`, `pause`, `resume`, `replay` (wavix_events/cli.py).
 
-    wavix-events destinations                       each destination's health, one row each (rich table)
+    wavix-events destinations [--json]              each destination's health (workers/deliver/report.py)
     wavix-events pause crm / resume crm             hold a destination's deliveries, then send them in order
     wavix-events replay --destination crm --since 2026-06-30T09:00Z [--until ...] [--type 'wavix.call.*']
 
@@ -14,20 +14,19 @@ WEBHOOK_DEDUP_TTL, answers for the sink.) Times are ISO 8601 (UTC unless an offs
 
 from __future__ import annotations
 
+import json
 import sys
 import time
-from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from redis.asyncio import Redis
 from rich.console import Console
-from rich.table import Table
 
 from contract import redisurl
 from contract.events import decode_event
 from contract.settings import Settings
 from workers.context import destinations_for
-from workers.deliver import control, eventlog, health
+from workers.deliver import control, eventlog, health, report
 from workers.deliver.jobs import Delivery, now_ms, requeue
 from workers.deliver.route import Destination
 from workers.retry import parse_duration
@@ -57,34 +56,14 @@ def named(settings: Settings, name: str) -> Destination:
     return found[name]
 
 
-def _when(ms: int, now_ms_: int) -> str:
-    if not ms:
-        return "-"
-    age = max(now_ms_ - ms, 0) // 1000
-    ago = f"{age}s" if age < 120 else f"{age // 60}m" if age < 7200 else f"{age // 3600}h"
-    return f"{time.strftime('%m-%d %H:%M:%S', time.gmtime(ms / 1000))}Z ({ago} ago)"
-
-
-def table(rows: Sequence[health.Health], destinations: Sequence[Destination], now: int) -> Table:
-    out = Table(title="destinations", title_justify="left")
-    for column in ("destination", "state", "failing since", "failures", "last success", "backlog", "oldest",
-                   "parked", "dead letters", "retry schedule", "max/s"):
-        out.add_column(column, no_wrap=column in ("destination", "state"))
-    for h, d in zip(rows, destinations, strict=True):
-        state = "[yellow]paused[/]" if h.paused else "[red]failing[/]" if h.streak else "[green]ok[/]"
-        out.add_row(h.name, state, _when(h.failing_since_ms, now), str(h.streak), _when(h.last_success_ms, now),
-                    str(h.backlog), _when(h.oldest_ms, now), str(h.parked), str(h.dead_letters), d.retry.describe(),
-                    f"{d.max_per_second:g}" if d.max_per_second else "-")
-    return out
-
-
-async def show(settings: Settings, redis: Redis, console: Console) -> int:
+async def show(settings: Settings, redis: Redis, console: Console, *, as_json: bool = False) -> int:
+    """Each destination's health: a table, a block each on a narrow console, or JSON (deliver/report.py)."""
     destinations = destinations_for(settings)
     rows = await health.read(redis, settings.key_prefix, [d.name for d in destinations])
-    console.print(table(rows, destinations, now_ms()))
-    for h in rows:
-        if h.streak and h.last_error:
-            console.print(f"{h.name}: last error: {h.last_error}", markup=False, highlight=False)
+    if as_json:
+        print(json.dumps(report.as_json(rows, destinations), indent=2))
+    else:
+        report.show(console, rows, destinations, now_ms())
     return 0
 
 
@@ -121,12 +100,12 @@ async def replay(settings: Settings, redis: Redis, name: str, *, since_ms: int, 
 
 
 async def main(settings: Settings, command: str, *, name: str = "", since: str = "", until: str = "",
-               types: tuple[str, ...] = ()) -> int:
+               types: tuple[str, ...] = (), as_json: bool = False) -> int:
     """One CLI command against REDIS_URL; an impossible request is one line on stderr and exit 2."""
     redis = redisurl.client(settings.redis_url)
     try:
         if command == "destinations":
-            return await show(settings, redis, Console())
+            return await show(settings, redis, Console(), as_json=as_json)
         if command == "pause":
             print(await pause(settings, redis, name))
         elif command == "resume":
