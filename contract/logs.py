@@ -1,6 +1,7 @@
 """Logs: one structured line per event, JSON for machines, `key=value` text in a terminal.
 
-Call `configure()` once per process; then `get(name).info("webhook.accepted", call_id=...)`.
+Call `configure()` once per process (`configure_command()` in a one-shot command); then
+`get(name).info("webhook.accepted", call_id=...)`.
 Fields are plain values; secrets are never passed in (tokens, API keys and signed URLs stay where they
 are used), so nothing here has to scrub them.
 """
@@ -80,3 +81,9 @@ def configure(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     # aiormq logs a traceback for a dropped connection that the RabbitMQ sink already reports.
     for chatty, quiet in (("httpx", logging.WARNING), ("httpcore", logging.WARNING), ("aiormq", logging.ERROR)):
         logging.getLogger(chatty).setLevel(quiet)
+
+
+def configure_command(level: str = "INFO", *, verbose: bool = False) -> None:
+    """A one-shot command (`dlq`, `destinations`, `backfill`...): what it prints is its answer, so its logs stay
+    quiet but for errors, unless `verbose` (`-v`) asks for them at `level` (LOG_LEVEL)."""
+    configure(level if verbose else "ERROR")

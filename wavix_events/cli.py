@@ -11,9 +11,10 @@
     wavix-events trace      one call's timeline (webhooks, jobs, fetches, events, deliveries, alerts)
     wavix-events console    the operator's console in a browser (needs CONSOLE_TOKEN)
 
-Settings come from the environment (README). A command that cannot start says why in one line on stderr,
-never with a traceback: exit 2 for configuration (a bad setting or option), 1 for something unreachable
-or unavailable (Redis, a port already in use).
+Settings come from the environment (README). One-shot commands (`ONE_SHOT`) print their answer and log only
+errors unless `-v`. A command that cannot start says why in one line on stderr, never with a traceback:
+exit 2 for configuration (a bad setting or option), 1 for something unreachable or unavailable (Redis, a
+port already in use).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from service.serve import SERVERS
 
 if TYPE_CHECKING:
     from arq.worker import Worker
+
+
+ONE_SHOT = ("dlq", "destinations", "pause", "resume", "replay", "backfill", "trace")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -81,7 +85,7 @@ async def _settle(worker: Worker) -> None:
 
 def _dlq(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    logs.configure(settings.log_level)
+    logs.configure_command(settings.log_level, verbose=args.verbose)
     from workers.deliver.admin import AdminError, parse_time
     from workers.dlq import Filters, run
 
@@ -97,7 +101,7 @@ def _dlq(args: argparse.Namespace) -> int:
 
 def _destinations(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    logs.configure(settings.log_level)
+    logs.configure_command(settings.log_level, verbose=args.verbose)
     from workers.deliver.admin import main
 
     options = {k: v for k, v in vars(args).items() if k in ("name", "since", "until", "as_json")}
@@ -106,7 +110,7 @@ def _destinations(args: argparse.Namespace) -> int:
 
 def _backfill(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
-    logs.configure(settings.log_level)
+    logs.configure_command(settings.log_level, verbose=args.verbose)
     from workers.fetch.backfill import run
 
     return run(settings, first=args.first, last=args.last, types=args.type, dry_run=args.dry_run)
@@ -114,6 +118,7 @@ def _backfill(args: argparse.Namespace) -> int:
 
 def _trace(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    logs.configure_command(settings.log_level, verbose=args.verbose)
     from console.trace import run
 
     return asyncio.run(run(settings.redis_url, settings.key_prefix, args.call_id, as_json=args.json))
@@ -217,6 +222,9 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("call_id")
     trace.add_argument("--json", action="store_true", help="the timeline as JSON")
     trace.set_defaults(run=_trace)
+
+    for name in ONE_SHOT:  # they print their answer; their logs are quiet but for errors (contract/logs.py)
+        roles.choices[name].add_argument("-v", "--verbose", action="store_true", help="show its logs (LOG_LEVEL)")
 
     console = roles.add_parser("console", help="run the console (CONSOLE_HOST:CONSOLE_PORT, login with CONSOLE_TOKEN)")
     console.set_defaults(run=_console)
