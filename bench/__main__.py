@@ -43,6 +43,8 @@ ROWS = (
     ("redis_cost", "cpu_us_per_call", "Redis CPU per call, µs (private redis-server)", None),
     ("redis_cost", "bytes_per_call", "Redis memory per call kept after it, bytes", None),
     ("redis_cost", "calls_per_s_one_core", "calls/s one Redis main thread carries (estimate)", None),
+    ("postgres", "calls_per_s", "calls per second into PostgreSQL (our sink, 64 at once)", None),
+    ("postgres", "ratio", "PostgreSQL sink / asyncpg in a plain loop", ">= 1.5"),
 )
 
 
