@@ -6,7 +6,7 @@
     /calls           the call index with filters; /calls/{id} a call's timeline (console/trace.py)
     /search          by call id, event id or phone number (console/search.py)
     /destinations    each destination's health; pause, resume, replay since a time (console/destinations.py)
-    /dead-letters    list; replay (workers/dlq.replay) and purge
+    /dead-letters    filters, replay one, replay or purge all matching after a count (console/letters.py)
 Actions (every POST but login and logout) answer 403 unless CONSOLE_ALLOW_ACTIONS=1.
 
 Every POST carries Litestar's CSRF token (CSRFConfig: cookie + hidden field). A login opens a session of its
@@ -37,14 +37,13 @@ from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 from redis.exceptions import RedisError
 
-from console import charts, data, destinations, errors, paging, search, session, trace
+from console import charts, data, destinations, errors, letters, paging, search, session, trace
 from console.web import ConsoleOptions as ConsoleOptions  # re-exported: console.asgi and the tests import it here
-from console.web import Form, PageNumber, page, refused
+from console.web import Form, PageNumber, page
 from contract import logs, redisurl
 from contract.jobs import job_deserializer, job_serializer
 from contract.record import without_query
 from contract.settings import Settings
-from workers.dlq import replay
 
 log = logs.get("console")
 
@@ -163,39 +162,6 @@ async def call_page(request: Request[Any, Any, Any], call_id: FromPath[str]) -> 
     return page("call.html", request, timeline=timeline, events=events, recording=recording, clock=trace.clock)
 
 
-@get("/dead-letters")
-async def dead_letters_page(request: Request[Any, Any, Any], done: FromQuery[str] = "",
-                            number: PageNumber = "1") -> Template:
-    settings: Settings = request.app.state.settings
-    form = Form()
-    letters = await data.dead_letters(request.app.state.redis, settings.dead_letter_stream)
-    shown = paging.paged(letters, form.whole("page", number, 1, 1, 10**6))
-    return page("dead_letters.html", request, form, letters=shown, link=paging.links(request), done=done,
-                clock=trace.clock,
-                destination_of=data.destination_of)
-
-
-@post("/dead-letters/{entry_id:str}/{action:str}", status_code=303)
-async def dead_letter_action(request: Request[Any, Any, Any], entry_id: FromPath[str],
-                             action: FromPath[str]) -> Response[Any]:
-    settings: Settings = request.app.state.settings
-    if (refusal := refused(request)) is not None:
-        return refusal
-    if action == "replay":
-        try:
-            done = await replay(request.app.state.arq, settings.dead_letter_stream, entry_id,
-                                queue_name=settings.queue_name, key_prefix=settings.key_prefix)
-        except (KeyError, ValueError) as e:
-            done = f"not replayed: {e}"
-    elif action == "purge":
-        removed = await request.app.state.redis.xdel(settings.dead_letter_stream, entry_id)
-        done = f"purged {entry_id}" if removed else f"no dead letter {entry_id}"
-    else:
-        return Response("unknown action", status_code=404)
-    log.info("console.dead_letter_action", action=action, entry=entry_id, result=done)
-    return Redirect(f"/dead-letters?done={quote(done)}")
-
-
 def create_app(settings: Settings, options: ConsoleOptions, destination_names: tuple[str, ...] = ()) -> Litestar:
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
@@ -210,8 +176,9 @@ def create_app(settings: Settings, options: ConsoleOptions, destination_names: t
 
     app = Litestar(
         route_handlers=[healthz, login_form, login, logout, overview_page, calls_page, call_page,
-                        destinations.destinations_page, destinations.destination_action, dead_letters_page,
-                        dead_letter_action, search.search_page],
+                        destinations.destinations_page, destinations.destination_action,
+                        letters.dead_letters_page, letters.confirm_page, letters.matching_action, letters.replay_one,
+                        search.search_page],
         lifespan=[resources],
         before_request=_gate,
         after_response=errors.after,

@@ -17,6 +17,7 @@ from litestar.params import QueryParameter
 from litestar.response import Template
 
 from console.session import LIFE_S
+from workers.deliver import admin
 
 ACTIONS_OFF = "actions are off (CONSOLE_ALLOW_ACTIONS=1 turns them on)"
 PageNumber = Annotated[str, QueryParameter(name="page")]  # a list's page (console/paging.py), read by `Form.whole`
@@ -42,6 +43,17 @@ class Form:
         except ValueError:
             self.errors.append(f"{name}: {text!r} is not a whole number; showing {default}")
             return default
+
+    def time(self, name: str, text: str) -> int | None:
+        """Unix ms from ISO 8601 or an age (`2h`), as the CLI reads them (admin.parse_time); None when empty
+        or not a time (then an error)."""
+        if not text.strip():
+            return None
+        try:
+            return admin.parse_time(text)
+        except admin.AdminError as e:
+            self.errors.append(f"{name}: {e}")
+            return None
 
     def choice(self, name: str, text: str, allowed: Sequence[str]) -> str:
         """`text` if it is one of `allowed` (or empty: any), else "" and an error."""

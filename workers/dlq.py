@@ -50,9 +50,12 @@ class Filters:
     reason: str | None = None
     since_ms: int | None = None
     until_ms: int | None = None
+    kind: str | None = None  # the letter's kind (deliver, process_call, slack_alert, ...): the console's "type"
 
     def keeps(self, letter: DeadLetter) -> bool:
         if self.reason and self.reason.lower() not in letter.reason.lower():
+            return False
+        if self.kind and letter.kind != self.kind:
             return False
         return self.destination is None or destination_of(letter) == self.destination
 
@@ -107,11 +110,17 @@ async def purge(redis: ArqRedis, stream: str, letters: list[DeadLetter], *, yes:
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing deleted")
             return 0
+    deleted = await delete(redis, stream, letters)
+    print(f"deleted {deleted} dead letter(s) from {stream}")
+    return deleted
+
+
+async def delete(redis: ArqRedis, stream: str, letters: list[DeadLetter]) -> int:
+    """Deletes `letters` without asking (the console asked already: console/letters.py); returns how many went."""
     deleted = 0
     for i in range(0, len(letters), 500):
         deleted += int(await redis.xdel(stream, *[d.id for d in letters[i:i + 500]]))
     log.warning("dead_letter.purged", count=deleted, stream=stream)
-    print(f"deleted {deleted} dead letter(s) from {stream}")
     return deleted
 
 
