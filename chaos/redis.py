@@ -4,6 +4,8 @@ The chaos run and tests/test_worker_outage.py take Redis away from running worke
 the machine's shared Redis: each starts its own on a free loopback port, with the append-only file on
 (`--appendonly yes`, fsync every second) in a directory of its own, so a graceful `SHUTDOWN` keeps
 every write and a `kill -9` loses at most the last second, as a production Redis with AOF would.
+The several-host run (chaos/ha/) places the same server on a host of its own (`place`: its address, and
+the `ip netns exec` prefix that starts it there).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from chaos.procs import terminate
+from chaos.procs import LOOPBACK, Place, terminate
 
 
 def free_port() -> int:
@@ -24,10 +26,10 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def answers(port: int, timeout_s: float = 0.5) -> bool:
-    """Whether PING on 127.0.0.1:PORT gets PONG (a Redis still loading its AOF answers -LOADING)."""
+def answers(port: int, timeout_s: float = 0.5, host: str = "127.0.0.1") -> bool:
+    """Whether PING on HOST:PORT gets PONG (a Redis still loading its AOF answers -LOADING)."""
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout_s) as sock:
+        with socket.create_connection((host, port), timeout=timeout_s) as sock:
             sock.sendall(b"PING\r\n")
             return sock.recv(64).startswith(b"+PONG")
     except OSError:
@@ -37,9 +39,10 @@ def answers(port: int, timeout_s: float = 0.5) -> bool:
 class PrivateRedis:
     """One redis-server child process; `stop()`, `kill()` and `start()` keep its port and its data."""
 
-    def __init__(self, directory: Path, port: int | None = None, extra: Sequence[str] = ()) -> None:
-        """`extra`: more redis-server options (a replica's `--replicaof HOST PORT`)."""
-        self.extra = list(extra)
+    def __init__(self, directory: Path, port: int | None = None, extra: Sequence[str] = (),
+                 place: Place = LOOPBACK) -> None:
+        """`extra`: more redis-server options (a replica's `--replicaof HOST PORT`); `place`: where it runs."""
+        self.extra, self.place = list(extra), place
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (Debian: apt-get install redis-server)")
@@ -49,22 +52,26 @@ class PrivateRedis:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"redis://{self.address}:{self.port}/0"
+
+    @property
+    def address(self) -> str:
+        return self.place.address
 
     def start(self, timeout_s: float = 15.0) -> PrivateRedis:
         """Starts the server (loading its AOF, if any) and waits until PING answers."""
         self.process = subprocess.Popen(
-            [self.binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "yes",
-             "--appendfsync", "everysec", "--dir", str(self.directory), "--daemonize", "no",
+            [*self.place.wrap, self.binary, "--port", str(self.port), "--bind", self.address, "--save", "",
+             "--appendonly", "yes", "--appendfsync", "everysec", "--dir", str(self.directory), "--daemonize", "no",
              "--loglevel", "warning", "--logfile", str(self.directory / "redis.log"), *self.extra],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s
-        while not answers(self.port):
+        while not answers(self.port, host=self.address):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 log = (self.directory / "redis.log").read_text(errors="replace")[-500:]
                 self.kill()
-                raise RuntimeError(f"redis-server did not start on 127.0.0.1:{self.port}: {log}")
+                raise RuntimeError(f"redis-server did not start on {self.address}:{self.port}: {log}")
             time.sleep(0.05)
         return self
 

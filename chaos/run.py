@@ -27,6 +27,7 @@ from redis.asyncio import Redis
 from chaos import report, sinks
 from chaos.redis import PrivateRedis, free_port
 from chaos.roles import Role
+from contract import redisurl
 from contract.events import COMPLETED, event_id
 from sandbox.slack import SlackStandIn
 from sandbox.slack import serve as serve_slack
@@ -34,7 +35,8 @@ from sandbox.slack import serve as serve_slack
 TOKEN = "chaos-token-" + "c" * 24
 API_KEY = "sandbox-api-key"
 OUTAGE_S = 2.0
-_HELD = re.compile(r"^arq:in-progress:wavix:call:(.+)$")
+_CALL_JOB = "wavix:call:"
+_HELD = re.compile(rf"^arq:in-progress:{_CALL_JOB}(.+)$")
 
 
 @dataclass(frozen=True)
@@ -73,14 +75,27 @@ class Run:
         return self.workdir / "webhooks.ndjson"
 
 
-def _roles(plan: Plan, workdir: Path, redis_url: str, slack_url: str, routing: Path) -> tuple[Role, list[Role], Role]:
-    ports = {name: free_port() for name in ("receiver", "sandbox", "worker-1", "worker-2")}
+# The sandbox's faults and repeats (docs/chaos.md), the same in the several-host run (chaos/ha/)
+SANDBOX_FAULTS = (
+    "--transcript-share", "0", "--duplicates", "0.1", "--drop-webhooks", "0.01", "--fault-429", "0.03",
+    "--fault-5xx", "0.05", "--fault-slow", "0.01", "--slow-delay", "12", "--fault-drop", "0.01",
+)
+
+
+def role_env(redis_url: str, api_url: str, slack_url: str, routing: Path) -> dict[str, str]:
+    """The environment of every `wavix-events` role of a run: its Redis, the sandbox's API, Slack, the routing."""
     env = {**os.environ, "REDIS_URL": redis_url, "WEBHOOK_TOKENS": TOKEN, "WAVIX_API_KEY": API_KEY,
-           "WAVIX_API_URL": f"http://127.0.0.1:{ports['sandbox']}", "SLACK_WEBHOOK_URL": f"{slack_url}/services/T/B/X",
+           "WAVIX_API_URL": api_url, "SLACK_WEBHOOK_URL": f"{slack_url}/services/T/B/X",
            "RETRY_MAX_DELAY": "5", "JOB_COMPLETION_WAIT": "5", "TRANSCRIPT_POLL": "3600", "LOG_LEVEL": "INFO"}
     for name in ("QUEUE_NAME", "KEY_PREFIX", "EVENTS_STREAM", "DEAD_LETTER_STREAM", "SINKS_CONFIG"):
         env.pop(name, None)  # the defaults, on the run's own Redis
     env["SINKS_CONFIG"] = str(routing)
+    return env
+
+
+def _roles(plan: Plan, workdir: Path, redis_url: str, slack_url: str, routing: Path) -> tuple[Role, list[Role], Role]:
+    ports = {name: free_port() for name in ("receiver", "sandbox", "worker-1", "worker-2")}
+    env = role_env(redis_url, f"http://127.0.0.1:{ports['sandbox']}", slack_url, routing)
     receiver = Role("receiver", ["serve", "--host", "127.0.0.1", "--port", str(ports["receiver"])], env,
                     workdir / "receiver.log", f"http://127.0.0.1:{ports['receiver']}/healthz")
     workers = [Role(name, ["worker"], {**env, "WORKER_HEALTH_PORT": str(ports[name])}, workdir / f"{name}.log",
@@ -89,9 +104,7 @@ def _roles(plan: Plan, workdir: Path, redis_url: str, slack_url: str, routing: P
     sandbox = Role("sandbox", [
         "simulate", "--port", str(ports["sandbox"]), "--api-key", API_KEY, "--seed", str(plan.seed),
         "--calls", str(plan.calls), "--rate", str(plan.rate), "--target", target,
-        "--results", str(workdir / "webhooks.ndjson"), "--transcript-share", "0", "--duplicates", "0.1",
-        "--drop-webhooks", "0.01", "--fault-429", "0.03", "--fault-5xx", "0.05", "--fault-slow", "0.01",
-        "--slow-delay", "12", "--fault-drop", "0.01",
+        "--results", str(workdir / "webhooks.ndjson"), *SANDBOX_FAULTS,
     ], env, workdir / "sandbox.log", None)
     return receiver, workers, sandbox
 
@@ -141,7 +154,7 @@ async def _drive(run: Run) -> dict[str, Any]:
 async def _act(run: Run, action: str) -> None:
     if action == "kill_worker":
         worker = run.workers[sum(w.kills for w in run.workers) % len(run.workers)]
-        run.held.append((time.time(), await _in_flight(run.redis.url)))
+        run.held.append((time.time(), await in_flight(run.redis.url)))
         await asyncio.to_thread(worker.kill)
         return
     stop = run.redis.stop if action == "restart_redis" else run.redis.kill
@@ -151,14 +164,16 @@ async def _act(run: Run, action: str) -> None:
     run.restarts[action] += 1
 
 
-async def _in_flight(url: str) -> list[str]:
-    """Calls whose process_call job some worker holds right now."""
-    redis = Redis.from_url(url)
+async def in_flight(url: str, *, queued: bool = False) -> list[str]:
+    """Calls whose process_call job some worker holds right now (`queued`: or that waits in the queue)."""
+    redis = redisurl.client(url)
     try:
         keys = [k.decode() async for k in redis.scan_iter(match="arq:in-progress:*", count=1000)]
+        waiting = await redis.zrange("wavix:queue", 0, -1) if queued else []
     finally:
-        await redis.aclose()
-    return [m.group(1) for k in keys if (m := _HELD.match(k))]
+        await redisurl.close(redis)
+    held = [m.group(1) for k in keys if (m := _HELD.match(k))]
+    return held + [j.decode().removeprefix(_CALL_JOB) for j in waiting if j.startswith(_CALL_JOB.encode())]
 
 
 async def _drain(run: Run) -> dict[str, Any]:
@@ -176,7 +191,7 @@ async def _drain(run: Run) -> dict[str, Any]:
         await asyncio.sleep(1.0)
 
 
-async def _pending(redis: Redis) -> int:
+async def pending_deliveries(redis: Redis) -> int:
     """Deliveries not over yet: attempts holding a lease, and `deliver` jobs waiting in the queue."""
     leases = [k async for k in redis.scan_iter(match="wavix:delivering:*", count=1000)]
     queued = [j for j in await redis.zrange("wavix:queue", 0, -1) if j.startswith(b"wavix:deliver:")]
@@ -187,7 +202,7 @@ async def measure(run: Run) -> dict[str, Any]:
     redis = Redis.from_url(run.redis.url)
     try:
         events = await report.read_events(redis, "wavix:events")
-        pending = await _pending(redis)
+        pending = await pending_deliveries(redis)
     finally:
         await redis.aclose()
     results = report.load_results(run.results_path)

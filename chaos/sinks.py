@@ -2,7 +2,8 @@
 
     redis     the run's Redis Stream `wavix:events` (read by chaos/report.py, as the bar always was)
     webhook   a signed-webhook endpoint served in the chaos process (`HookCounter`)
-    nats      NATS JetStream on 127.0.0.1:4222: a stream of the run's own (`NatsStream`), deleted at the end
+    nats      NATS JetStream (127.0.0.1:4222, or the several-host run's own server): a stream of the run's own
+              (`NatsStream`), deleted at the end
 
 Each destination is counted as a consumer that follows its protocol sees it: per event id, what the
 consumer took in. The webhook endpoint is the signed-webhook stand-in (sandbox/hooks.py): it checks each
@@ -49,13 +50,14 @@ class _Id(msgspec.Struct):
 _event_id = msgspec.json.Decoder(_Id).decode
 
 
-def routing_file(path: Path, redis_url: str, hook_url: str, nats_stream: str, nats_subject: str) -> Path:
+def routing_file(path: Path, redis_url: str, hook_url: str, nats_stream: str, nats_subject: str,
+                 nats_url: str = NATS_URL) -> Path:
     """Writes the run's routing file: every event to all three destinations."""
     path.write_text(
         "destinations:\n"
         f"  - name: redis\n    url: {redis_url}?stream=wavix:events\n"
         f"  - name: webhook\n    url: {hook_url}\n    secret: {SECRET}\n"
-        f"  - name: nats\n    url: {NATS_URL}/?stream={nats_stream}&subject={nats_subject}\n",
+        f"  - name: nats\n    url: {nats_url}/?stream={nats_stream}&subject={nats_subject}\n",
         encoding="utf-8",
     )
     return path
@@ -66,12 +68,12 @@ class HookCounter(WebhookReceiver):
     consumer: the first verified POST of each `webhook-id` is taken in, later ones are redeliveries; bad
     signatures were answered 401."""
 
-    def __init__(self) -> None:
-        super().__init__(secret=SECRET)
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        super().__init__(secret=SECRET, host=host)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/hooks/chaos"
+        return f"http://{self.host}:{self.port}/hooks/chaos"
 
     @property
     def per_event(self) -> Counter[str]:
@@ -105,6 +107,7 @@ class NatsStream:
     """The run's own JetStream stream: created before the workers start, read back, deleted at the end."""
 
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    url: str = NATS_URL
     _nc: Client | None = None
     _consumer: JetStreamContext.PullSubscription | None = None
     _seen: Counter[str] = field(default_factory=Counter)
@@ -119,9 +122,9 @@ class NatsStream:
 
     async def create(self) -> NatsStream:
         try:
-            self._nc = await asyncio.wait_for(nats.connect(NATS_URL, allow_reconnect=False), 5)
+            self._nc = await asyncio.wait_for(nats.connect(self.url, allow_reconnect=False), 5)
         except (OSError, TimeoutError, nats.errors.Error) as e:
-            raise RuntimeError(f"NATS is not answering on {NATS_URL} (the chaos run needs JetStream): {e}") from e
+            raise RuntimeError(f"NATS is not answering on {self.url} (the chaos run needs JetStream): {e}") from e
         config = StreamConfig(name=self.name, subjects=[f"{self.subject}.>"],
                               duplicate_window=NATS_DUPLICATE_WINDOW_S)
         await self._nc.jetstream().add_stream(config)

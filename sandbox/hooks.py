@@ -58,11 +58,12 @@ class WebhookReceiver:
     rejected: int = 0
     count: int = 0
     port: int = 0
+    host: str = "127.0.0.1"  # the address to listen on (the several-host chaos run: its bridge's)
     _server: asyncio.Server | None = None
     _handlers: set[asyncio.Task[None]] = field(default_factory=set)
 
     async def start(self) -> Self:
-        self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self._server = await asyncio.start_server(self._handle, self.host, 0)
         self.port = int(self._server.sockets[0].getsockname()[1])
         return self
 
