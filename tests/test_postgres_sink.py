@@ -11,6 +11,7 @@ import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import asyncpg
 import msgspec
@@ -18,8 +19,9 @@ import pytest
 
 from contract import events as ev
 from tests.helpers.event_examples import real_events
-from tests.helpers.postgres import POSTGRES_URL, Schema, schema
+from tests.helpers.postgres import PORT, POSTGRES_URL, Schema, schema
 from tests.helpers.sinks import make_event
+from wavix_events.cli import main as cli
 from workers.deliver.route import RouteError, parse_destinations
 from workers.deliver.sinks import Sink, SinkOptions, build_sink, open_sink
 from workers.deliver.sinks.postgres_schema import known_version, migrate, migrations, version
@@ -240,3 +242,27 @@ def test_the_password_may_come_from_the_environment_and_the_file_names_it_not() 
     first, second = parse_destinations(text, {"PG_PASSWORD": "s3cret"})
     assert first.url == "postgresql://wavix:s3cret@db:5432/calls?schema=wavix" and second.secret == "s3cret"
     assert "s3cret" not in repr(first) + repr(second) and first.where == "postgresql://db:5432/calls"
+
+
+async def test_db_migrate_upgrades_each_postgresql_destination_and_refuses_a_newer_schema(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`wavix-events db migrate` brings every postgresql:// destination of the routing file to this release's
+    version (then says it is up to date), and exits 1 naming the destination when a schema is newer."""
+    async with schema() as s:
+        routing = tmp_path / "sinks.yaml"
+        routing.write_text(f"destinations:\n  - name: stream\n    url: redis://127.0.0.1:6379/0?stream=x\n"
+                           f"  - name: warehouse\n    url: {s.url()}\n")
+        monkeypatch.setenv("SINKS_CONFIG", str(routing))
+        said = []
+        for _ in range(2):
+            assert await asyncio.to_thread(cli, ["db", "migrate"]) == 0
+            said.append(capsys.readouterr().out.strip())
+        where = f"warehouse (postgresql://127.0.0.1:{PORT}/test, schema {s.name})"
+        assert said == [f"{where}: version 0 -> {known_version()}", f"{where}: up to date ({known_version()})"]
+        await s.conn.execute(f'INSERT INTO "{s.name}".schema_migrations (version, name) VALUES ($1, $2)',
+                             known_version() + 1, "from_a_newer_release")
+        assert await asyncio.to_thread(cli, ["db", "migrate", "--destination", "warehouse"]) == 1
+        refused = f"refused: schema version {known_version() + 1} is newer than this worker knows ({known_version()})"
+        assert capsys.readouterr().out.strip() == f"{where}: {refused}: upgrade the worker"
+        assert await asyncio.to_thread(cli, ["db", "migrate", "--destination", "stream"]) == 2
+        assert "no PostgreSQL destination named 'stream'" in capsys.readouterr().err

@@ -8,6 +8,7 @@
     wavix-events pause / resume NAME   hold a destination's deliveries, then send them in order
     wavix-events replay     re-deliver logged events to a destination since a time
     wavix-events backfill   import past calls from Wavix's CDR export
+    wavix-events db migrate create or upgrade the PostgreSQL destinations' tables
     wavix-events trace      one call's timeline (webhooks, jobs, fetches, events, deliveries, alerts)
     wavix-events console    the operator's console in a browser (needs CONSOLE_TOKEN)
 
@@ -116,6 +117,21 @@ def _backfill(args: argparse.Namespace) -> int:
     return run(settings, first=args.first, last=args.last, types=args.type, dry_run=args.dry_run)
 
 
+def _db(args: argparse.Namespace) -> int:
+    settings = Settings.from_env()
+    from workers.context import destinations_for
+    from workers.deliver.route import RouteError
+    from workers.deliver.sinks.postgres_schema import migrate_destinations
+
+    try:
+        destinations = destinations_for(settings)
+    except RouteError as e:
+        raise SettingsError("SINKS_CONFIG", str(e)) from e
+    status, lines = asyncio.run(migrate_destinations(destinations, only=args.destination))
+    print("\n".join(lines), file=sys.stderr if status == 2 else sys.stdout)
+    return status
+
+
 def _trace(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs.configure_command(settings.log_level, verbose=args.verbose)
@@ -217,6 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--type", choices=["placed", "received", "both"], default="both", help="default both")
     backfill.add_argument("--dry-run", action="store_true", help="only count: read-only, queues nothing")
     backfill.set_defaults(run=_backfill)
+
+    db = roles.add_parser("db", help="the PostgreSQL destinations' tables: `db migrate` creates or upgrades them")
+    db.add_argument("action", choices=["migrate"])
+    db.add_argument("--destination", help="only this destination (default: every postgresql:// one)")
+    db.set_defaults(run=_db)
 
     trace = roles.add_parser("trace", help="print what happened to one call, step by step")
     trace.add_argument("call_id")

@@ -21,16 +21,19 @@ naming the destination) rather than guess.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from workers.deliver.sinks.base import SinkError, query_params, without_params
+from workers.deliver.sinks.base import SinkError, query_params, scheme_of, without_params
 
 if TYPE_CHECKING:
     import asyncpg
+
+    from workers.deliver.route import Destination
 
 MIGRATIONS = Path(__file__).with_name("postgres_migrations")
 DEFAULT_SCHEMA = "wavix"
@@ -132,3 +135,32 @@ async def migrate(conn: asyncpg.Connection, schema: str, *, upto: int | None = N
                                step.name)
             current = step.version
     return before, current
+
+
+async def migrate_destinations(destinations: Sequence[Destination], *, only: str | None = None,
+                               timeout_s: float = 10.0) -> tuple[int, list[str]]:
+    """`wavix-events db migrate`: migrates each PostgreSQL destination (or the one named `only`); returns the
+    exit status (0, or 1 when one was unreachable, refused, or newer than this release) and a line for each."""
+    import asyncpg
+
+    chosen = [d for d in destinations if scheme_of(d.url) in ("postgresql", "postgres") and only in (None, d.name)]
+    if not chosen:
+        return 2, [f"no PostgreSQL destination{f' named {only!r}' if only else ''} in the routing file"]
+    status, lines = 0, []
+    for d in chosen:
+        target = check_url(d.url)
+        where = f"{d.name} ({d.where}, schema {target.schema})"
+        try:
+            conn = await asyncpg.connect(target.dsn, password=d.secret, timeout=timeout_s)
+            try:
+                before, after = await migrate(conn, target.schema)
+            finally:
+                await conn.close()
+        except SchemaTooNew as e:
+            status, line = 1, f"{where}: refused: {e}"
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as e:
+            status, line = 1, f"{where}: failed: {type(e).__name__} {getattr(e, 'sqlstate', '') or ''}".rstrip()
+        else:
+            line = f"{where}: version {before} -> {after}" if after != before else f"{where}: up to date ({after})"
+        lines.append(line)
+    return status, lines
