@@ -1,5 +1,5 @@
-"""One-shot commands (dlq, destinations, pause, resume, replay, backfill, trace) print their answer and no log lines,
-unless `-v`: their output is for an operator (or a pipe), not the JSON log stream a running role writes.
+"""One-shot commands (dlq, destinations, pause, resume, replay, backfill, db, trace) print their answer and no log
+lines, unless `-v`: their output is for an operator (or a pipe), not the JSON log stream a running role writes.
 
 Each command runs as a process against the real Redis, as an operator would run it.
 """
@@ -22,7 +22,7 @@ from workers.deadletter import dead_letter
 
 ONE_SHOT = [["dlq", "list"], ["destinations"], ["pause", "crm"], ["resume", "crm"],
             ["replay", "--destination", "crm", "--since", "2h"], ["backfill", "--from", "2026-01-01", "--to",
-                                                                   "2026-01-02"], ["trace", "c1"]]
+                                                                   "2026-01-02"], ["db", "migrate"], ["trace", "c1"]]
 
 
 async def letters(prefix: str, count: int) -> list[str]:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from arq.worker import Worker
 
 
-ONE_SHOT = ("dlq", "destinations", "pause", "resume", "replay", "backfill", "trace")
+ONE_SHOT = ("dlq", "destinations", "pause", "resume", "replay", "backfill", "db", "trace")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -119,6 +119,7 @@ def _backfill(args: argparse.Namespace) -> int:
 
 def _db(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
+    logs.configure_command(settings.log_level, verbose=args.verbose)
     from workers.context import destinations_for
     from workers.deliver.route import RouteError
     from workers.deliver.sinks.postgres_schema import migrate_destinations
