@@ -1,4 +1,4 @@
-"""`python -m demo [--calls 300] [--rate 100] [--no-live]`: the entry point of `make demo`.
+"""`python -m demo [--calls 300] [--rate 100] [--no-live] [--postgres URL]`: the entry point of `make demo`.
 
 Ctrl-C (SIGINT), SIGTERM or a closed terminal (SIGHUP) stop the run cleanly: the roles are stopped, the
 run's keys deleted and a private Redis stopped before it exits (status 130). A second Ctrl-C while
@@ -35,6 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help="share of calls whose webhooks are never sent, recovered by reconciliation (default 0.1)")
     parser.add_argument("--console", action="store_true",
                         help="after the run, keep the operator console open on its data until Ctrl-C (prints its URL)")
+    parser.add_argument("--postgres", metavar="URL", default=None,
+                        help="also write the calls to this PostgreSQL (postgresql://user@host:5432/db[?schema=...]) "
+                             "and show one query's answer at the end (demo/postgres.py)")
     parser.add_argument("--redis-probe", default="127.0.0.1:6379", metavar="HOST:PORT",
                         help="where to look for a running Redis when REDIS_URL is unset (default 127.0.0.1:6379)")
     return parser
@@ -48,7 +51,7 @@ def options_from(args: argparse.Namespace, environ: dict[str, str], interactive:
     return Options(calls=args.calls, rate=args.rate, live=args.live and interactive, wait_s=args.wait,
                    transcript_wait_s=args.transcript_wait, transcript_delay_s=args.transcript_delay,
                    redis_url=environ.get("REDIS_URL") or None, redis_probe=args.redis_probe,
-                   drop_webhooks=args.drop_webhooks, console=args.console)
+                   drop_webhooks=args.drop_webhooks, console=args.console, postgres_url=args.postgres)
 
 
 async def _main(options: Options, environ: dict[str, str], console: Console) -> int:

@@ -29,6 +29,7 @@ from rich.live import Live
 from contract import redisurl
 from contract.settings import Settings
 from demo import display, processes, traffic
+from demo import postgres as warehouse
 from demo.processes import Child, RunNames
 from demo.redis_server import RedisChoice, RedisUnavailable, choose, stop_private
 from demo.watch import Alerts, Outcomes, slack_alerts
@@ -55,6 +56,7 @@ class Options:
     redis_probe: str = "127.0.0.1:6379"
     drop_webhooks: float = traffic.DROPPED  # share of calls whose webhooks the sandbox never sends
     console: bool = False  # keep the operator console open on the run's data until Ctrl-C
+    postgres_url: str | None = None  # --postgres: the calls go to PostgreSQL too (demo/postgres.py)
 
 
 @dataclass
@@ -197,6 +199,9 @@ async def _run_with(options: Options, environ: dict[str, str], console: Console,
                 redis_url=choice.url, wavix_url=w.wavix_url, wavix_api_key=w.sandbox.config.api_key,
                 slack_webhook_url=w.slack_url + WEBHOOK_PATH, transcript_wait_s=options.transcript_wait_s)
             env = processes.role_env(environ, names, **settings)
+            pg = await warehouse.prepare(options.postgres_url, names.run_id, console) if options.postgres_url else None
+            if pg is not None:
+                env["SINKS_CONFIG"] = str(warehouse.routing(pg, choice.url, names.events, log_dir))
             target = await start_roles(names, env, log_dir, redis, children)
             console.print(f"Receiver {target} · worker pid {children[1].process.pid} · sandbox {w.wavix_url} · "
                           f"Slack stand-in {w.slack_url}", highlight=False)
@@ -204,6 +209,8 @@ async def _run_with(options: Options, environ: dict[str, str], console: Console,
             watch.reconcile = lambda: reconcile_now(Settings.from_env(env), settle_s=0.0)
             await drive(options, watch, f"{target}/webhooks/wavix/{env['WEBHOOK_TOKENS']}", redis, children, console)
             await watch.refresh(redis)
+            if pg is not None:
+                await warehouse.show(pg, len(watch.outcomes.completed), console)
             if options.console:
                 await keep_console_open(watch, env, log_dir, children, console, choice.url)
     except asyncio.CancelledError:
