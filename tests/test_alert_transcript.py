@@ -314,7 +314,7 @@ async def test_without_slack_the_worker_says_once_at_start_that_alerts_are_dropp
     turn alerts on, and that they are dropped, not kept), queues no alert, and logs no warning per call."""
     caplog.set_level(logging.INFO)
     async with pipeline(_transcribed_config(), SLACK_WEBHOOK_URL="") as p:
-        calls, _ = await p.place_and_send(10)
+        await p.place_and_send(10)
         await p.run_worker()
         events = await p.events()
         assert any(e.data.alert_reasons for e in events if e.type == "wavix.call.completed")  # alerts were due

@@ -19,7 +19,9 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
+import redis as redis_client
 from litestar.testing import AsyncTestClient
+from redis.exceptions import RedisError
 
 from chaos.sentinel import SentinelGroup
 from contract import redisurl
@@ -156,3 +158,64 @@ async def test_the_console_and_the_cli_follow_the_primary_through_a_failover(gro
     listed = wavix_events("dlq", "list", REDIS_URL=group.url, DEAD_LETTER_STREAM=settings.dead_letter_stream)
     assert listed.returncode == 0, listed.stderr
     assert "0 of 0 dead letter(s)" in listed.stdout
+
+
+async def test_a_call_a_dying_primary_acknowledged_but_never_replicated_comes_back_through_reconciliation(
+        group: SentinelGroup, tmp_path: Path) -> None:
+    """ACK_REPLICAS=0 (the default): the replicas frozen (SIGSTOP) and cut from the primary, a webhook
+    answered 200 by the primary, the primary killed with -9 before any replica has the job. The promoted
+    replica does not know the call (the loss is real), and the next reconciliation pass finds it in Wavix's
+    list and queues it: the call ends in its one completed event, `found_by: reconcile`."""
+    from workers.fetch.reconcile import reconcile_now
+    from workers.settings import create_worker
+
+    sandbox = Sandbox(SandboxConfig(seed=63, transcript_share=0.0))
+    async with serve_sandbox(sandbox) as wavix_url:
+        settings = Settings.from_env({"REDIS_URL": group.url, "WEBHOOK_TOKENS": TOKEN, "WAVIX_API_URL": wavix_url,
+                                      "WAVIX_API_KEY": sandbox.config.api_key, "WORKER_HEALTH_PORT": "0",
+                                      "TRANSCRIPT_POLL": "3600", "RECONCILE_INTERVAL": "0"})
+        [call] = sandbox.place(1)
+        primary = next(n for n in group.nodes if n.port == group.primary_port())
+        replicas = [n for n in group.nodes if n is not primary]
+        async with AsyncTestClient(app=create_app(settings)) as receiver:
+            assert (await receiver.get("/readyz")).status_code == 200
+            for node in replicas:
+                node.process.send_signal(signal.SIGSTOP)  # type: ignore[union-attr]
+            with redis_client.Redis(port=primary.port) as direct:  # and their links cut: nothing more reaches
+                direct.client_kill_filter(_type="slave")      # them, not even into their socket buffers
+            try:
+                [answer] = await send_webhooks([call], f"/webhooks/wavix/{TOKEN}", client=receiver,
+                                               on_first_send=sandbox.mark_sent)
+                assert answer.status == 200
+                primary.kill()
+            finally:
+                for node in replicas:
+                    node.process.send_signal(signal.SIGCONT)  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while group.primary_port() == primary.port:
+            assert time.monotonic() < deadline, "no replica was promoted"
+            await asyncio.sleep(0.1)
+        redis = redisurl.client(group.url)
+        try:
+            deadline = time.monotonic() + 30
+            while True:  # the promoted replica answers once Sentinel has reconfigured it
+                try:
+                    queued = await redis.zcard(settings.queue_name)
+                    break
+                except RedisError:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.2)
+            assert queued == 0  # the acknowledged job was lost with the primary
+            report = await reconcile_now(settings)
+            assert report is not None and report.queued == 1
+            worker = create_worker(settings, burst=True, poll_delay=0, handle_signals=False)
+            try:
+                await worker.main()
+            finally:
+                await worker.close()
+            events = [decode_event(f[b"event"]) for _, f in await redis.xrange(settings.events_stream)]
+        finally:
+            await redisurl.close(redis)
+    completed = [e for e in events if e.type == COMPLETED]
+    assert [e.subject for e in completed] == [call.call_id]
+    assert completed[0].data.found_by == "reconcile"
