@@ -1,7 +1,9 @@
 """The console's reads: the call index and summaries (contract/record.py), the dead-letter stream.
 
 Each page costs a bounded number of round trips: the index range (ZREVRANGEBYSCORE, at most `MAX_CALLS`),
-the summaries in one MGET, the dead letters in one XREVRANGE of at most `MAX_LETTERS`. Nothing here
+the summaries in one MGET, the dead letters in one XREVRANGE of at most `MAX_LETTERS`, the operators'
+replays in one pipelined ZCOUNT per kind. A call's figures are its summary's, written once (contract/record.py):
+a replay is counted on its own, and the webhook-to-event latency counts only calls found by a webhook. Nothing here
 writes; the actions (replay, purge) are in console/app.py and call workers/dlq.py.
 """
 
@@ -15,7 +17,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from contract.jobs import DELIVER
-from contract.record import CallSummary, calls_key, decode_summary, latency_ms, summary_key
+from contract.record import REPLAY_KINDS, CallSummary, calls_key, decode_summary, latency_ms, replays_key, summary_key
 from workers.deadletter import DeadLetter, entry
 
 MAX_CALLS = 2000  # per page or chart: an hour of a busy account
@@ -62,6 +64,7 @@ class Overview:
     dead_letters: int = 0
     dead_by_destination: dict[str, int] = field(default_factory=dict)
     dead_by_kind: dict[str, int] = field(default_factory=dict)
+    replayed: dict[str, int] = field(default_factory=dict)  # replay kind -> deliveries or letters replayed
 
     def percentile(self, p: float) -> int | None:
         if not self.latencies_ms:
@@ -77,7 +80,7 @@ async def overview(redis: Redis, key_prefix: str, stream: str, minutes: int = 60
         view.calls += 1
         view.per_minute.setdefault(s.at_ms // 60_000 * 60_000, Counter())[s.outcome] += 1
         latency = latency_ms(s)
-        if latency is not None:
+        if latency is not None and s.found_by == "webhook":  # a recovered call had no webhook: counted apart
             view.latencies_ms.append(latency)
         view.recovered += s.found_by != "webhook"
         view.alerted += s.alerted
@@ -85,7 +88,17 @@ async def overview(redis: Redis, key_prefix: str, stream: str, minutes: int = 60
     view.dead_letters = await redis.xlen(stream)
     view.dead_by_destination = dead_per_destination(letters)
     view.dead_by_kind = dict(Counter(d.kind for d in letters))
+    view.replayed = await replays(redis, key_prefix, start)
     return view
+
+
+async def replays(redis: Redis, key_prefix: str, since_ms: int) -> dict[str, int]:
+    """Operators' replays since `since_ms` by kind (contract/record.py): counted apart from calls and latency."""
+    async with redis.pipeline(transaction=False) as pipe:
+        for kind in REPLAY_KINDS:
+            pipe.zcount(replays_key(key_prefix, kind), since_ms, "+inf")
+        counts = await pipe.execute()
+    return dict(zip(REPLAY_KINDS, counts, strict=True))
 
 
 async def dead_letters(redis: Redis, stream: str, limit: int = MAX_LETTERS) -> list[DeadLetter]:

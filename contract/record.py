@@ -9,15 +9,27 @@ Two halves, both kept as long as the dedup mark (WEBHOOK_DEDUP_TTL):
                                  newest `RECORD_KEPT`. A job batches its entries and writes them in one
                                  pipelined round trip when it ends (workers/record.py).
 
-and the index, written by the worker that publishes `wavix.call.completed`:
+and the index, written by the worker that first publishes `wavix.call.completed`, and never again:
 
     {prefix}calls                a sorted set, call id by the time of the call's first webhook (ms)
     {prefix}summary:{call_id}    a msgpack `CallSummary`: what the console's list and charts need
 
+History is immutable (issue #23): the summary and the call's place in the index are written once (SET NX,
+ZADD NX), so a call's first-seen time, its event's publish time and its latency never change after the
+fact. A later delivery of the same event (a retry to another destination, a dead letter replayed) adds
+rows to the record, never a summary; an operator's replay never writes one at all. A replay is its own
+step instead, written by the command that queues it (workers/record.py `replayed`), and counted apart:
+
+    {prefix}replays:{kind}       a sorted set per kind (`destination`: `wavix-events replay`; `dead_letter`:
+                                 `dlq replay`), one member per replayed delivery or letter, by its time (ms)
+
 An `Entry` is `{at_ms, step, ...}` with only the fields its step uses (`omit_defaults`): about 60 bytes.
-Steps: `job` (a try and its outcome), `fetch` (cdr/transcript, HTTP status, ms), `event` (type, id),
-`delivery` (destination, try, result), `alert` (reason), `dead_letter` (kind, reason). Nothing secret is
-ever written: reasons are the sinks' and clients' own scrubbed texts, recording links lose their query.
+Steps: `job` (a try, its outcome, how long it took, and when a retry runs next), `fetch` (cdr/transcript,
+HTTP status, ms), `event` (type, id), `delivery` (destination, the destination's own try number, result),
+`alert` (reason), `dead_letter` (kind, reason), `replay` (what the operator replayed). `wait` marks an
+expected wait (a transcript not ready yet, a CDR not there yet, a destination's rate limit): neither a
+success nor a failure. Nothing secret is ever written: reasons are the sinks' and clients' own scrubbed
+texts, recording links lose their query.
 """
 
 from __future__ import annotations
@@ -25,7 +37,9 @@ from __future__ import annotations
 import msgspec
 
 RECORD_KEPT = 200  # entries per call: a call takes about 15; a destination failing for days about 40 more
-STEPS = ("webhook", "job", "fetch", "event", "delivery", "alert", "dead_letter")
+STEPS = ("webhook", "job", "fetch", "event", "delivery", "alert", "dead_letter", "replay")
+REPLAY_KINDS = ("destination", "dead_letter")
+REPLAYS_KEPT_S = 7 * 86_400  # the replays index: past the console's longest window (the calls page's 7 days)
 
 
 class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -34,17 +48,19 @@ class Entry(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     at_ms: int
     step: str
     ok: bool = True
+    wait: bool = False  # an expected wait (not ready yet, rate limit): ok, yet not done
     job: str = ""  # process_call, fetch_transcript, deliver
-    attempt: int = 0
+    attempt: int = 0  # a job's try; a delivery's (and a deliver job's) try at its destination
+    next_ms: int = 0  # a job that will run again: after this many ms
     outcome: str = ""  # a job's result, "retry", "error"; a delivery's "published" or the error's class
-    what: str = ""  # fetch: cdr, transcript; webhook: its kind
+    what: str = ""  # fetch: cdr, transcript; webhook: its kind; replay: destination, dead_letter
     status: str = ""  # fetch: the HTTP status or "timeout"; webhook: accepted, duplicate, recorded
     ms: float = 0.0  # how long the step took
     event_type: str = ""
     event_id: str = ""
     destination: str = ""
     reason: str = ""
-    source: str = ""  # webhook: webhook, reconcile, backfill
+    source: str = ""  # webhook: webhook, reconcile, backfill; job, delivery: "replay" for an operator's replay
     traceparent: str = ""  # the step's span, when tracing is on
 
 
@@ -85,6 +101,11 @@ def calls_key(key_prefix: str) -> str:
 def summary_key(key_prefix: str, call_id: str) -> str:
     """A call's `CallSummary`, msgpack."""
     return f"{key_prefix}summary:{call_id}"
+
+
+def replays_key(key_prefix: str, kind: str) -> str:
+    """The replays of one kind (`REPLAY_KINDS`): a sorted set of replayed deliveries or letters by time (ms)."""
+    return f"{key_prefix}replays:{kind}"
 
 
 def latency_ms(summary: CallSummary) -> int | None:

@@ -9,7 +9,8 @@ Filters: `--destination` keeps `deliver` letters for that destination (read from
 is a case-insensitive substring of the reason; `--since`/`--until` bound the time the letter was written
 (ISO 8601 or an age such as `2h`), through the stream ids, so Redis reads only that range.
 
-A replay deletes its letter only once the work is queued again. A `deliver` letter is queued under the
+A replay deletes its letter only once the work is queued again, and adds a `replay` step to its call's record
+(counted apart on the console's overview; workers/record.py `replayed`). A `deliver` letter is queued under the
 delivery's own job id, `{prefix}deliver:{event_id}:{destination}`, so several letters for one delivery
 queue one job; the others are refused by arq and kept, and the operator is told. Re-delivery goes only
 where the event did not arrive: every attempt consults the ledger (workers/deliver/ledger.py) first.
@@ -31,7 +32,9 @@ from redis.exceptions import ResponseError
 
 from contract import logs, redisurl
 from contract.jobs import DELIVER, JOB_FUNCTIONS
+from contract.record import Entry
 from contract.settings import Settings
+from workers import record
 from workers.alert.notes import queue_note
 from workers.alert.outbox import queue_alert
 from workers.alert.rules import DeliveryPolicy, decode_alert, decode_note
@@ -244,7 +247,22 @@ async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str
         raise ValueError(f"its payload does not decode ({e}); the letter is kept") from e
     await redis.xdel(stream, letter.id)
     log.info("dead_letter.replayed", entry=letter.id, kind=letter.kind, call_id=letter.call_id)
+    await record.replayed(redis, key_prefix, "dead_letter", [(letter.call_id, replay_step(letter))])
     return done
+
+
+def replay_step(letter: DeadLetter) -> Entry:
+    """The `replay` step a replayed letter adds to its call's record (workers/record.py): its kind, and for a
+    delivery its destination and event."""
+    step = Entry(at_ms=time.time_ns() // 1_000_000, step="replay", what="dead_letter", job=letter.kind,
+                 reason=letter.reason[:300])
+    if letter.kind != DELIVER:
+        return step
+    try:
+        delivery = msgspec.msgpack.decode(letter.payload, type=Delivery)
+    except msgspec.DecodeError:
+        return step
+    return msgspec.structs.replace(step, destination=delivery.destination, event_id=delivery.event_id)
 
 
 async def _requeue(redis: ArqRedis, letter: DeadLetter, *, queue_name: str, key_prefix: str) -> str:

@@ -12,7 +12,10 @@ without the steps themselves knowing.
 followed by `instrument` (sinks wrapped, the Wavix client's hook chained): one call where the worker is built.
 
 A job's outcome is what its function returned ("published", "dead_letter", ...), "retry" for arq's Retry,
-or the class of an exception that escaped (a bug: arq retries it).
+or the class of an exception that escaped (a bug: arq retries it). A retry notes when the next try runs
+(`next_ms`, arq's own defer) and why; one whose cause is expected (a CDR or transcript not there yet, a
+destination's rate limit or another attempt in flight, a follow-up waiting for the call's running job) is
+a wait, not a failure. A `deliver` job's tries are numbered as its destination counts them (workers/record.py).
 """
 
 from __future__ import annotations
@@ -30,13 +33,16 @@ from arq import Retry
 from contract import tracing
 from contract.events import CloudEvent
 from workers import record
+from workers.deliver.delivery import Uncounted
 from workers.fetch.wavix import WavixClient
+from workers.retry import CallError, NotYet, TranscriptNotReady
 
 JobFunction = Callable[[dict[str, Any], Any], Awaitable[str]]
 OnResponse = Callable[[str, "int | str", float], None]
 
 _PER_CALL_FETCHES = frozenset({"cdr", "transcript"})
 _MAX_REASON = 300
+_WAITS = (NotYet, Uncounted)  # a retry for these is expected: the work is not ready, not broken
 
 
 class _Traced(msgspec.Struct):
@@ -61,6 +67,34 @@ def _identity(arg: Any) -> tuple[str, int, str | None]:
     return str(arg.get("call_id", "")), int(began), parent
 
 
+def _delivery(arg: Any, job_try: int) -> tuple[str, int, str]:
+    """A `deliver` job's destination, its try there (the tries before the job, plus arq's) and its source
+    ("replay": an operator's); any other job makes first attempts: ("", 1, "")."""
+    if not isinstance(arg, dict) or "destination" not in arg:
+        return "", 1, ""
+    return str(arg["destination"]), int(arg.get("tries", 1)) + job_try, "replay" if arg.get("replay") else ""
+
+
+def _why(cause: BaseException | None) -> str:
+    if isinstance(cause, TranscriptNotReady):
+        return "transcript not ready yet"
+    if isinstance(cause, NotYet):
+        return "CDR not there yet"
+    if isinstance(cause, CallError):
+        return cause.reason[:_MAX_REASON]
+    return "waiting for the call's running job" if cause is None else type(cause).__name__
+
+
+def ending(outcome: str, retry: Retry | None) -> dict[str, Any]:
+    """A job entry's outcome fields: a retry says when the next try runs, why, and whether it is a wait."""
+    if retry is None:
+        return {"outcome": outcome, "ok": outcome != "dead_letter" and outcome[:1].islower()}  # a class: a bug
+    cause = retry.__cause__
+    wait = cause is None or isinstance(cause, _WAITS)
+    return {"outcome": "retry", "ok": wait, "wait": wait, "next_ms": int(retry.defer_score or 0),
+            "reason": _why(cause)}
+
+
 def observed(function: JobFunction) -> JobFunction:
     """The job function, recorded and traced."""
     name = function.__name__
@@ -69,9 +103,10 @@ def observed(function: JobFunction) -> JobFunction:
     async def job(ctx: dict[str, Any], arg: Any) -> str:
         call_id, began_ms, parent = _identity(arg)
         attempt = int(ctx.get("job_try", 1))
-        notes = record.begin(call_id, began_ms, attempt)
+        destination, delivery_try, source = _delivery(arg, attempt)
+        notes = record.begin(call_id, began_ms, attempt, delivery_try=delivery_try, source=source)
         started = time.perf_counter()
-        outcome = "error"
+        outcome, retry = "error", None
         try:
             traced = tracing.enabled()  # off: no span object, no attribute dict per job
             around = tracing.span(f"job {name}", parent, **{"wavix.call_id": call_id, "wavix.attempt": attempt}) \
@@ -79,8 +114,8 @@ def observed(function: JobFunction) -> JobFunction:
             with around as span:
                 try:
                     outcome = await function(ctx, arg)
-                except Retry:
-                    outcome = "retry"
+                except Retry as e:
+                    outcome, retry = "retry", e
                     raise
                 except BaseException as e:
                     outcome = type(e).__name__
@@ -90,9 +125,8 @@ def observed(function: JobFunction) -> JobFunction:
                         span.set_attribute("wavix.outcome", outcome)
             return outcome
         finally:
-            ok = outcome not in ("dead_letter", "retry") and outcome[:1].islower()  # a class name: an error
-            notes.add("job", job=name, attempt=attempt, outcome=outcome, ok=ok,
-                      ms=round((time.perf_counter() - started) * 1000, 2))
+            notes.add("job", job=name, destination=destination, attempt=delivery_try if destination else attempt,
+                      source=source, ms=round((time.perf_counter() - started) * 1000, 2), **ending(outcome, retry))
             await _flush(ctx, notes)
 
     return job
@@ -110,8 +144,9 @@ def on_fetch(then: OnResponse | None = None) -> OnResponse:
 
     def hook(endpoint: str, status: int | str, seconds: float) -> None:
         if endpoint in _PER_CALL_FETCHES:
-            ok = status in (200, 404)
-            record.note("fetch", what=endpoint, status=str(status), ms=round(seconds * 1000, 2), ok=ok)
+            ok = status in (200, 404)  # 404: not there yet, an expected wait
+            record.note("fetch", what=endpoint, status=str(status), ms=round(seconds * 1000, 2), ok=ok,
+                        wait=status == 404)
             tracing.ended_span(f"fetch {endpoint}", seconds, error=not ok, **{"http.response.status_code": status})
         if then is not None:
             then(endpoint, status, seconds)
@@ -159,7 +194,8 @@ def _failed(event: CloudEvent, destination: str, error: BaseException, seconds: 
         return
     reason = str(getattr(error, "reason", "") or error)[:_MAX_REASON]
     notes.add("delivery", ok=False, destination=destination, event_type=event.type, event_id=event.id,
-              attempt=notes.attempt, outcome=type(error).__name__, reason=reason, ms=round(seconds * 1000, 2))
+              attempt=notes.delivery_try, source=notes.source, outcome=type(error).__name__, reason=reason,
+              ms=round(seconds * 1000, 2))
 
 
 def note_alert(reason: str) -> None:

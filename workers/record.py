@@ -6,8 +6,15 @@ through the worker's batching client (contract/redisbatch.py) with the other job
 loop turn:
 
     RPUSH record:{call} <entries...>; LTRIM to RECORD_KEPT; EXPIRE ttl
-    and, when the job handed `wavix.call.completed` to its destinations:
-    SET summary:{call} <CallSummary> EX ttl; ZADD calls <at_ms> <call>; ZREMRANGEBYSCORE calls past the ttl
+    and, when the job handed `wavix.call.completed` to its destinations (an operator's replay never does):
+    SET summary:{call} <CallSummary> NX EX ttl; if set, ZADD calls NX <at_ms> <call>; ZREMRANGEBYSCORE calls
+    past the ttl. NX: the first publication is the call's history; a later one (another destination's
+    retry, a dead letter replayed) adds rows, never moves the call in the list, the charts or the latency.
+
+A delivery row carries the try number its destination sees: 1 for the first attempt, made inside
+process_call or fetch_transcript whatever that job's own try; `Delivery.tries` + arq's try in a `deliver`
+job, the count its dead letter gives (workers/deliver/delivery.py). `replayed` is the operator's side: the
+`replay` step a replay command adds to each call's record, and the replays index the overview counts.
 
 The notes travel in a context variable, so the steps that write them (fetch hook, sink wrapper, alerts,
 dead letters: workers/observe.py and workers/context.py) need no new argument; the tasks a job starts
@@ -21,21 +28,25 @@ A record that cannot be written is logged and dropped: the record must never fai
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from contextvars import ContextVar
 from typing import Any
 
+from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contract import logs
 from contract.events import CallCompletedEvent, CloudEvent
 from contract.record import (
     RECORD_KEPT,
+    REPLAYS_KEPT_S,
     CallSummary,
     Entry,
     calls_key,
     encode_entry,
     encode_summary,
     record_key,
+    replays_key,
     summary_key,
     without_query,
 )
@@ -51,12 +62,15 @@ def now_ms() -> int:
 class Notes:
     """One job's entries for one call, kept in memory until `flush`."""
 
-    __slots__ = ("attempt", "began_ms", "call_id", "entries", "events", "summary")
+    __slots__ = ("attempt", "began_ms", "call_id", "delivery_try", "entries", "events", "source", "summary")
 
-    def __init__(self, call_id: str, began_ms: int, attempt: int = 1) -> None:
+    def __init__(self, call_id: str, began_ms: int, attempt: int = 1, *, delivery_try: int = 1,
+                 source: str = "") -> None:
         self.call_id = call_id
         self.began_ms = began_ms  # the receipt's time: the call's first webhook for process_call
         self.attempt = attempt
+        self.delivery_try = delivery_try  # the try its destination sees: 1 but in a `deliver` job
+        self.source = source  # "replay": an operator's replay, which never writes the call's summary
         self.entries: list[bytes] = []
         self.events: set[str] = set()
         self.summary: CallSummary | None = None
@@ -69,18 +83,18 @@ class Notes:
         if event.id not in self.events:
             self.events.add(event.id)
             self.add("event", event_type=event.type, event_id=event.id)
-        self.add("delivery", destination=destination, event_type=event.type, event_id=event.id,
-                 attempt=self.attempt, outcome="published", ms=round(ms, 2), traceparent=traceparent)
-        if isinstance(event, CallCompletedEvent) and self.summary is None:
+        self.add("delivery", destination=destination, event_type=event.type, event_id=event.id, source=self.source,
+                 attempt=self.delivery_try, outcome="published", ms=round(ms, 2), traceparent=traceparent)
+        if isinstance(event, CallCompletedEvent) and self.summary is None and self.source != "replay":
             self.summary = summarize(event, self.began_ms, now_ms())
 
 
 _current: ContextVar[Notes | None] = ContextVar("wavix_events_record_notes", default=None)
 
 
-def begin(call_id: str, began_ms: int, attempt: int = 1) -> Notes:
+def begin(call_id: str, began_ms: int, attempt: int = 1, *, delivery_try: int = 1, source: str = "") -> Notes:
     """Opens this job's notes (the context variable is the job task's own)."""
-    notes = Notes(call_id, began_ms, attempt)
+    notes = Notes(call_id, began_ms, attempt, delivery_try=delivery_try, source=source)
     _current.set(notes)
     return notes
 
@@ -115,8 +129,9 @@ if #ARGV > 6 then
   redis.call('EXPIRE', KEYS[1], ARGV[1])
 end
 if ARGV[3] ~= '' then
-  redis.call('SET', KEYS[2], ARGV[3], 'EX', ARGV[1])
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+  if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[1]) then
+    redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
+  end
   redis.call('ZREMRANGEBYSCORE', KEYS[3], 0, ARGV[6])
   redis.call('EXPIRE', KEYS[3], ARGV[1])
 end
@@ -146,3 +161,27 @@ class Writer:
             return False
         notes.entries.clear()
         return True
+
+
+async def replayed(redis: Redis, key_prefix: str, kind: str, steps: Sequence[tuple[str, Entry]]) -> None:
+    """An operator's replay of `kind` (contract/record.py `REPLAY_KINDS`): each (call id, `replay` entry) added
+    to its call's record where the record is still kept (RPUSHX: its life is the call's), and counted in the
+    replays index, pipelined. Logged and dropped when Redis refuses: the record never fails a replay."""
+    index = replays_key(key_prefix, kind)
+    try:
+        for start in range(0, len(steps), 1000):
+            async with redis.pipeline(transaction=False) as pipe:
+                for call_id, entry in steps[start:start + 1000]:
+                    pipe.rpushx(record_key(key_prefix, call_id), encode_entry(entry))  # type: ignore[arg-type]
+                    pipe.ltrim(record_key(key_prefix, call_id), -RECORD_KEPT, -1)
+                    pipe.zadd(index, {_member(call_id, entry): entry.at_ms})
+                pipe.zremrangebyscore(index, 0, now_ms() - REPLAYS_KEPT_S * 1000)
+                pipe.expire(index, REPLAYS_KEPT_S)
+                await pipe.execute()
+    except (RedisError, OSError) as e:
+        log.warning("record.replay_unwritten", kind=kind, replays=len(steps), error=type(e).__name__)
+
+
+def _member(call_id: str, entry: Entry) -> str:
+    """One replay in the index: its time, call, job (a letter's kind), event and destination."""
+    return f"{entry.at_ms}:{call_id}:{entry.job}:{entry.event_id}:{entry.destination}"

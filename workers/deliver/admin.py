@@ -10,6 +10,8 @@ default), keeps what the destination's filter wants, and queues one `deliver` jo
 marked as a replay: it is sent even where the ledger says delivered, with the same event id and idempotency
 key, so consumers drop what they already have. (A Redis Stream destination drops it itself: its publish mark,
 WEBHOOK_DEDUP_TTL, answers for the sink.) Times are ISO 8601 (UTC unless an offset is given) or an age: `2h`.
+Each queued replay is a `replay` step in its call's record and is counted apart on the console's overview
+(workers/record.py `replayed`); it never moves the call's own time, publish time or latency.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ from rich.console import Console
 
 from contract import redisurl
 from contract.events import decode_event
+from contract.record import Entry
 from contract.settings import Settings
+from workers import record
 from workers.context import destinations_for
 from workers.deliver import control, eventlog, health, report
-from workers.deliver.jobs import Delivery, now_ms, requeue
+from workers.deliver.jobs import Delivery, now_ms, requeued
 from workers.deliver.route import Destination
 from workers.retry import parse_duration
 
@@ -86,17 +90,21 @@ async def replay(settings: Settings, redis: Redis, name: str, *, since_ms: int, 
     where = named(settings, name)
     if until_ms is not None and until_ms < since_ms:
         raise AdminError("--until is before --since")
-    deliveries, start = [], now_ms()
+    deliveries, types_of, start = [], {}, now_ms()
     async for _, event_id, body in eventlog.read(redis, settings.key_prefix, since_ms=since_ms, until_ms=until_ms,
                                                  types=types):
         event = decode_event(body)
         if where.filter.matches(event):
+            types_of[event_id] = event.type
             deliveries.append(Delivery(destination=name, call_id=event.subject, event_id=event_id, event=body,
                                        first_at_ms=start, tries=0, replay=True))
-    queued = await requeue(redis, deliveries, prefix=settings.key_prefix, queue=settings.queue_name,
-                           expiry_s=settings.job_expiry)
-    kept = "" if queued == len(deliveries) else f" ({len(deliveries) - queued} already queued)"
-    return f"{name}: {queued} events queued for replay{kept}"
+    queued = await requeued(redis, deliveries, prefix=settings.key_prefix, queue=settings.queue_name,
+                            expiry_s=settings.job_expiry)
+    await record.replayed(redis, settings.key_prefix, "destination", [
+        (d.call_id, Entry(at_ms=start, step="replay", what="destination", destination=name, event_id=d.event_id,
+                          event_type=types_of[d.event_id])) for d in queued])
+    kept = "" if len(queued) == len(deliveries) else f" ({len(deliveries) - len(queued)} already queued)"
+    return f"{name}: {len(queued)} events queued for replay{kept}"
 
 
 async def main(settings: Settings, command: str, *, name: str = "", since: str = "", until: str = "",

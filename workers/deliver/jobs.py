@@ -47,13 +47,20 @@ decode_delivery = msgspec.msgpack.Decoder(Delivery).decode
 async def requeue(redis: Redis, deliveries: Sequence[Delivery], *, prefix: str, queue: str, expiry_s: int) -> int:
     """Queues each delivery's job in the order given (due 1 ms apart); returns how many were queued (a delivery
     whose job is waiting already is not queued again: that job will send it)."""
+    return len(await requeued(redis, deliveries, prefix=prefix, queue=queue, expiry_s=expiry_s))
+
+
+async def requeued(redis: Redis, deliveries: Sequence[Delivery], *, prefix: str, queue: str,
+                   expiry_s: int) -> list[Delivery]:
+    """`requeue`, answering which deliveries were queued."""
     follow_ups = FollowUps(redis, queue=queue, expiry_s=expiry_s)
-    queued = 0
+    queued = []
     for i, delivery in enumerate(deliveries):
         jid = job_id(prefix, delivery)
         if not await redis.exists(job_key_prefix + jid):
             await redis.delete(result_key_prefix + jid)
-        queued += await follow_ups.enqueue(DELIVER, delivery, job_id=jid, defer_s=i / 1000)
+        if await follow_ups.enqueue(DELIVER, delivery, job_id=jid, defer_s=i / 1000):
+            queued.append(delivery)
     return queued
 
 
