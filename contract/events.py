@@ -67,10 +67,24 @@ def dataschema_for(data_type: type[msgspec.Struct]) -> str:
     return f"{SCHEMA_ID}#/$defs/{data_type.__name__}"
 
 
+# A party's (or speaker's) number: E.164 ("+14302287001"), or the raw text when it does not parse; for a destination
+# that redacts numbers (contract/privacy.py, listed in `redacted`), masked or keyed-hashed instead.
+Number = Annotated[str, msgspec.Meta(description=(
+    'E.164 ("+14302287001"), or the raw text when it does not parse. Where `redacted` lists "numbers:mask": the '
+    'country code and the last 2 digits, one "*" per digit between ("+1********01"); where it lists "numbers:hash":'
+    ' "hmac:<key id>:<64 hex>", HMAC-SHA256 of the number under the deployment\'s key, equal for equal numbers'
+    " while the key id is the same."))]
+# The redaction rules an event was formed under for its destination (contract/privacy.py); absent: none.
+RedactionRule = Literal["numbers:mask", "numbers:hash", "transcript:drop", "transcript:redact", "recording_url:drop"]
+Redacted = Annotated[tuple[RedactionRule, ...], msgspec.Meta(description=(
+    'The redaction rules this destination receives events under, e.g. ["numbers:hash", "transcript:drop"]; absent '
+    "when it receives them whole. The event id is the same in every form."))]
+
+
 class Party(msgspec.Struct, frozen=True):
     """One end of the call: E.164 when the number parses, else the raw text with `country` null."""
 
-    number: str | None
+    number: Number | None
     country: str | None  # ISO 3166-1 alpha-2, e.g. "US"
 
 
@@ -92,6 +106,8 @@ class CallEssentials(msgspec.Struct, frozen=True, kw_only=True):
     outcome: Outcome  # "unknown" when Wavix's disposition is missing or one we do not know (see anomalies)
     found_by: FoundBy = "webhook"  # how the call reached us: its webhook, reconciliation, or a backfill
     anomalies: tuple[Anomaly, ...] = ()  # values published as null (or unknown) because they were unusable
+    # The destination's redaction rules this event was formed under (contract/privacy.py); left out when none.
+    redacted: Redacted | msgspec.UnsetType = msgspec.UNSET
 
 
 class CallCompleted(CallEssentials, frozen=True, kw_only=True):
@@ -108,14 +124,15 @@ class CallCompleted(CallEssentials, frozen=True, kw_only=True):
     forward_fee: PlainDecimal | None
     destination: str | None
     sip_trunk: str | None
-    recording_url: str | None  # without query string or credentials: those carry secrets
+    recording_url: Annotated[str, msgspec.Meta(description=(
+        'Without query string or credentials; null where `redacted` lists "recording_url:drop".'))] | None
     alert_reasons: tuple[str, ...]  # e.g. ("failed",), ("machine",); empty when nothing to alert
 
 
 class Speaker(msgspec.Struct, frozen=True, kw_only=True):
     """One speaker's talk time: the sum of its turns, and its fraction of everyone's."""
 
-    speaker: str | None  # E.164 when it parses
+    speaker: Number | None  # E.164 when it parses
     role: Role
     talk_s: Decimal
     share: Decimal  # 0..1, four decimal places
@@ -124,7 +141,7 @@ class Speaker(msgspec.Struct, frozen=True, kw_only=True):
 class Turn(msgspec.Struct, frozen=True, kw_only=True):
     """One stretch of speech, times in ms from answer."""
 
-    speaker: str | None
+    speaker: Number | None
     role: Role
     start_ms: int
     end_ms: int
@@ -137,11 +154,15 @@ class CallTranscribed(CallEssentials, frozen=True, kw_only=True):
 
     transcription_id: str | None
     language: str | None
-    summary: str | None
+    summary: Annotated[str, msgspec.Meta(description=(
+        'Null where `redacted` lists "transcript:drop"; numbers and e-mail addresses replaced by [phone], [card], '
+        '[number], [email] where it lists "transcript:redact".'))] | None
     score: PlainDecimal | None  # Wavix's call score, 1.0 (negative) to 5.0 (positive)
     speakers: tuple[Speaker, ...]
     sentiment: dict[str, int]  # lower-cased turn sentiment -> number of turns
-    turns: tuple[Turn, ...]
+    turns: Annotated[tuple[Turn, ...], msgspec.Meta(description=(
+        'Empty where `redacted` lists "transcript:drop" (speakers, sentiment and score stay); each text with numbers '
+        'and e-mail addresses replaced by [phone], [card], [number], [email] where it lists "transcript:redact".'))]
 
 
 class TranscriptionUnavailable(CallEssentials, frozen=True, kw_only=True):
