@@ -107,13 +107,13 @@ def verdict(figures: dict[str, Any]) -> list[str]:
     if figures["alerts_sent"] != figures["alerts_expected"] or figures["calls_alerted_twice"]:
         failures.append(f"alerts sent {figures['alerts_sent']} for {figures['alerts_expected']} expected, "
                         f"{figures['calls_alerted_twice']} calls alerted twice")
-    failures += _destination_failures(figures.get("destinations", {}))
+    failures += destination_failures(figures.get("destinations", {}))
     if figures["worker_unexpected_exits"]:
         failures.append(f"workers exited unexpectedly: {figures['worker_unexpected_exits']}")
     return failures
 
 
-def _destination_failures(destinations: dict[str, dict[str, Any]]) -> list[str]:
+def destination_failures(destinations: dict[str, dict[str, Any]]) -> list[str]:
     failures = []
     for name, line in destinations.items():
         if line["missing"]:

@@ -23,7 +23,7 @@ from workers.deliver.sinks.webhook import WebhookSink, sign, signing_key
 def _verdict(hooks: sinks.HookCounter, expected: list[str]) -> list[str]:
     line = {**sinks.figures(hooks.per_event, expected), "bad_signatures": hooks.bad_signatures,
             "redelivered": hooks.redelivered, "redelivered_changed": hooks.redelivered_changed}
-    return report._destination_failures({"webhook": line})
+    return report.destination_failures({"webhook": line})
 
 
 async def test_a_redelivery_is_reported_and_a_repeat_a_consumer_cannot_drop_fails_the_bar():
