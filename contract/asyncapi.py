@@ -45,6 +45,9 @@ webhooks).
   `dataschema` points to the data type's definition in docs/schema.
 - Money and durations are plain decimal strings ("0.0045"), never JSON numbers.
 - Enums are open: handle a value you do not know (e.g. as "other"); new optional fields may appear.
+- A destination may receive events redacted (its routing file's `redact:`): `data.redacted` lists the rules
+  (numbers masked "+1********01" or hashed "hmac:<key id>:<hex>", transcript dropped or scrubbed, recording link
+  dropped); the `id` is the same as the whole event's. The data schema's field descriptions give each form.
 
 Versioning rules, compatibility checks and one real example per event type: docs/events.md.
 Consumers for every channel: examples/.

@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from contract import redisurl
+from contract import privacy, redisurl
 from contract.errors import SettingsError
 from contract.events import ALERT_RULES
 
@@ -98,6 +98,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # Tracing: OpenTelemetry spans over OTLP/HTTP when set (the exporter reads its other OTEL_* itself).
     otel_exporter_otlp_endpoint: str = ""
 
+    # --- Privacy (issue #25: contract/privacy.py, workers/privacy/, docs/keys.md) ---
+    # The HMAC key of `numbers: hash` (routing file) and ALERT_REDACT; its id shows in every hash, so a rotation is
+    # visible. Required when a destination hashes numbers; at least 16 characters.
+    redact_key: str = ""
+    # Slack alerts' redaction, as a destination's `redact:`: e.g. "numbers=mask,transcript=drop,recording_url=drop".
+    alert_redact: tuple[str, ...] = ()
+    console_redact: bool = False  # the console masks every number on every page
+    # How long a call's record, summary and place in the console's index (and the number index) are kept.
+    record_retention: int = 7 * DAY
+    # A dead letter not replayed by then is dropped; its call's delivered marks are kept a day longer.
+    dead_letter_retention: int = 30 * DAY
+
     def __post_init__(self) -> None:
         for name, suffix in _UNDER_PREFIX.items():
             if not getattr(self, name):
@@ -144,9 +156,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         api = urlsplit(self.wavix_api_url)
         if api.scheme not in ("http", "https") or not api.hostname:
             raise SettingsError("WAVIX_API_URL", f"must be an http(s) URL, got {self.wavix_api_url!r}")
+        self._check_privacy()
         unknown = sorted(set(self.alert_rules) - set(ALERT_RULES))
         if unknown:
             raise SettingsError("ALERT_RULES", f"unknown rule {', '.join(unknown)}; known: {', '.join(ALERT_RULES)}")
+
+    def _check_privacy(self) -> None:
+        if self.redact_key and len(self.redact_key) < privacy.MIN_KEY:
+            raise SettingsError("REDACT_KEY", f"must be at least {privacy.MIN_KEY} characters long")
+        for name in ("record_retention", "dead_letter_retention"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(name.upper(), "must be a positive number of seconds")
+        try:
+            rules = self.alert_redaction()
+        except privacy.RulesError as e:
+            raise SettingsError("ALERT_REDACT", str(e)) from e
+        if rules.needs_key and not self.redact_key:
+            raise SettingsError("ALERT_REDACT", "numbers=hash needs REDACT_KEY")
+
+    def alert_redaction(self) -> privacy.Redaction:
+        """ALERT_REDACT as rules (checked at load)."""
+        return privacy.parse_setting(self.alert_redact)
 
     def allowed_networks(self) -> tuple[Network, ...]:
         return _networks("WEBHOOK_ALLOWED_IPS", self.webhook_allowed_ips)

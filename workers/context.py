@@ -21,6 +21,7 @@ from contract import logs
 from contract.events import CallCompletedEvent, CallTranscribedEvent
 from contract.intake import transcript_job_id
 from contract.jobs import DELIVER
+from contract.privacy import RedactKey
 from contract.redisbatch import BatchedRedis
 from contract.settings import Settings, environment
 from workers import health, observe, record
@@ -40,6 +41,7 @@ from workers.fetch.hints import OwnNumbers
 from workers.fetch.reconcile import run_reconciler
 from workers.fetch.wavix import WavixClient, create_http_client
 from workers.metrics import WorkerMetrics
+from workers.privacy import forming
 from workers.queue import FollowUps
 from workers.retry import RetryPolicy
 from workers.supervise import REDIS_TIMEOUT_S
@@ -68,6 +70,7 @@ class Resources:
     tasks: list[asyncio.Task[None]] = field(default_factory=list)
     health: asyncio.Server | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    redact_key: RedactKey | None = None  # REDACT_KEY: what `numbers: hash` and ALERT_REDACT hash with
 
     def transcript_job_id(self, call_id: str) -> str:
         """The one job id of a call's transcript work: the poll and Wavix's webhook share it."""
@@ -131,7 +134,8 @@ def destinations_for(settings: Settings) -> tuple[Destination, ...]:
     base, _, query = settings.redis_url.partition("?")
     params = f"stream={quote(settings.events_stream)}&maxlen={settings.events_stream_maxlen}"
     default = f"{base}?{query}&{params}" if query else f"{base}?{params}"
-    return load_destinations(settings.sinks_config or None, environment(), default_url=default)
+    return load_destinations(settings.sinks_config or None, environment(), default_url=default,
+                             hash_key=bool(settings.redact_key))
 
 
 async def startup(ctx: dict[str, Any]) -> None:
@@ -163,6 +167,8 @@ async def startup(ctx: dict[str, Any]) -> None:
                       backlog_horizon_s=settings.job_expiry, scripts=batch),
         recorder=record.Writer(batch, settings.key_prefix, settings.webhook_dedup_ttl),
     )
+    resources.redact_key = forming.key_of(settings.redact_key)
+    resources.sinks = forming.formed(sinks, resources, resources.redact_key)  # each destination's `redact:`
     resources.tasks.append(asyncio.create_task(connect_early(sinks.values())))  # PostgreSQL's migrations
     resources.health = await health.start(
         ctx.get("health_socket"),  # bound by workers/settings.create_worker

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 from contract import logs
 from workers.deliver.route import Destination, RouteError
 from workers.deliver.sinks.base import Sink, SinkError, SinkOptions, build_sink
+from workers.privacy import forming
 
 log = logs.get("workers.deliver.reload")
 
@@ -42,6 +43,7 @@ def reload(target: Routed, load: Callable[[], tuple[Destination, ...]], options:
         fresh = load()
         old = {d.name: d for d in target.destinations}
         sinks = {d.name: _sink_for(d, old.get(d.name), target.sinks, options) for d in fresh}
+        sinks = forming.formed(sinks, target, getattr(target, "redact_key", None))  # a new sink's `redact:` too
     except (RouteError, SinkError, OSError) as e:
         log.error("routing.reload_refused", reason=str(e), kept=",".join(old_names(target)))
         return False

@@ -25,6 +25,12 @@ destination "redis", `default_destinations(url)`):
           schedule: [5s, 5m, 30m, 2h, 5h, 10h, 10h]   # waits after each failed try (workers/retry.py)
           max_age: 2d                         # with it, the last wait repeats until this age
         max_per_second: 5                     # optional: a delivery rate held across all workers
+        redact:                               # optional: what this destination may not see (contract/privacy.py)
+          numbers: hash                       # keep (default), mask (+1********01), hash (hmac:<key id>:<hex>,
+                                              #   needs REDACT_KEY)
+          transcript: drop                    # keep (default), drop (no turns, no summary), redact (numbers and
+                                              #   e-mail addresses in the text replaced: contract/scrub.py)
+          recording_url: drop                 # keep (default), drop
 
 `${VAR}` in a `url` is replaced from the environment mapping the loader is given (so passwords stay out
 of the file); an unset variable is an error. A destination gets every event its filter does not exclude;
@@ -52,12 +58,13 @@ from typing import Any, get_args
 import yaml
 
 from contract.events import CloudEvent
+from contract.privacy import KEEP, Redaction, RulesError, parse_rules
 from workers.deliver.sinks.base import SinkError, check_url, redact
 from workers.retry import Schedule, parse_duration
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DESTINATION_FIELDS = ("name", "url", "secret", "secret_env", "filter", "retry", "max_per_second")
+_DESTINATION_FIELDS = ("name", "url", "secret", "secret_env", "filter", "retry", "max_per_second", "redact")
 _LIST_FIELDS = ("types", "disposition", "answered_by", "direction", "country")
 _FILTER_FIELDS = (*_LIST_FIELDS, "min_duration_s", "max_duration_s")
 _DIRECTIONS = frozenset({"inbound", "outbound", "unknown"})
@@ -126,6 +133,7 @@ class Destination:
     line: int = 0  # where the file declares it (0: not from a file)
     retry: Schedule = field(default_factory=Schedule)
     max_per_second: float = 0.0  # 0: no limit
+    redact: Redaction = KEEP  # the form its events take (contract/privacy.py), applied as each is sent
 
     @property
     def where(self) -> str:
@@ -148,9 +156,10 @@ def default_destinations(url: str) -> tuple[Destination, ...]:
 
 
 def load_destinations(
-    path: str | Path | None, env: Mapping[str, str], *, default_url: str | None = None
+    path: str | Path | None, env: Mapping[str, str], *, default_url: str | None = None, hash_key: bool = True
 ) -> tuple[Destination, ...]:
-    """The file's destinations; without a path, `default_destinations(default_url)`."""
+    """The file's destinations; without a path, `default_destinations(default_url)`. `hash_key`: whether
+    REDACT_KEY is set (a destination with `numbers: hash` is refused without it)."""
     if path is None or str(path) == "":
         if default_url is None:
             raise RouteError("no routing file and no default destination URL")
@@ -160,15 +169,16 @@ def load_destinations(
         text = source.read_text(encoding="utf-8")
     except OSError as e:
         raise RouteError(f"{source}: cannot read the routing file ({e.strerror})") from e
-    return parse_destinations(text, env, source=source.name)
+    return parse_destinations(text, env, source=source.name, hash_key=hash_key)
 
 
-def parse_destinations(text: str, env: Mapping[str, str], *, source: str = "sinks.yaml") -> tuple[Destination, ...]:
+def parse_destinations(text: str, env: Mapping[str, str], *, source: str = "sinks.yaml",
+                       hash_key: bool = True) -> tuple[Destination, ...]:
     """Parses and checks the YAML `text`; errors start with `source:line:`."""
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
-        reader = _Reader(loader, source, env)
+        reader = _Reader(loader, source, env, hash_key=hash_key)
         return reader.document(root)
     except yaml.MarkedYAMLError as e:
         line = e.problem_mark.line + 1 if e.problem_mark else 1
@@ -180,10 +190,11 @@ def parse_destinations(text: str, env: Mapping[str, str], *, source: str = "sink
 class _Reader:
     """Walks the YAML node tree (not the plain data) so every error can name its line."""
 
-    def __init__(self, loader: yaml.SafeLoader, source: str, env: Mapping[str, str]) -> None:
+    def __init__(self, loader: yaml.SafeLoader, source: str, env: Mapping[str, str], *, hash_key: bool) -> None:
         self._loader = loader
         self._source = source
         self._env = env
+        self._hash_key = hash_key
 
     def fail(self, node: yaml.Node | None, where: str, problem: str) -> RouteError:
         line = node.start_mark.line + 1 if node is not None else 1
@@ -250,8 +261,22 @@ class _Reader:
         rules = self.filter(fields["filter"][1], where) if "filter" in fields else Filter()
         schedule = self.schedule(fields["retry"][1], where) if "retry" in fields else Schedule()
         rate = self.rate(fields["max_per_second"][1], where) if "max_per_second" in fields else 0.0
+        redaction = self.redaction(fields["redact"][1], where) if "redact" in fields else KEEP
         return Destination(name=name, url=url, secret=secret, filter=rules, line=line, retry=schedule,
-                           max_per_second=rate)
+                           max_per_second=rate, redact=redaction)
+
+    def redaction(self, node: yaml.Node, where: str) -> Redaction:
+        where = f"{where}redact: "
+        fields = self.mapping(node, where, ("numbers", "transcript", "recording_url"))
+        for name, (_, value) in fields.items():
+            try:
+                parse_rules({name: self.scalar(value)})
+            except RulesError as e:
+                raise self.fail(value, where, str(e)) from e
+        rules = parse_rules({name: self.scalar(value) for name, (_, value) in fields.items()})
+        if rules.needs_key and not self._hash_key:
+            raise self.fail(fields["numbers"][1], where, "numbers: hash needs REDACT_KEY (16 characters or more)")
+        return rules
 
     def schedule(self, node: yaml.Node, where: str) -> Schedule:
         where = f"{where}retry: "
