@@ -21,7 +21,7 @@ from contract import logs
 from contract.events import CallCompletedEvent, CallTranscribedEvent
 from contract.intake import transcript_job_id
 from contract.jobs import DELIVER
-from contract.privacy import RedactKey
+from contract.privacy import RedactKey, redact_event
 from contract.redisbatch import BatchedRedis
 from contract.settings import Settings, environment
 from workers import health, observe, record
@@ -101,6 +101,7 @@ class Resources:
         if self.slack is None:
             log.debug("alert.dropped", call_id=event.subject, reasons=",".join(event.data.alert_reasons))  # alert.off
             return
+        event = redact_event(event, self.settings.alert_redaction(), self.redact_key)  # ALERT_REDACT
         for reason in event.data.alert_reasons:
             if await queue_alert(self.redis, alert_for(event, reason), policy=self.alert_policy):
                 self.metrics.alerts.labels(reason).inc()
@@ -108,6 +109,7 @@ class Resources:
 
     async def alert_transcript(self, event: CallTranscribedEvent) -> None:
         """An alerted call's transcript summary, replied in its alert's thread (workers/alert/notes.py)."""
+        event = redact_event(event, self.settings.alert_redaction(), self.redact_key)  # ALERT_REDACT
         await note_transcript(self.redis, self.slack, event, policy=self.alert_policy)
 
 
