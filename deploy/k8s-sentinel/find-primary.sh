@@ -3,7 +3,8 @@
 #   2. else a node that says it is a primary (every Sentinel restarted at once: ask the nodes themselves);
 #   3. else pod 0 (the very first start: nobody has an answer yet).
 # Every question has a 3 s bound, so a pod that is gone costs that long, not a TCP timeout.
-# Environment (redis.yaml, sentinel.yaml): SENTINEL_MASTER, NODES, SENTINELS, REDISCLI_AUTH (the password).
+# Environment (redis.yaml, sentinel.yaml): SENTINEL_MASTER, NODES, SENTINELS, REDIS_PASSWORD (the nodes'; the
+# Sentinels have none, so they are asked without it).
 
 node() { echo "wavix-redis-$1.wavix-redis"; }
 
@@ -24,7 +25,8 @@ node_says() {
   i=0
   while [ "$i" -lt "$NODES" ]; do
     if [ "$(node "$i")" != "$1" ] &&
-      timeout 3 redis-cli -h "$(node "$i")" INFO replication 2>/dev/null | grep -q '^role:master'; then
+      REDISCLI_AUTH="$REDIS_PASSWORD" timeout 3 redis-cli -h "$(node "$i")" INFO replication 2>/dev/null |
+      grep -q '^role:master'; then
       node "$i"
       return 0
     fi
