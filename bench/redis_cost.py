@@ -20,9 +20,12 @@ redis-server process's (used_cpu_user + used_cpu_sys, AOF thread included) and i
 runs every command and is what one Redis saturates first. Memory: `used_memory` after each phase, and
 MEMORY USAGE (SAMPLES 0) of every key at the end, grouped by the key's shape.
 
-Two profiles, both in the current spec's body: `post_call` (one post-call webhook a call, no transcripts:
-the floor) and `full` (on-call events too, 4-5 webhooks a call of which one starts work; transcripts for
-60 % of answered human calls, with their transcription-completed webhooks). Also measured: one idle worker
+Two profiles, both in the current spec's body: `post_call` (one post-call webhook a call, an account without
+transcription: Wavix answers the first transcript request 403 "not provisioned" and the worker stops asking
+for an hour; the floor) and `full` (on-call events too, 4-5 webhooks a call of which one starts work;
+transcripts for 60 % of answered human calls, with their transcription-completed webhooks; the calls without
+one are polled TRANSCRIPT_WAIT / TRANSCRIPT_POLL = 6 s / 1 s, where the defaults, 1800 s / 30 s, poll more:
+each poll is one job run, counted in `jobs`). Also measured: one idle worker
 process's polls (a cost per second, not per call), and redis-benchmark's SET on the same machine, to carry
 the figures elsewhere. Written to bench/results.json under `redis_cost`.
 
@@ -56,6 +59,7 @@ from chaos.redis import PrivateRedis
 from contract import logs
 from contract.settings import Settings
 from sandbox.config import SandboxConfig
+from sandbox.faults import Faults
 from sandbox.server import serve as serve_sandbox
 from sandbox.state import Sandbox
 from sandbox.webhooks import Variant, send_webhooks
@@ -73,7 +77,7 @@ OURS |= {"zcard"}  # a burst worker's "is the queue empty" after each poll: not 
 IDLE_S = 5.0
 PHASES = ("receiver", "worker", "reconcile")
 PROFILES: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
-    "post_call": ({"transcript_share": 0.0}, {"variants": [Variant.SPEC]}),
+    "post_call": ({"transcript_share": 0.0, "faults": Faults(forbidden_transcript=1.0)}, {"variants": [Variant.SPEC]}),
     "full": ({}, {"variants": [Variant.SPEC], "on_call_events": True, "transcription_delay_s": 0.0}),
 }
 _ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}|[0-9a-f]{16,}|\b\d{6,}\b")
@@ -88,6 +92,7 @@ class Snapshot:
         self.cpu_s = float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
         self.main_cpu_s = _main_cpu(cpu)
         self.used_memory = int(memory["used_memory"])
+        self.at = time.monotonic()
 
     @classmethod
     async def take(cls, redis: Redis) -> Snapshot:
@@ -101,7 +106,8 @@ def delta(before: Snapshot, after: Snapshot, calls: int) -> dict[str, Any]:
             "by_command": {k: round(v / calls, 2) for k, v in commands.most_common()},
             "cpu_us": round((after.cpu_s - before.cpu_s) / calls * 1e6, 1),
             "main_thread_cpu_us": round((after.main_cpu_s - before.main_cpu_s) / calls * 1e6, 1),
-            "memory_bytes": round((after.used_memory - before.used_memory) / calls)}
+            "memory_bytes": round((after.used_memory - before.used_memory) / calls),
+            "seconds": round(after.at - before.at, 2)}
 
 
 def settings_for(redis_url: str, wavix_url: str, config: SandboxConfig) -> Settings:
@@ -140,7 +146,7 @@ async def monitored(redis: Redis | None) -> AsyncIterator[Counter[tuple[str, str
 @dataclass
 class Phases:
     """What one run of the pipeline left to read: a Snapshot before and after each phase, MONITOR's counts
-    (empty unless asked for) and the jobs the worker completed."""
+    (empty unless asked for) and the worker's job runs."""
 
     snapshots: list[Snapshot]
     counts: Counter[tuple[str, str]]
@@ -175,7 +181,7 @@ async def run_calls(redis_url: str, profile: str, calls: int, redis: Redis, *, m
 
 async def work(settings: Settings, *, idle_s: float = 0.0) -> int:
     """The real worker with WORKER_POLL_DELAY's polls: in burst mode until the queue is empty, or for `idle_s`
-    seconds as a worker that runs for good; returns the jobs it completed."""
+    seconds as a worker that runs for good; returns the job runs."""
     worker = create_worker(settings, burst=not idle_s, handle_signals=False)
     try:
         if idle_s:
@@ -186,7 +192,7 @@ async def work(settings: Settings, *, idle_s: float = 0.0) -> int:
     finally:
         await worker.close()
     assert worker.jobs_failed == 0, f"{worker.jobs_failed} jobs failed"
-    return worker.jobs_complete
+    return worker.jobs_complete + worker.jobs_retried  # job runs: a transcript poll that finds none is a retry
 
 
 async def idle_worker(directory: Path) -> dict[str, float]:
@@ -298,19 +304,19 @@ def summarise(out: dict[str, Any]) -> dict[str, Any]:
 
 def report(profile: str, out: dict[str, Any]) -> str:
     per = out["per_call"]
-    lines = [f"redis_cost {profile} ({out['calls']} calls; per call):",
-             f"  {'phase':<10} {'commands':>9} {'cpu µs':>8} {'main µs':>8} {'bytes':>8}  top commands"]
+    lines = [f"redis_cost {profile} ({out['calls']} calls; per call, and the phase's seconds):",
+             f"  {'phase':<10} {'commands':>9} {'cpu µs':>8} {'main µs':>8} {'bytes':>8} {'s':>6}  top commands"]
     for phase in PHASES:
         p = out[phase]
         top = ", ".join(f"{k} {v:g}" for k, v in list(p["by_command"].items())[:6])
         lines.append(f"  {phase:<10} {p['commands']:>9} {p['cpu_us']:>8} {p['main_thread_cpu_us']:>8}"
-                     f" {p['memory_bytes']:>8}  {top}")
+                     f" {p['memory_bytes']:>8} {p['seconds']:>6}  {top}")
     lines.append(f"  total      {per['commands']:>9} {per['cpu_us']:>8} {per['main_thread_cpu_us']:>8}"
                  f" {per['memory_bytes']:>8}  (reconcile x {per['reconcile_passes_per_call']:g} passes)")
     lines.append(f"  sent by clients {out['sent_by_clients']}, run in scripts {out['run_in_scripts']}:"
                  f" {out['client_commands']}")
-    lines.append(f"  {out['jobs']} jobs a call; one Redis main thread at 100 %: ~{per['calls_per_s_one_core']} calls/s"
-                 " (estimate)")
+    lines.append(f"  {out['jobs']} job runs a call; one Redis main thread at 100 %:"
+                 f" ~{per['calls_per_s_one_core']} calls/s (estimate)")
     lines += [f"  key {shape:<48} {v['bytes_per_call']:>6} B/call  ttl {v['ttl_s']} s"
               for shape, v in out["keys"].items()]
     return "\n".join(lines)
