@@ -23,6 +23,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 from chaos import sinks
 from chaos.ha.hosts import CONTROL, Host, Network
@@ -30,8 +31,9 @@ from chaos.redis import PrivateRedis
 from chaos.roles import Role
 from chaos.run import API_KEY, SANDBOX_FAULTS, TOKEN, role_env
 from chaos.sentinel import SentinelGroup
+from sandbox.api import ASGIApp
+from sandbox.server import Server
 from sandbox.slack import SlackStandIn
-from sandbox.slack import serve as serve_slack
 
 HOSTS = {"redis-0": 10, "redis-1": 11, "sentinel-0": 20, "sentinel-1": 21, "sentinel-2": 22, "receiver-1": 30,
          "receiver-2": 31, "worker-1": 40, "worker-2": 41, "worker-3": 42, "wavix": 50, "dest": 60}
@@ -158,13 +160,16 @@ async def cluster(load: Load, workdir: Path) -> AsyncIterator[Cluster]:
         await c.hooks.start()
         routing = sinks.routing_file(workdir / "sinks.yaml", dest.url, c.hooks.url, stream.name, stream.subject,
                                      nats_url=stream.url)
-        async with serve_slack(c.slack, host=CONTROL) as slack_url:
-            _roles(c, load, slack_url, routing)
-            try:
-                await asyncio.gather(*(asyncio.to_thread(r.start) for r in (*c.receivers, *c.workers)))
-                yield c
-            finally:
-                await asyncio.gather(*(asyncio.to_thread(r.stop, STOP_S) for r in c.roles if r is not nats))
+        # the sandbox's own server, not uvicorn (sandbox.slack.serve): uvicorn takes SIGINT and SIGTERM for itself,
+        # and Ctrl-C would stop the Slack stand-in instead of the run
+        slack = Server(cast(ASGIApp, c.slack), CONTROL)  # an ASGI app; its scope is typed as a dict
+        _roles(c, load, await slack.start(), routing)
+        try:
+            await asyncio.gather(*(asyncio.to_thread(r.start) for r in (*c.receivers, *c.workers)))
+            yield c
+        finally:
+            await asyncio.gather(*(asyncio.to_thread(r.stop, STOP_S) for r in c.roles if r is not nats))
+            await slack.close()
     finally:
         await _close(c)
 
