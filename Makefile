@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo bench bench-ingest chaos services tools browser clean
+.PHONY: install test lint demo bench bench-ingest chaos chaos-ha services tools browser clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,10 @@ bench: install services tools
 # Faults on loopback, at most 5 minutes: workers killed, Redis restarted and killed; prints a table (docs/chaos.md).
 chaos: install services
 	$(BIN)/python -m chaos
+
+# Twelve hosts as network namespaces (root), under 10 minutes: primary, Sentinel, worker and receiver hosts fail; a table.
+chaos-ha: install
+	$(BIN)/python -m chaos.ha
 
 demo: install services
 	$(BIN)/python -m demo $(DEMO_ARGS)
