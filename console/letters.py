@@ -132,7 +132,8 @@ async def _replay_all(request: Request[Any, Any, Any], letters: list[DeadLetter]
     for letter in letters:
         try:
             await dlq.replay(request.app.state.arq, settings.dead_letter_stream, letter.id,
-                             queue_name=settings.queue_name, key_prefix=settings.key_prefix)
+                             queue_name=settings.queue_name, key_prefix=settings.key_prefix,
+                             retention_s=settings.dead_letter_retention)
             out.done += 1
         except (KeyError, ValueError) as e:
             out.refused += 1
@@ -178,7 +179,8 @@ async def replay_one(request: Request[Any, Any, Any], entry_id: FromPath[str]) -
         return refusal
     try:
         done = await dlq.replay(request.app.state.arq, settings.dead_letter_stream, entry_id,
-                                queue_name=settings.queue_name, key_prefix=settings.key_prefix)
+                                queue_name=settings.queue_name, key_prefix=settings.key_prefix,
+                                retention_s=settings.dead_letter_retention)
     except (KeyError, ValueError) as e:
         done = f"not replayed: {e}"
     log.info("console.dead_letter_action", action="replay", entry=entry_id, result=done)

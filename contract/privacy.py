@@ -37,6 +37,7 @@ import phonenumbers
 
 from contract import events as ev
 from contract.scrub import scrub_text
+from contract.webhooks import facts
 
 NumbersRule = Literal["keep", "mask", "hash"]
 TranscriptRule = Literal["keep", "drop", "redact"]
@@ -162,6 +163,14 @@ def redact_event(event: E, rules: Redaction, key: RedactKey | None = None) -> E:
     if isinstance(data, ev.CallTranscribed):
         changes.update(_transcript(data, rules, key))
     return msgspec.structs.replace(event, data=msgspec.structs.replace(data, **changes))
+
+
+def slim_body(body: bytes) -> bytes:
+    """A job's webhook body as its dead letter keeps it: cut to what a replay reads of it (workers/fetch/hints.py:
+    the call's direction, machine detection, who answered), so a letter kept for weeks holds no phone number or
+    other field of the webhook. The replayed job fetches the CDR again."""
+    said = msgspec.structs.asdict(facts(body))
+    return msgspec.json.encode({k: v for k, v in said.items() if v is not None})
 
 
 def _party(party: ev.Party, rule: NumbersRule, key: RedactKey | None) -> ev.Party:

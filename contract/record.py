@@ -1,6 +1,7 @@
 """The per-call record: what happened to a call, step by step, and the index of calls the console lists.
 
-Two halves, both kept as long as the dedup mark (WEBHOOK_DEDUP_TTL):
+Two halves, the receiver's kept as long as the dedup mark (WEBHOOK_DEDUP_TTL), the workers' and the index
+RECORD_RETENTION (contract/settings.py; docs/keys.md):
 
     {prefix}webhooks:{call_id}   the receiver's half, ALREADY written inside its one enqueue round trip
                                  (contract/webhooks.webhooks_key): every webhook, duplicates and reconciled

@@ -3,7 +3,7 @@
 A call's dead letter used to make its delivered marks permanent (PERSIST) so that a replay of any age would
 skip the destinations that had its events; a purge, a letter never replayed, or a replay that only made the
 transcript left those marks in Redis forever. Marks kept for a letter now live as long as a letter may
-(workers/deadletter.py: RETENTION_S, plus a day), and the dead-letter stream itself ends. `keep` on its own
+(workers/deadletter.py: DEAD_LETTER_RETENTION, plus a day), and the dead-letter stream itself ends. `keep` on its own
 is pinned in tests/test_delivery_ledger.py.
 
 End to end with the real arq worker (tests/pipeline.py), a signed-webhook destination `crm` beside the Redis
@@ -138,7 +138,7 @@ async def test_a_dead_lettered_calls_marks_end_whatever_becomes_of_its_letter(tm
             mark = f"{p.settings.key_prefix}delivered:{event_id(call.call_id, COMPLETED)}:events"
             ttl = await p.redis.ttl(mark)
             assert ttl > 0, f"{path}: {mark} has TTL {ttl}"
-            assert ttl <= deadletter.MARKS_KEPT_S, f"{path}: {mark} has TTL {ttl}"
+            assert ttl <= deadletter.marks_kept_s(), f"{path}: {mark} has TTL {ttl}"
 
 
 async def test_an_end_to_end_run_leaves_no_key_without_a_ttl_but_the_capped_ones(tmp_path: Path) -> None:
@@ -165,15 +165,15 @@ async def scratch() -> AsyncIterator[tuple[Redis, str]]:
 
 
 async def test_the_dead_letter_stream_keeps_letters_for_their_retention_only(scratch: tuple[Redis, str]) -> None:
-    """Writing a letter trims the ones older than RETENTION_S and gives the stream that TTL (it ends when its
+    """Writing a letter trims the ones older than DEAD_LETTER_RETENTION and gives the stream that TTL (it ends when its
     newest letter is past retention); a replay refuses a letter past retention even where no write trimmed it."""
     redis, prefix = scratch
     stream = prefix + "dead"
-    old_ms = int((time.time() - deadletter.RETENTION_S - 60) * 1000)
+    old_ms = int((time.time() - deadletter.DEFAULT_RETENTION_S - 60) * 1000)
     await redis.xadd(stream, {"kind": DELIVER, "payload": b""}, id=f"{old_ms}-0")
     new = await dead_letter(redis, stream, kind=DELIVER, reason="503", attempts=8, payload=b"", call_id="c")
     assert [i.decode() for i, _ in await redis.xrange(stream)] == [new]
-    assert 0 < await redis.ttl(stream) <= deadletter.RETENTION_S
+    assert 0 < await redis.ttl(stream) <= deadletter.DEFAULT_RETENTION_S
 
     untouched = prefix + "dead:untouched"  # no letter written since: nothing trimmed it
     await redis.xadd(untouched, {"kind": DELIVER, "payload": b""}, id=f"{old_ms}-0")

@@ -41,7 +41,7 @@ from workers.fetch.hints import OwnNumbers
 from workers.fetch.reconcile import run_reconciler
 from workers.fetch.wavix import WavixClient, create_http_client
 from workers.metrics import WorkerMetrics
-from workers.privacy import forming
+from workers.privacy import forming, index
 from workers.queue import FollowUps
 from workers.retry import RetryPolicy
 from workers.supervise import REDIS_TIMEOUT_S
@@ -71,6 +71,7 @@ class Resources:
     health: asyncio.Server | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     redact_key: RedactKey | None = None  # REDACT_KEY: what `numbers: hash` and ALERT_REDACT hash with
+    number_index: index.NumberIndex | None = None  # which calls had a number, for erasure (workers/privacy/index.py)
 
     def transcript_job_id(self, call_id: str) -> str:
         """The one job id of a call's transcript work: the poll and Wavix's webhook share it."""
@@ -89,7 +90,8 @@ class Resources:
         self.metrics.dead_letters.labels(kind).inc()
         observe.note_dead(kind, reason, attempts)  # the call's record (workers/record.py)
         await dead_letter(self.redis, self.settings.dead_letter_stream, kind=kind, reason=reason,
-                          attempts=attempts, payload=payload, call_id=call_id)
+                          attempts=attempts, payload=payload, call_id=call_id,
+                          retention_s=self.settings.dead_letter_retention)
         if kind == DELIVER:  # the destination's health counts it (workers/deliver/health.py)
             delivery = decode_delivery(payload)
             self.metrics.deliveries.labels(delivery.destination, "dead_lettered").inc()
@@ -167,9 +169,10 @@ async def startup(ctx: dict[str, Any]) -> None:
         follow_ups=FollowUps(batch, queue=settings.queue_name, expiry_s=settings.job_expiry), batch=batch,
         ledger=Ledger(redis, settings.key_prefix, delivered_ttl_s=settings.webhook_dedup_ttl, lease_s=LEASE_S,
                       backlog_horizon_s=settings.job_expiry, scripts=batch),
-        recorder=record.Writer(batch, settings.key_prefix, settings.webhook_dedup_ttl),
+        recorder=record.Writer(batch, settings.key_prefix, settings.record_retention),
     )
     resources.redact_key = forming.key_of(settings.redact_key)
+    resources.number_index = index.NumberIndex(batch, settings.key_prefix, index.life_s(settings))
     resources.sinks = forming.formed(sinks, resources, resources.redact_key)  # each destination's `redact:`
     resources.tasks.append(asyncio.create_task(connect_early(sinks.values())))  # PostgreSQL's migrations
     resources.health = await health.start(

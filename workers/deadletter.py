@@ -4,12 +4,14 @@ One Redis Stream (`DEAD_LETTER_STREAM`), one entry per failure: fields `kind` (w
 `reason`, `attempts`, `call_id`, `payload` (the bytes needed to replay it), `failed_at_ms`.
 `wavix-events dlq` (workers/dlq.py) reads it back and replays it.
 
-A letter is kept RETENTION_S (30 days), then it ends unreplayed: each write trims the letters older than that
-(`XADD MINID`, exact: letters are few) and gives the stream that TTL, so the stream ends when its newest letter
-is past retention; a replay refuses a letter past retention that no write has trimmed yet (`past_retention`).
-A call's letter keeps the call's delivered marks MARKS_KEPT_S, a day longer than the letter (its replayed job
-may wait in the queue), so a replay skips the destinations that have its events (workers/deliver/ledger.py);
-they used to be kept forever, and a purge or a letter never replayed left them so (issue #22, docs/keys.md).
+A letter is kept DEAD_LETTER_RETENTION (a setting, 30 days by default: `retention_s`), then it ends unreplayed:
+each write trims the letters older than that (`XADD MINID`, exact: letters are few) and gives the stream that TTL,
+so the stream ends when its newest letter is past retention; a replay refuses a letter past retention that no
+write has trimmed yet (`past_retention`). A call's letter keeps the call's delivered marks `marks_kept_s`, a day
+longer than the letter (its replayed job may wait in the queue), so a replay skips the destinations that have its
+events (workers/deliver/ledger.py); they used to be kept forever, and a purge or a letter never replayed left
+them so (issue #22, docs/keys.md). A job's letter carries no more of its webhook than a replay reads
+(contract/privacy.py `slim_body`: the call's direction and who answered, no numbers).
 """
 
 from __future__ import annotations
@@ -24,35 +26,40 @@ from contract import logs
 log = logs.get("workers.deadletter")
 
 DAY = 86_400
-RETENTION_S = 30 * DAY  # a letter not replayed by then is dropped; its call's marks end a day later
-MARKS_KEPT_S = RETENTION_S + DAY
+DEFAULT_RETENTION_S = 30 * DAY  # DEAD_LETTER_RETENTION's default (contract/settings.py)
 
 
-def horizon_ms() -> int:
+def marks_kept_s(retention_s: int = DEFAULT_RETENTION_S) -> int:
+    """How long a dead-lettered call keeps its delivered marks: a day longer than its letter."""
+    return retention_s + DAY
+
+
+def horizon_ms(retention_s: int = DEFAULT_RETENTION_S) -> int:
     """Letters whose id (the time they were written, ms) is below this are past retention."""
-    return int((time.time() - RETENTION_S) * 1000)
+    return int((time.time() - retention_s) * 1000)
 
 
-def past_retention(entry_id: str) -> bool:
-    """Whether a letter's id says it was written more than RETENTION_S ago (False for an id that is none)."""
+def past_retention(entry_id: str, retention_s: int = DEFAULT_RETENTION_S) -> bool:
+    """Whether a letter's id says it was written more than `retention_s` ago (False for an id that is none)."""
     written = entry_id.split("-")[0]
-    return written.isdigit() and int(written) < horizon_ms()
+    return written.isdigit() and int(written) < horizon_ms(retention_s)
 
 
-async def trim(redis: Redis, stream: str) -> int:
+async def trim(redis: Redis, stream: str, retention_s: int = DEFAULT_RETENTION_S) -> int:
     """Drops the letters past retention (a write does so too); returns how many went."""
-    return int(await redis.xtrim(stream, minid=horizon_ms(), approximate=False))
+    return int(await redis.xtrim(stream, minid=horizon_ms(retention_s), approximate=False))
 
 
 async def dead_letter(
-    redis: Redis, stream: str, *, kind: str, reason: str, attempts: int, payload: bytes, call_id: str = ""
+    redis: Redis, stream: str, *, kind: str, reason: str, attempts: int, payload: bytes, call_id: str = "",
+    retention_s: int = DEFAULT_RETENTION_S,
 ) -> str:
     """Appends one dead letter, trims those past retention and gives the stream that TTL; returns its id."""
     fields: dict[str, str | int | bytes] = {"kind": kind, "reason": reason, "attempts": attempts, "call_id": call_id,
                                             "payload": payload, "failed_at_ms": time.time_ns() // 1_000_000}
     async with redis.pipeline(transaction=True) as pipe:
-        pipe.xadd(stream, fields, minid=horizon_ms(), approximate=False)  # type: ignore[arg-type]
-        pipe.expire(stream, RETENTION_S)
+        pipe.xadd(stream, fields, minid=horizon_ms(retention_s), approximate=False)  # type: ignore[arg-type]
+        pipe.expire(stream, retention_s)
         entry_id, _ = await pipe.execute()
     log.error("dead_letter", kind=kind, reason=reason, attempts=attempts, call_id=call_id)
     return entry_id.decode() if isinstance(entry_id, bytes) else str(entry_id)

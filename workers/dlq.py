@@ -14,8 +14,8 @@ A replay deletes its letter only once the work is queued again, and adds a `repl
 delivery's own job id, `{prefix}deliver:{event_id}:{destination}`, so several letters for one delivery
 queue one job; the others are refused by arq and kept, and the operator is told. Re-delivery goes only
 where the event did not arrive: every attempt consults the ledger (workers/deliver/ledger.py) first.
-Letters are kept RETENTION_S (30 days, workers/deadletter.py); a replay refuses (and trims) one past retention
-that no write has trimmed yet: its call's delivered marks may be gone, so it could resend them.
+Letters are kept DEAD_LETTER_RETENTION (30 days by default, workers/deadletter.py); a replay refuses (and trims)
+one past retention that no write has trimmed yet: its call's delivered marks may be gone, so it could resend them.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from workers import record
 from workers.alert.notes import queue_note
 from workers.alert.outbox import queue_alert
 from workers.alert.rules import DeliveryPolicy, decode_alert, decode_note
-from workers.deadletter import RETENTION_S, DeadLetter, entry, past_retention, trim
+from workers.deadletter import DEFAULT_RETENTION_S, DeadLetter, entry, past_retention, trim
 from workers.deliver.delivery import Delivery
 from workers.queue import connect
 
@@ -179,7 +179,7 @@ async def _replay_each(redis: ArqRedis, settings: Settings, chosen: list[str]) -
     for entry_id in chosen:
         try:
             done = await replay(redis, settings.dead_letter_stream, entry_id, queue_name=settings.queue_name,
-                                key_prefix=settings.key_prefix)
+                                key_prefix=settings.key_prefix, retention_s=settings.dead_letter_retention)
             print(f"{entry_id}: {done}")
         except (KeyError, ValueError) as e:
             failed += 1
@@ -214,7 +214,8 @@ async def _requeue_note(redis: ArqRedis, letter: DeadLetter, *, key_prefix: str)
     return f"queued the transcript reply for call {note.call_id} again"
 
 
-async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str, key_prefix: str) -> str:
+async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str, key_prefix: str,
+                 retention_s: int = DEFAULT_RETENTION_S) -> str:
     """Puts one dead letter back to work and removes it from the stream; returns what was done.
 
     A job's letter (its payload is the job's own argument, msgpack) is queued again: a `deliver` letter
@@ -222,9 +223,9 @@ async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str
     again past the one-alert-per-call gate. ValueError (the letter kept) when arq refuses the job; KeyError
     for a letter that is not there, or past retention (then trimmed with the others).
     """
-    if past_retention(entry_id):
-        await trim(redis, stream)
-        raise KeyError(f"{entry_id} is past the dead letters' retention ({RETENTION_S // 86_400} days): not replayed")
+    if past_retention(entry_id, retention_s):
+        await trim(redis, stream, retention_s)
+        raise KeyError(f"{entry_id} is past the dead letters' retention ({retention_s // 86_400} days): not replayed")
     try:
         found = await redis.xrange(stream, min=entry_id, max=entry_id)
     except ResponseError as e:

@@ -40,6 +40,7 @@ from redis.exceptions import RedisError
 from contract import logs
 from contract.events import CallTranscribedEvent, CloudEvent
 from contract.intake import transcript_follow_up_id
+from contract.privacy import slim_body
 from contract.jobs import DELIVER, FETCH_TRANSCRIPT, Receipt
 from contract.wavix import Cdr
 from contract.webhooks import Kind, webhooks_key
@@ -131,7 +132,9 @@ async def _dead(resources: Resources, kind: str, job: Receipt | Delivery, reason
     try:
         if isinstance(job, Receipt):
             await keep_delivered(resources, job.call_id)
-        await resources.dead_letter(kind, msgspec.msgpack.encode(job), job.call_id, reason, attempts)
+        # no more of the webhook than a replay reads (contract/privacy.py)
+        letter = msgspec.structs.replace(job, body=slim_body(job.body)) if isinstance(job, Receipt) else job
+        await resources.dead_letter(kind, msgspec.msgpack.encode(letter), job.call_id, reason, attempts)
     except RedisError as e:
         log.error("dead_letter.unwritten", call_id=job.call_id, job=kind, reason=reason, error=type(e).__name__)
         raise Retry(defer=DEAD_LETTER_RETRY_S) from e
@@ -174,6 +177,8 @@ async def _process_call(resources: Resources, receipt: Receipt, attempt: int) ->
     event = completed_event(cdr, hints=hints, rules=resources.alert_rules, now=datetime.now(UTC))
     _count(resources, event)
     resources.metrics.directions.labels(event.data.direction).inc()
+    if resources.number_index is not None:  # before any delivery: a call sent anywhere can be found to erase
+        await resources.number_index.add(event)
     await deliver_all(resources, event, attempt)
     if event.data.alert_reasons:
         await resources.alert(event)

@@ -39,4 +39,5 @@ def policy_from_settings(settings: Settings, sender: Sender | None) -> DeliveryP
         log.info("alert.transcript_replies_off", why="an incoming webhook answers no ts, so its alerts cannot be "
                  "found again; set SLACK_BOT_TOKEN (chat:write) and SLACK_CHANNEL for transcript replies")
     return DeliveryPolicy(prefix=settings.key_prefix, retry=schedule,
-                          thread_ttl_s=int(settings.transcript_wait + schedule.span))
+                          thread_ttl_s=int(settings.transcript_wait + schedule.span),
+                          dead_letter_retention_s=settings.dead_letter_retention)

@@ -194,7 +194,7 @@ class _Notes:
     async def dead(self, call_id: str, payload: bytes, reason: str, attempts: int) -> None:
         """Dead-letter first, then forget: a crash in between repeats the dead letter, never loses it."""
         await dead_letter(self.redis, self.dead_stream, kind="slack_note", reason=reason, attempts=attempts,
-                          payload=payload, call_id=call_id)
+                          payload=payload, call_id=call_id, retention_s=self.policy.dead_letter_retention_s)
         await self.forget(call_id)
         self.stats.dead_lettered += 1
 

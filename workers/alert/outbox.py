@@ -141,7 +141,7 @@ class _Dispatcher:
         """A poison record: its bytes go to the dead-letter stream, as they are, and it leaves the outbox."""
         call_id = key.rsplit(":", 1)[0]
         await dead_letter(self.redis, self.dead_stream, kind="slack_alert", reason=reason, attempts=0,
-                          payload=record, call_id=call_id)
+                          payload=record, call_id=call_id, retention_s=self.policy.dead_letter_retention_s)
         await self._remove([key])
         stats.dead_lettered += 1
 
@@ -201,7 +201,8 @@ class _Dispatcher:
         """Dead-letter first, then forget: a crash in between repeats the dead letter, never loses it."""
         alert = pending.alert
         await dead_letter(self.redis, self.dead_stream, kind="slack_alert", reason=reason, attempts=attempts,
-                          payload=encode_alert(alert), call_id=alert.call_id)
+                          payload=encode_alert(alert), call_id=alert.call_id,
+                          retention_s=self.policy.dead_letter_retention_s)
         await self._remove([key])
         stats.dead_lettered += 1
 

@@ -99,6 +99,7 @@ class DeliveryPolicy(msgspec.Struct, frozen=True, kw_only=True):
     # How long a sent alert's `channel ts` is kept for the transcript's reply (TRANSCRIPT_WAIT + 15 min).
     thread_ttl_s: int = 45 * 60
     note_recheck_s: float = 5.0  # a transcript note whose alert is still pending looks again after this
+    dead_letter_retention_s: int = 30 * DAY  # DEAD_LETTER_RETENTION: an alert's letter is kept as long as any
 
 
 def retry_decision(policy: DeliveryPolicy, reason: str, failed: int, age_s: float,

@@ -205,7 +205,8 @@ async def _withdraw(resources: Resources, delivery: Delivery) -> None:
 
 async def keep_delivered(resources: Resources, call_id: str) -> None:
     """Before a call's job is dead-lettered: keep its delivered marks as long as the letter may be replayed."""
-    await resources.ledger.keep(call_id, [d.name for d in resources.destinations], ttl_s=deadletter.MARKS_KEPT_S)
+    await resources.ledger.keep(call_id, [d.name for d in resources.destinations],
+                                ttl_s=deadletter.marks_kept_s(resources.settings.dead_letter_retention))
 
 
 async def publish(resources: Resources, sink: Sink, event: CloudEvent, attempt: int) -> None:
