@@ -40,8 +40,8 @@ from redis.exceptions import RedisError
 from contract import logs
 from contract.events import CallTranscribedEvent, CloudEvent
 from contract.intake import transcript_follow_up_id
-from contract.privacy import slim_body
 from contract.jobs import DELIVER, FETCH_TRANSCRIPT, Receipt
+from contract.privacy import slim_body
 from contract.wavix import Cdr
 from contract.webhooks import Kind, webhooks_key
 from workers.context import Resources
