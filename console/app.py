@@ -5,6 +5,8 @@
     /                overview: calls per minute by outcome, latency, recovered calls, dead letters (SVG)
     /calls           the call index with filters; /calls/{id} a call's timeline (console/trace.py)
     /search          by call id, event id or phone number (console/search.py)
+    every page       the banner: what is wrong now (console/banner.py); the lists and the overview reload
+                     themselves every ConsoleOptions.refresh_seconds, until POST /refresh turns it off
     /destinations    each destination's health; pause, resume, replay since a time (console/destinations.py)
     /dead-letters    filters, replay one, replay or purge all matching after a count (console/letters.py)
 Actions (every POST but login and logout) answer 403 unless CONSOLE_ALLOW_ACTIONS=1.
@@ -37,9 +39,9 @@ from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 from redis.exceptions import RedisError
 
-from console import charts, data, destinations, errors, letters, paging, search, session, trace
+from console import banner, charts, data, destinations, errors, letters, paging, search, session, trace
+from console.web import BANNER, REFRESH_COOKIE, Form, PageNumber, page
 from console.web import ConsoleOptions as ConsoleOptions  # re-exported: console.asgi and the tests import it here
-from console.web import Form, PageNumber, page
 from contract import logs, redisurl
 from contract.jobs import job_deserializer, job_serializer
 from contract.record import without_query
@@ -71,6 +73,38 @@ async def _gate(request: Request[Any, Any, Any]) -> Response[Any] | None:
     if cookie:
         to_login.delete_cookie(session.COOKIE, path="/")
     return to_login
+
+
+async def _before(request: Request[Any, Any, Any]) -> Response[Any] | None:
+    """The gate, then, for a page, the banner (console/banner.py), which every page shows."""
+    if (answer := await _gate(request)) is not None or request.method != "GET" or request.url.path in OPEN_PATHS:
+        return answer
+    settings: Settings = request.app.state.settings
+    options: ConsoleOptions = request.app.state.options
+    known = destinations.configured(settings) or ()
+    names = [d.name for d in known] or list(request.app.state.destination_names)
+    request.state[BANNER] = await banner.read(request.app.state.redis, settings, known, names, options.thresholds)
+    return None
+
+
+class RefreshForm(msgspec.Struct):
+    on: str = ""
+    next: str = "/"
+
+
+@post("/refresh", status_code=303)
+async def refresh_switch(
+    request: Request[Any, Any, Any], data: Annotated[RefreshForm, Body(media_type=RequestEncodingType.URL_ENCODED)],
+) -> Response[Any]:
+    """Turns this browser's auto-refresh off or back on (a cookie), then back to the page it was on."""
+    back = data.next if data.next.startswith("/") and not data.next.startswith("//") else "/"
+    response: Response[Any] = Redirect(back)
+    if data.on == "1":
+        response.delete_cookie(REFRESH_COOKIE, path="/")
+    else:
+        response.set_cookie(REFRESH_COOKIE, "off", max_age=365 * 86400, httponly=True, samesite="strict",
+                            secure=request.url.scheme == "https", path="/")
+    return response
 
 
 def _prefix(request: Request[Any, Any, Any]) -> str:
@@ -178,9 +212,9 @@ def create_app(settings: Settings, options: ConsoleOptions, destination_names: t
         route_handlers=[healthz, login_form, login, logout, overview_page, calls_page, call_page,
                         destinations.destinations_page, destinations.destination_action,
                         letters.dead_letters_page, letters.confirm_page, letters.matching_action, letters.replay_one,
-                        search.search_page],
+                        search.search_page, refresh_switch],
         lifespan=[resources],
-        before_request=_gate,
+        before_request=_before,
         after_response=errors.after,
         exception_handlers=errors.handlers,
         csrf_config=CSRFConfig(secret=session.csrf_secret(options.token), cookie_name="wavix_console_csrf",

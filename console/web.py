@@ -20,7 +20,20 @@ from console.session import LIFE_S
 from workers.deliver import admin
 
 ACTIONS_OFF = "actions are off (CONSOLE_ALLOW_ACTIONS=1 turns them on)"
+BANNER = "console_banner"  # request.state: the banner's alarms, read before the page (console/app.py)
 PageNumber = Annotated[str, QueryParameter(name="page")]  # a list's page (console/paging.py), read by `Form.whole`
+
+
+REFRESH_COOKIE = "wavix_console_refresh"  # "off": this browser turned auto-refresh off (POST /refresh)
+REFRESHING = frozenset({"overview.html", "calls.html", "destinations.html", "dead_letters.html"})
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """When the banner speaks (console/banner.py); the console's command-line options (wavix_events/cli.py)."""
+
+    queue_age_s: int = 120  # a job due this long and not finished: the queue is stuck
+    quiet_s: int = 600  # no event built this long while calls wait in the queue
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,8 @@ class ConsoleOptions:
     token: str
     allow_actions: bool = False
     session_seconds: int = LIFE_S  # a login's fixed life (console/session.py)
+    refresh_seconds: int = 30  # the lists and the overview reload themselves this often (0: never)
+    thresholds: Thresholds = Thresholds()  # when the banner speaks (console/banner.py)
 
 
 class Form:
@@ -67,9 +82,13 @@ def page(name: str, request: Request[Any, Any, Any], form: Form | None = None, *
     """The page `name`; a 400 showing the form's errors when a query parameter could not be used."""
     options: ConsoleOptions = request.app.state.options
     errors = form.errors if form is not None else []
+    refresh_off = request.cookies.get(REFRESH_COOKIE) == "off"
+    refresh = options.refresh_seconds if name in REFRESHING and not refresh_off and not errors else 0
     return Template(template_name=name, status_code=400 if errors else 200,
                     context={"actions": options.allow_actions, "path": request.url.path, "form_errors": errors,
-                             **context})
+                             "banner": request.state.get(BANNER, []), "refresh": refresh,
+                             "refresh_off": refresh_off, "refresh_seconds": options.refresh_seconds,
+                             "query": request.url.query, **context})
 
 
 def refused(request: Request[Any, Any, Any]) -> Response[Any] | None:

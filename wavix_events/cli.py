@@ -144,9 +144,21 @@ def _trace(args: argparse.Namespace) -> int:
 def _console(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
-    from console.asgi import serve
+    from console.asgi import Tuning, serve
+    from console.web import Thresholds
 
-    return serve(settings)
+    return serve(settings, Tuning(refresh_seconds=args.refresh, thresholds=Thresholds(
+        queue_age_s=args.queue_alert, quiet_s=args.quiet_alert)))
+
+
+def _seconds(text: str) -> int:
+    """A duration on the command line (`90`, `2m`, `1h`) in whole seconds."""
+    from workers.retry import parse_duration
+
+    try:
+        return int(parse_duration(text))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _simulate(args: argparse.Namespace) -> int:
@@ -249,6 +261,12 @@ def build_parser() -> argparse.ArgumentParser:
         roles.choices[name].add_argument("-v", "--verbose", action="store_true", help="show its logs (LOG_LEVEL)")
 
     console = roles.add_parser("console", help="run the console (CONSOLE_HOST:CONSOLE_PORT, login with CONSOLE_TOKEN)")
+    console.add_argument("--refresh", type=_seconds, default=30, metavar="DURATION",
+                         help="the overview and the lists reload themselves this often (default 30s; 0: never)")
+    console.add_argument("--queue-alert", type=_seconds, default=120, metavar="DURATION",
+                         help="banner when a queued job has been due this long (default 2m)")
+    console.add_argument("--quiet-alert", type=_seconds, default=600, metavar="DURATION",
+                         help="banner when no event was built this long while calls wait (default 10m)")
     console.set_defaults(run=_console)
 
     try:

@@ -9,12 +9,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
+import uvicorn
 from playwright.async_api import Page
 from redis.asyncio import Redis
 
+from console.app import ConsoleOptions, create_app
 from contract.record import CallSummary
+from tests.helpers.servers import free_port
 from tests.pipeline import Pipeline
-from tests.test_console_browser import ARTIFACTS, CONSOLE_TOKEN, chromium, served
+from tests.test_console_browser import ARTIFACTS, CONSOLE_TOKEN, chromium
 from workers import record
 
 
@@ -26,9 +29,28 @@ async def log_in(page: Page, url: str, path: str = "/") -> None:
 
 
 @asynccontextmanager
-async def console_page(p: Pipeline, path: str = "/", **options: object) -> AsyncIterator[tuple[Page, str]]:
-    """The console served on `p`'s settings, and a Chromium page logged in at `path`."""
-    async with served(p, **options) as url, chromium() as browser:  # type: ignore[arg-type]
+async def served_with(p: Pipeline, options: ConsoleOptions, names: tuple[str, ...] = ("redis",)) -> AsyncIterator[str]:
+    """tests/test_console_browser.py's `served`, with any ConsoleOptions (thresholds, refresh)."""
+    port = free_port()
+    app = create_app(p.settings, options, names)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+@asynccontextmanager
+async def console_page(p: Pipeline, path: str = "/", options: ConsoleOptions | None = None,
+                       names: tuple[str, ...] = ("redis",)) -> AsyncIterator[tuple[Page, str]]:
+    """The console served on `p`'s settings (actions on unless `options` say), and a Chromium page logged in at
+    `path`."""
+    chosen = options or ConsoleOptions(token=CONSOLE_TOKEN, allow_actions=True)
+    async with served_with(p, chosen, names) as url, chromium() as browser:
         page = await browser.new_page(viewport={"width": 1280, "height": 900})
         await log_in(page, url, path)
         yield page, url
