@@ -5,6 +5,7 @@
     POST /destinations/{name}/pause         workers/deliver/admin.pause (control.pause)
     POST /destinations/{name}/resume        workers/deliver/admin.resume (control.resume: parked ones queued)
     POST /destinations/{name}/replay        admin.replay: the event log since (until, types) queued again
+    POST /destinations/{name}/redeliver     admin.redeliver_failed: only what the ledger says it has not got
 
 The figures are `wavix-events destinations`'s (workers/deliver/health.read); the actions are the CLI's own
 functions, so a name not in the routing file is refused the same way. Actions answer 403 unless
@@ -22,6 +23,7 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 import msgspec
+from arq.connections import ArqRedis
 from litestar import Request, Response, get, post
 from litestar.enums import RequestEncodingType
 from litestar.params import Body, FromPath, FromQuery
@@ -114,17 +116,19 @@ async def destinations_page(request: Request[Any, Any, Any], done: FromQuery[str
     return page("destinations.html", request, rows=found, done=done, when=when)
 
 
-async def act(settings: Settings, redis: Redis, name: str, action: str, form: ActionForm) -> str:
+async def act(settings: Settings, redis: ArqRedis, name: str, action: str, form: ActionForm) -> str:
     """Runs one action with the CLI's own function; raises AdminError when it cannot be done as asked."""
     if action == "pause":
         return await admin.pause(settings, redis, name)
     if action == "resume":
         return await admin.resume(settings, redis, name)
     if not form.since.strip():
-        raise admin.AdminError("replay needs a since time (ISO 8601, e.g. 2026-06-30T09:00Z, or an age: 2h)")
+        raise admin.AdminError(f"{action} needs a since time (ISO 8601, e.g. 2026-06-30T09:00Z, or an age: 2h)")
     types = tuple(t for t in re.split(r"[,\s]+", form.type) if t)
-    return await admin.replay(settings, redis, name, since_ms=admin.parse_time(form.since),
-                              until_ms=admin.parse_time(form.until) if form.until.strip() else None, types=types)
+    since_ms, until_ms = admin.parse_time(form.since), admin.parse_time(form.until) if form.until.strip() else None
+    if action == "redeliver":
+        return await admin.redeliver_failed(settings, redis, name, since_ms=since_ms, until_ms=until_ms, types=types)
+    return await admin.replay(settings, redis, name, since_ms=since_ms, until_ms=until_ms, types=types)
 
 
 @post("/destinations/{name:str}/{action:str}", status_code=303)
@@ -134,10 +138,10 @@ async def destination_action(
 ) -> Response[Any]:
     if (refusal := refused(request)) is not None:
         return refusal
-    if action not in ("pause", "resume", "replay"):
+    if action not in ("pause", "resume", "replay", "redeliver"):
         return Response("unknown action", status_code=404)
     try:
-        done = await act(request.app.state.settings, request.app.state.redis, name, action, data)
+        done = await act(request.app.state.settings, request.app.state.arq, name, action, data)
     except admin.AdminError as e:
         done = f"not done: {e}"
     log.info("console.destination_action", action=action, sink=name, result=done)
