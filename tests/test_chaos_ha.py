@@ -15,7 +15,7 @@ from chaos.ha import hosts
 from chaos.ha.balancer import Balancer
 from chaos.ha.cluster import HOSTS
 from chaos.ha.faults import Fault
-from chaos.ha.report import drained, fault_line, reconciled, split, verdict
+from chaos.ha.report import drained, fault_line, reconciled, split, untouched, verdict
 from sandbox.webhooks import Result, Variant
 
 A, B = "http://10.231.7.30:8000", "http://10.231.7.31:8000"
@@ -110,6 +110,8 @@ def test_a_fault_touches_the_calls_in_flight_at_its_start_and_those_first_sent_w
     assert line == {"fault": "kill_primary", "lasted_s": 3.0, "in_flight": 1, "sent_during": 1, "never_arrived": 0,
                     "to_last_event_s": 70.5, "promoted": "10.231.7.11"}
     assert fault_line(fault, first, {"held": 104.0})["never_arrived"] == 1
+    assert untouched([fault], first, {"held": 104.0, "during": 170.5, "after": 112.5}) == {
+        "calls": 1, "p99_s": 2.5, "max_s": 2.5}  # the baseline: only the call no fault touched
 
 
 def test_reconciled_calls_are_read_from_the_workers_logs_and_split_by_what_their_webhooks_met(tmp_path: Path):
