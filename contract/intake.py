@@ -30,6 +30,7 @@ another, and answers a list of 0/1: a page of a CDR listing costs one round trip
 
 from __future__ import annotations
 
+from contract.accounts import DEFAULT
 from contract.webhooks import WEBHOOKS_KEPT
 
 MODE_WEBHOOK = "webhook"  # record always, queue once per dedup window
@@ -82,6 +83,13 @@ for i = 0, #KEYS / {KEYS_PER_CALL} - 1 do
 end
 return answers
 """
+
+
+def scoped(account: str, key: str) -> str:
+    """A call's key (its id, or a dedup key) under its account: unchanged for the `default` account, as before
+    accounts; `<account>/<key>` for the others, so one account's token cannot queue, mark or read another's
+    call (contract/accounts.py)."""
+    return key if account == DEFAULT else f"{account}/{key}"
 
 
 def seen_key(key_prefix: str, dedup_key: str) -> str:

@@ -11,6 +11,8 @@ from typing import Any
 
 import msgspec
 
+from contract.accounts import DEFAULT
+from contract.intake import scoped
 from contract.webhooks import Kind, Webhook
 
 # The job functions, by name: the receiver enqueues them, the worker registers them.
@@ -31,6 +33,12 @@ class Receipt(msgspec.Struct, frozen=True, kw_only=True):
     source: str = "webhook"  # how the call reached us: "webhook", "reconcile" or "backfill"
     listed_type: str | None = None  # the CDR list's `type` (placed / received) when found by listing
     traceparent: str | None = None  # W3C trace context of the receive span, when tracing is on (contract/tracing.py)
+    account: str = DEFAULT  # the account whose token (or listing) brought the call: its key fetches it
+
+    @property
+    def key(self) -> str:
+        """The call's id under its account: what its job ids and webhook list are named by (contract/intake.py)."""
+        return scoped(self.account, self.call_id)
 
 
 def function_for(webhook: Webhook) -> str:

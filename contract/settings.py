@@ -110,6 +110,18 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # A dead letter not replayed by then is dropped; its call's delivered marks are kept a day longer.
     dead_letter_retention: int = 30 * DAY
 
+    # --- Accounts (issue #26: contract/accounts.py, workers/fetch/accounts.py, wavix_events/accounts.py) ---
+    # A YAML file naming each Wavix account served (its key, webhook tokens, own settings); reloaded on SIGHUP.
+    # Empty: one account, `default`, from WEBHOOK_TOKENS, WAVIX_API_KEY and WAVIX_API_URL.
+    accounts_file: str = ""
+    # The master account's key: `wavix-events accounts discover`, and the keys of the accounts given by
+    # `sub_account:` alone, read from its sub-account listing at run time.
+    wavix_master_api_key: str = ""
+    account_keys_refresh: int = 600  # seconds between two reads of that listing
+    # Wavix requests at once per account and worker process, so one slow account cannot hold every job slot;
+    # 0: half of WORKER_CONCURRENCY when there are several accounts, no limit with one.
+    account_max_in_flight: int = 0
+
     def __post_init__(self) -> None:
         for name, suffix in _UNDER_PREFIX.items():
             if not getattr(self, name):
@@ -157,6 +169,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         if api.scheme not in ("http", "https") or not api.hostname:
             raise SettingsError("WAVIX_API_URL", f"must be an http(s) URL, got {self.wavix_api_url!r}")
         self._check_privacy()
+        self._check_accounts()
         unknown = sorted(set(self.alert_rules) - set(ALERT_RULES))
         if unknown:
             raise SettingsError("ALERT_RULES", f"unknown rule {', '.join(unknown)}; known: {', '.join(ALERT_RULES)}")
@@ -173,6 +186,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             raise SettingsError("ALERT_REDACT", str(e)) from e
         if rules.needs_key and not self.redact_key:
             raise SettingsError("ALERT_REDACT", "numbers=hash needs REDACT_KEY")
+
+    def _check_accounts(self) -> None:
+        if self.account_keys_refresh <= 0:
+            raise SettingsError("ACCOUNT_KEYS_REFRESH", "must be a positive number of seconds")
+        if self.account_max_in_flight < 0:
+            raise SettingsError("ACCOUNT_MAX_IN_FLIGHT", "must be 0 (half of WORKER_CONCURRENCY) or more")
 
     def alert_redaction(self) -> privacy.Redaction:
         """ALERT_REDACT as rules (checked at load)."""
