@@ -4,6 +4,7 @@
                      or `Bearer <token>` for scripts
     /                overview: calls per minute by outcome, latency, recovered calls, dead letters (SVG)
     /calls           the call index with filters; /calls/{id} a call's timeline (console/trace.py)
+    /calls/{id}/deliveries  each delivery attempt: HTTP status, response, payload scrubbed (console/attempts.py)
     /search          by call id, event id or phone number (console/search.py)
     every page       the banner: what is wrong now (console/banner.py); the lists and the overview reload
                      themselves every ConsoleOptions.refresh_seconds, until POST /refresh turns it off
@@ -39,7 +40,7 @@ from litestar.response import Redirect, Template
 from litestar.template.config import TemplateConfig
 from redis.exceptions import RedisError
 
-from console import banner, charts, data, destinations, errors, letters, paging, search, session, trace
+from console import attempts, banner, charts, data, destinations, errors, letters, paging, search, session, trace
 from console.web import BANNER, REFRESH_COOKIE, Form, PageNumber, page
 from console.web import ConsoleOptions as ConsoleOptions  # re-exported: console.asgi and the tests import it here
 from contract import logs, redisurl
@@ -212,7 +213,7 @@ def create_app(settings: Settings, options: ConsoleOptions, destination_names: t
         route_handlers=[healthz, login_form, login, logout, overview_page, calls_page, call_page,
                         destinations.destinations_page, destinations.destination_action,
                         letters.dead_letters_page, letters.confirm_page, letters.matching_action, letters.replay_one,
-                        search.search_page, refresh_switch],
+                        search.search_page, refresh_switch, attempts.deliveries_page],
         lifespan=[resources],
         before_request=_before,
         after_response=errors.after,

@@ -50,6 +50,7 @@ class WebhookReceiver:
     status: int = 204
     verify: bool = True  # False: accept unsigned requests too (the benchmark's plain-POST baseline)
     retry_after: str | None = None
+    answer_body: bytes = b""  # sent with every answer but a 204 (an endpoint that explains its refusal)
     delay_s: float = 0.0  # answer this long after the request arrived (it is recorded on arrival)
     script: list[int] = field(default_factory=list)  # statuses for the next requests, then `status`
     before_answer: Callable[[Request], Awaitable[None]] | None = None  # runs after recording, before the answer
@@ -94,7 +95,8 @@ class WebhookReceiver:
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s)
                 extra = f"retry-after: {self.retry_after}\r\n" if self.retry_after and status != 204 else ""
-                writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: 0\r\n{extra}\r\n".encode())
+                answer = self.answer_body if status != 204 else b""
+                writer.write(f"HTTP/1.1 {status} X\r\ncontent-length: {len(answer)}\r\n{extra}\r\n".encode() + answer)
                 await writer.drain()
         writer.transport.abort()
 

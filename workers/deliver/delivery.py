@@ -41,7 +41,7 @@ from contract import logs
 from contract.events import CloudEvent, decode_event, encode_event
 from contract.jobs import DELIVER
 from workers import deadletter
-from workers.deliver import control, eventlog, inflight
+from workers.deliver import attempts, control, eventlog, inflight
 from workers.deliver.jobs import Delivery, encode_delivery, now_ms
 from workers.deliver.jobs import job_id as _job_id
 from workers.deliver.ledger import ATTEMPT_LIMIT_S, LEASE_S, Claim
@@ -118,18 +118,36 @@ async def attempt_once(resources: Resources, delivery: Delivery, event: CloudEve
         raise Throttled(f"{name}: over max_per_second", claim.throttled_ms / 1000)
     if claim.wait_ms:
         await asyncio.sleep(claim.wait_ms / 1000)
+    heard = attempts.listen()  # what the sink hears back, for the console (workers/deliver/attempts.py)
     try:
         async with asyncio.timeout(ATTEMPT_LIMIT_S):
             await publish(resources, sink, event, delivery.tries + 1)
     except CallError as e:
         await book.settle(claim, delivered=False, event=event.id, reason=e.reason, first_at_ms=delivery.first_at_ms)
+        await _noted(resources, delivery, event, heard, e)
         raise
     except TimeoutError as e:  # its outcome is unknown: the lease stays until it runs out
-        raise Transient(f"{name}: no outcome within {ATTEMPT_LIMIT_S:.0f}s") from e
+        error = Transient(f"{name}: no outcome within {ATTEMPT_LIMIT_S:.0f}s")
+        await _noted(resources, delivery, event, heard, error)
+        raise error from e
     await book.settle(claim, delivered=True, event=event.id, first_at_ms=delivery.first_at_ms)  # waits out an outage
+    await _noted(resources, delivery, event, heard, None)
     resources.metrics.deliveries.labels(name, "delivered").inc()
     resources.metrics.delivery_seconds.labels(name).observe(max(now_ms() - delivery.first_at_ms, 0) / 1000)
     return "published"
+
+
+async def _noted(resources: Resources, delivery: Delivery, event: CloudEvent, heard: attempts.Heard,
+                 error: CallError | None) -> None:
+    """The try's record for the console: outcome, HTTP status, the response's first KiB; the event on a failure."""
+    outcome = "delivered" if error is None else "permanent" if isinstance(error, Permanent) else "transient"
+    attempt = attempts.Attempt(
+        at_ms=heard.at_ms, destination=delivery.destination, event_id=event.id, event_type=event.type,
+        attempt=delivery.tries + 1, outcome=outcome, ok=error is None, status=heard.status, response=heard.response,
+        request=heard.request, reason=attempts.scrub_text(error.reason[:300]) if error else "",
+        ms=round((time.perf_counter() - heard.started) * 1000, 2))
+    await attempts.write(resources.batch, resources.settings.key_prefix, resources.settings.webhook_dedup_ttl,
+                         attempt, delivery.event)
 
 
 async def _first_attempt(resources: Resources, event: CloudEvent, body: bytes, where: Destination,

@@ -13,6 +13,8 @@ Answers: 2xx delivered. 408, 429, 5xx, timeouts and connection errors are Transi
 seconds or as a date, travels as `retry_after`). Any other status (other 4xx; 3xx, since redirects are
 not followed: a signed body is not re-sent elsewhere) is Permanent. Errors and logs name the sink and the
 status, never the URL (it may carry a token) or the secret.
+Each try tells workers/deliver/attempts.py what it heard (status, the body's first KiB, the header names it
+sent, the signature masked) for the console's delivery attempts.
 
 The sink uses `SinkOptions.http` when given (one client shared by every webhook sink of a worker, closed by
 its owner), else builds its own client in `connect` and closes it in `close`.
@@ -29,6 +31,7 @@ from collections.abc import Callable
 import httpx
 
 from contract.events import CONTENT_TYPE, CloudEvent, encode_event
+from workers.deliver import attempts
 from workers.deliver.sinks.base import SinkError, SinkOptions, permanent, transient
 from workers.retry import parse_retry_after
 
@@ -89,9 +92,12 @@ class WebhookSink:
                 self._url, content=body, headers=headers, timeout=self._timeout, follow_redirects=False
             )
         except httpx.TimeoutException as e:
+            attempts.heard(sent=headers)
             raise transient(self.name, event, "endpoint timed out") from e
         except httpx.TransportError as e:
+            attempts.heard(sent=headers)
             raise transient(self.name, event, f"endpoint unreachable ({type(e).__name__})") from e
+        attempts.heard(status=response.status_code, body=response.content, sent=headers)  # for the console
         self._check(response, event)
 
     def _check(self, response: httpx.Response, event: CloudEvent) -> None:
