@@ -2,6 +2,8 @@
 
     GET  /destinations                      one row per destination: state, failures, failing since, last
                                             success, last error, backlog, parked, dead letters, retry schedule
+                                            and, below, each one's tries over the last `hours` (6):
+                                            delivered and failed per bucket (console/series.py)
     POST /destinations/{name}/pause         workers/deliver/admin.pause (control.pause)
     POST /destinations/{name}/resume        workers/deliver/admin.resume (control.resume: parked ones queued)
     POST /destinations/{name}/replay        admin.replay: the event log since (until, types) queued again
@@ -30,8 +32,9 @@ from litestar.params import Body, FromPath, FromQuery
 from litestar.response import Redirect, Template
 from redis.asyncio import Redis
 
+from console import series
 from console.data import dead_letters, dead_per_destination, now_ms
-from console.web import page, refused
+from console.web import Form, page, refused
 from contract import logs
 from contract.settings import Settings
 from workers.context import destinations_for
@@ -110,10 +113,15 @@ def when(ms: int, now: int | None = None) -> str:
 
 
 @get("/destinations")
-async def destinations_page(request: Request[Any, Any, Any], done: FromQuery[str] = "") -> Template:
+async def destinations_page(request: Request[Any, Any, Any], done: FromQuery[str] = "",
+                            hours: FromQuery[str] = "6") -> Template:
     settings: Settings = request.app.state.settings
+    form = Form()
+    window = form.whole("hours", hours, 6, 1, series.MAX_HOURS)
     found = await rows(request.app.state.redis, settings, request.app.state.destination_names)
-    return page("destinations.html", request, rows=found, done=done, when=when)
+    charts = await series.read(request.app.state.redis, settings.key_prefix, [r.health.name for r in found], window)
+    return page("destinations.html", request, form, rows=found, done=done, when=when, hours=window,
+                charts=[series.chart(c) for c in charts])
 
 
 async def act(settings: Settings, redis: ArqRedis, name: str, action: str, form: ActionForm) -> str:
