@@ -11,6 +11,8 @@ Built from the official spec and our notes, vendored in `sandbox/spec/` (wavix-a
                  oversized CDRs + latency
     asgi.py      the ASGI plumbing: types, Request, read_body, respond
     api.py       create_app(sandbox): the raw ASGI app (Wavix's API; /_sandbox is admin.py)
+    accounts.py  the master account's sub-accounts (keys, calls, call webhooks): /v1/sub-organizations and
+                 /v1/calls/webhooks
     server.py    serve(sandbox) in this loop, spawn(config) in a subprocess: both yield the base URL
     bodies.py    Variant and the webhook bodies, drifted on request
     webhooks.py  deliveries(...), send_webhooks(...) -> list[Result], refusals(results)

@@ -4,10 +4,13 @@ No auth, no faults, no latency:
 
     GET  /_sandbox/calls            every call placed, with its facts (`SimCall`: direction, account_number,
                                     webhooks_dropped, transcript...), in the order placed
-    POST /_sandbox/calls?count=N    place N more calls (the caller sends their webhooks)
+    POST /_sandbox/calls?count=N[&account=ID]   place N more calls (the caller sends their webhooks), of the
+                                    master account or of the sub-account ID
     GET  /_sandbox/stats            `requests`: answers by route and status, faults injected;
                                     `webhooks`: calls placed and calls whose webhooks are dropped
-    GET|PUT /_sandbox/faults        read or replace the fault shares (a `Faults` JSON object)
+    GET|PUT /_sandbox/faults[?account=ID]   read or replace the fault shares (a `Faults` JSON object), of every
+                                    account or of one (0: the master)
+    GET  /_sandbox/webhooks         each account's call webhooks as set through /v1/calls/webhooks
     GET  /_sandbox/recordings/{call_id}.wav   the "recording" a Location points to
 """
 
@@ -36,11 +39,17 @@ async def admin(sandbox: Sandbox, request: Request, body: bytes, send: Send) -> 
         if not count.isdigit() or not 1 <= int(count) <= 100_000:
             await respond(send, 400, wire.encode(wire.error("count must be a whole number in 1..100000")))
             return
-        await respond(send, 201, wire.encode({"calls": sandbox.place(int(count))}))
+        account = _account(sandbox, request)
+        if account is None:
+            await respond(send, 400, wire.encode(wire.error("account must be 0 or a sub-account's id")))
+            return
+        await respond(send, 201, wire.encode({"calls": sandbox.place(int(count), account=account or 0)}))
+    elif what == ["webhooks"] and method == "GET":
+        await respond(send, 200, wire.encode({str(a): hooks for a, hooks in sandbox.call_webhooks.items()}))
     elif what == ["stats"] and method == "GET":
         await respond(send, 200, wire.encode({"requests": dict(sandbox.requests), "webhooks": sandbox.webhook_stats()}))
     elif what == ["faults"] and method in ("GET", "PUT"):
-        await _faults(sandbox, method, body, send)
+        await _faults(sandbox, request, body, send)
     elif len(what) == 2 and what[0] == "recordings" and what[1].endswith(".wav") and method == "GET":
         call = sandbox.get(what[1].removesuffix(".wav"))
         if call is None or not call.answered:
@@ -51,11 +60,22 @@ async def admin(sandbox: Sandbox, request: Request, body: bytes, send: Send) -> 
         await respond(send, 404, wire.encode(wire.error("Not found")))
 
 
-async def _faults(sandbox: Sandbox, method: str, body: bytes, send: Send) -> None:
-    if method == "PUT":
+def _account(sandbox: Sandbox, request: Request) -> int | None:
+    """`?account=`: 0 when absent; None when it names no account."""
+    given = request.query.get("account", "0")
+    known = {0, *(s.id for s in sandbox.config.sub_accounts)}
+    return int(given) if given.isdigit() and int(given) in known else None
+
+
+async def _faults(sandbox: Sandbox, request: Request, body: bytes, send: Send) -> None:
+    account = _account(sandbox, request) if "account" in request.query else -1
+    if account is None:
+        await respond(send, 400, wire.encode(wire.error("account must be 0 or a sub-account's id")))
+        return
+    if request.method == "PUT":
         try:
-            sandbox.set_faults(msgspec.json.decode(body, type=Faults))
+            sandbox.set_faults(msgspec.json.decode(body, type=Faults), None if account < 0 else account)
         except (msgspec.ValidationError, ValueError) as e:
             await respond(send, 422, wire.encode(wire.error(str(e))))
             return
-    await respond(send, 200, wire.encode(sandbox.faults))
+    await respond(send, 200, wire.encode(sandbox.faults if account < 0 else sandbox.faults_for(account)))

@@ -10,6 +10,11 @@ Wavix's API (Bearer auth, or `?appid=<key>` as in Wavix's transcript URLs; base 
     (both list answered calls only unless `disposition=all` or another disposition is asked for)
     GET /v1/numbers[?search&page&per_page]   the account's own numbers
     GET /v1/recordings/{call_id}    302 to the recording file (`Location`)
+    GET /v1/sub-organizations[/{id}]   the master's sub-accounts, each with its key   (sandbox/accounts.py)
+    GET|POST|DELETE /v1/calls/webhooks  the key's account's post-call and on-call webhook URLs
+
+Each key is an account's (sandbox/accounts.py): it reads that account's calls only, and the faults set for that
+account (else the shared ones) apply to its requests.
 
 (`sandbox.listing` owns the parameters of the three listings.) Admin endpoints (`sandbox.admin`, no
 auth, no faults, no latency; for tests, benchmarks and demos, never part of Wavix) live under `/_sandbox/`.
@@ -23,9 +28,9 @@ which such a server turns into a broken response: still a failure the client mus
 from __future__ import annotations
 
 import asyncio
-import hmac
+from functools import partial
 
-from sandbox import listing, wire
+from sandbox import accounts, listing, wire
 from sandbox.admin import admin
 from sandbox.asgi import (
     DROP_EXTENSION,
@@ -67,7 +72,7 @@ def create_app(sandbox: Sandbox) -> ASGIApp:
         if request.parts[:1] == ["_sandbox"]:
             await admin(sandbox, request, await read_body(receive), send)
         else:
-            await _api(sandbox, request, send)
+            await _api(sandbox, request, send, await read_body(receive) if request.method != "GET" else b"")
 
     return app
 
@@ -75,9 +80,13 @@ def create_app(sandbox: Sandbox) -> ASGIApp:
 def _route(request: Request) -> tuple[str, str]:
     """`(route, call_id)` for a Wavix path, `("", "")` if it is not one the sandbox serves."""
     parts, method = request.parts, request.method
+    if parts[:3] == ["v1", "calls", "webhooks"] and len(parts) == 3 and method in ("GET", "POST", "DELETE"):
+        return "call_webhooks", ""
     if len(parts) < 2 or parts[0] != "v1" or method != "GET":
         return "", ""
     family = parts[1]
+    if family == "sub-organizations" and len(parts) in (2, 3):
+        return ("sub_orgs", "") if len(parts) == 2 else ("sub_org", parts[2])
     if family == "numbers" and len(parts) == 2:
         return "numbers", ""
     if family in ("cdrs", "cdr"):
@@ -94,29 +103,35 @@ def _route(request: Request) -> tuple[str, str]:
     return "", ""
 
 
-def _authorized(sandbox: Sandbox, request: Request) -> bool:
-    key = sandbox.config.api_key.encode()
+def _authorized(sandbox: Sandbox, request: Request) -> int | None:
+    """The account whose key the request carries (Bearer, or `?appid=`); None for no account's."""
     given = request.headers.get(b"authorization", b"")
-    if given[:7].lower() == b"bearer " and hmac.compare_digest(given[7:].strip(), key):
-        return True
+    if given[:7].lower() == b"bearer ":
+        return accounts.account_of(sandbox, given[7:].strip())
     appid = request.query.get("appid")
-    return appid is not None and hmac.compare_digest(appid.encode(), key)
+    return None if appid is None else accounts.account_of(sandbox, appid.encode())
 
 
-async def _api(sandbox: Sandbox, request: Request, send: Send) -> None:
-    faults = sandbox.faults
+async def _api(sandbox: Sandbox, request: Request, send: Send, body: bytes = b"") -> None:
+    account = _authorized(sandbox, request)
+    faults = sandbox.faults_for(account or accounts.MASTER)
     if faults.latency_s:
         await asyncio.sleep(faults.latency_s)
     route, call_id = _route(request)
     if not route:
         status = 404
         await respond(send, status, wire.encode(wire.error("Not found")))
-    elif not _authorized(sandbox, request):
+    elif account is None:
         status = 401
         await respond(send, status, wire.encode(wire.unauthorized()))
     else:
         spoiled = await _faulty(sandbox, faults, request, route, send)
-        status = await _answer(sandbox, request, route, call_id, send) if spoiled is None else spoiled
+        if spoiled is not None:
+            status = spoiled
+        elif route in ("sub_orgs", "sub_org", "call_webhooks"):
+            status = await accounts.answer(sandbox, request, route, account, call_id, body, send)
+        else:
+            status = await _answer(sandbox, request, route, call_id, send, account)
     sandbox.requests[f"{request.method} {route or 'unknown'} {status}"] += 1
 
 
@@ -149,18 +164,20 @@ async def _faulty(sandbox: Sandbox, faults: Faults, request: Request, route: str
     return None
 
 
-async def _answer(sandbox: Sandbox, request: Request, route: str, call_id: str, send: Send) -> int:
-    """Wavix's answer to an authorized, unspoiled request; returns the status it sent."""
+async def _answer(sandbox: Sandbox, request: Request, route: str, call_id: str, send: Send, account: int = 0) -> int:
+    """Wavix's answer to an authorized, unspoiled request of `account`; returns the status it sent."""
     if route in ("list", "export", "numbers"):
-        return await _listing(sandbox, request, route, send)
+        return await _listing(sandbox, request, route, send, account)
     call = sandbox.get(call_id)
+    if call is not None and call.account != account:
+        call = None  # another account's call: as unknown to this key as a call that never was
     ready = sandbox.transcript(call) if call is not None else None
     if call is None or (route == "transcript" and ready is None) or (route == "recording" and not call.answered):
         await respond(send, 404, wire.encode(wire.error("Record not found")))
         return 404
     if route == "cdr":
         wanted = request.query.get("show_transcription", "").lower() in ("true", "1")
-        reference = f"{request.base_url}/v1/cdrs/{call_id}/transcription?appid={sandbox.config.api_key}"
+        reference = f"{request.base_url}/v1/cdrs/{call_id}/transcription?appid={accounts.key_of(sandbox, account)}"
         body = wire.cdr(call, request.base_url, ready, reference if wanted else None)
         fault = pick_cdr(sandbox.faults, sandbox.fault_rng)
         if fault is not None:
@@ -180,13 +197,14 @@ async def _answer(sandbox: Sandbox, request: Request, route: str, call_id: str, 
     return 200
 
 
-async def _listing(sandbox: Sandbox, request: Request, route: str, send: Send) -> int:
+async def _listing(sandbox: Sandbox, request: Request, route: str, send: Send, account: int = 0) -> int:
     """The CDR list, the NDJSON export (streamed in chunks) or the account's numbers."""
+    calls = partial(sandbox.listing, account=account)  # the key's account's calls only
     try:
         if route == "export":
-            lines = listing.export_lines(sandbox.listing, request.query)
+            lines = listing.export_lines(calls, request.query)
         else:
-            body = (listing.list_page(sandbox.listing, request.query) if route == "list"
+            body = (listing.list_page(calls, request.query) if route == "list"
                     else listing.numbers_page(sandbox.config.seed, request.query))
     except listing.BadParameter as e:
         await respond(send, 400, wire.encode(wire.error(str(e))))

@@ -75,6 +75,7 @@ class SimCall(msgspec.Struct, frozen=True, kw_only=True, rename={"from_": "from"
     transcript: Transcript | None = None
     account_number: str = ""  # which of the account's numbers (E.164, `+`) placed or took it
     webhooks_dropped: bool = False  # its work-starting webhooks are never sent (SandboxConfig.drop_webhooks_share)
+    account: int = 0  # the account it belongs to: 0 the master, else a sub-account's id (sandbox/accounts.py)
 
     @property
     def answered(self) -> bool:

@@ -15,6 +15,26 @@ import msgspec
 from sandbox.faults import Faults
 
 
+class SubAccountConfig(msgspec.Struct, frozen=True, kw_only=True):
+    """One sub-account of the sandbox's master account."""
+
+    id: int
+    name: str
+    api_key: str
+    status: str = "enabled"  # enabled | disabled
+
+
+def check_sub_accounts(subs: tuple[SubAccountConfig, ...], master_key: str) -> None:
+    """ValueError when ids or keys repeat, a key is empty or the master's, or a status is unknown."""
+    ids, keys = [s.id for s in subs], [s.api_key for s in subs]
+    if len(set(ids)) != len(ids) or any(i <= 0 for i in ids):
+        raise ValueError("sub-account ids must be unique whole numbers above 0")
+    if len(set(keys)) != len(keys) or master_key in keys or not all(keys):
+        raise ValueError("sub-account keys must be non-empty, unique and not the master's")
+    if any(s.status not in ("enabled", "disabled") for s in subs):
+        raise ValueError("a sub-account's status is enabled or disabled")
+
+
 class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True):
     """The sandbox's settings; the defaults give a fast, well-behaved Wavix with realistic calls."""
 
@@ -41,6 +61,9 @@ class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True):
     drop_webhooks_share: float = 0.0
     machine_share: float = 0.15  # of answered outbound calls that a machine answered
     faults: Faults = msgspec.field(default_factory=Faults)
+    # The master account's sub-accounts (`api_key` is the master's): each with its own key, calls and webhooks
+    # (sandbox/accounts.py).
+    sub_accounts: tuple[SubAccountConfig, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("transcript_share", "transcript_failed_share", "legacy_transcript_share", "machine_share",
@@ -51,3 +74,4 @@ class SandboxConfig(msgspec.Struct, frozen=True, kw_only=True):
             raise ValueError("transcript_delay_s, spacing_s and window_s must not be negative")
         if not self.api_key:
             raise ValueError("api_key must not be empty")
+        check_sub_accounts(self.sub_accounts, self.api_key)  # sandbox/accounts.py serves them

@@ -51,14 +51,17 @@ class Sandbox:
         self._order: list[str] = []  # call ids in the order placed
         self._position: dict[str, int] = {}
         self.version = 0  # grows whenever calls are added: the export's ETag
+        self.call_webhooks: dict[int, dict[str, str]] = {}  # account -> event type -> URL (sandbox/accounts.py)
+        self.account_faults: dict[int, Faults] = {}  # account -> its own faults, instead of `faults`
         self._changed_at = wall()
 
-    def place(self, count: int) -> list[SimCall]:
-        """Generates the next `count` calls of the seed, dates them, and makes them servable."""
+    def place(self, count: int, account: int = 0) -> list[SimCall]:
+        """Generates the next `count` calls of the seed, dates them, and makes them servable, as calls of
+        `account` (0: the master account; else a sub-account's id)."""
         calls = []
         for _ in range(count):
             call = generate_call(self.config, self._next_index)
-            calls.append(msgspec.structs.replace(call, date=self._date_for(call)))
+            calls.append(msgspec.structs.replace(call, date=self._date_for(call), account=account))
             self._next_index += 1
         self.add(calls)
         return calls
@@ -88,8 +91,15 @@ class Sandbox:
             self._sent.add(call_id)
             self._ready_at[call_id] = self._monotonic()
 
-    def set_faults(self, faults: Faults) -> None:
-        self.faults = faults
+    def set_faults(self, faults: Faults, account: int | None = None) -> None:
+        """The faults of every account, or of one (`account`) only."""
+        if account is None:
+            self.faults = faults
+        else:
+            self.account_faults[account] = faults
+
+    def faults_for(self, account: int) -> Faults:
+        return self.account_faults.get(account, self.faults)
 
     def get(self, call_id: str) -> SimCall | None:
         return self._calls.get(call_id)
@@ -110,12 +120,13 @@ class Sandbox:
         """When calls were last added, as an HTTP date (the export's `Last-Modified`)."""
         return formatdate(self._changed_at, usegmt=True)
 
-    def listing(self, direction: str) -> list[SimCall]:
-        """The calls of one direction sorted by (date, index), kept until the next call is placed."""
-        if direction not in self._listings:
-            mine = [c for c in self._calls.values() if c.direction == direction]
-            self._listings[direction] = sorted(mine, key=lambda c: (c.date, c.index))
-        return self._listings[direction]
+    def listing(self, direction: str, account: int = 0) -> list[SimCall]:
+        """The calls of one direction and account sorted by (date, index), kept until the next call is placed."""
+        key = f"{direction}:{account}"
+        if key not in self._listings:
+            mine = [c for c in self._calls.values() if c.direction == direction and c.account == account]
+            self._listings[key] = sorted(mine, key=lambda c: (c.date, c.index))
+        return self._listings[key]
 
     def transcript(self, call: SimCall) -> Transcript | None:
         """The call's transcript once it is ready; None while pending or if the call has none."""
