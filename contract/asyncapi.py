@@ -48,6 +48,8 @@ webhooks).
 - A destination may receive events redacted (its routing file's `redact:`): `data.redacted` lists the rules
   (numbers masked "+1********01" or hashed "hmac:<key id>:<hex>", transcript dropped or scrubbed, recording link
   dropped); the `id` is the same as the whole event's. The data schema's field descriptions give each form.
+- `wavix.call.erased` says an operator erased the call (`wavix-events forget`): delete your copies of the events
+  whose ids `data.event_ids` lists. It comes once to each destination that received the call's events.
 
 Versioning rules, compatibility checks and one real example per event type: docs/events.md.
 Consumers for every channel: examples/.

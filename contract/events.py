@@ -6,6 +6,7 @@ Every event is the same envelope (`specversion`, `id`, `source`, `type`, `subjec
     wavix.call.completed                   CallCompleted: the normalised CDR, as soon as it is in
     wavix.call.transcribed                 CallTranscribed: the transcript, with talk time and roles
     wavix.call.transcription_unavailable   TranscriptionUnavailable: why there will be no transcript
+    wavix.call.erased                      CallErased: an operator erased the call's data; delete your copies
 
 The envelope's `type` is msgspec's tag, so `decode_event` picks the right Struct by itself. An event's
 `id` is a function of call id and type alone: a repeat (a retried job, a duplicate webhook) carries the
@@ -37,6 +38,7 @@ CONTENT_TYPE = "application/cloudevents+json"  # a structured-mode event's trans
 COMPLETED = "wavix.call.completed"
 TRANSCRIBED = "wavix.call.transcribed"
 UNAVAILABLE = "wavix.call.transcription_unavailable"
+ERASED = "wavix.call.erased"
 
 # Why a transcript will not come: Wavix said failed, the account lacks the feature (403), we gave up waiting.
 UNAVAILABLE_REASONS = frozenset({"failed", "not_provisioned", "timed_out"})
@@ -171,9 +173,19 @@ class TranscriptionUnavailable(CallEssentials, frozen=True, kw_only=True):
     reason: UnavailableReason
 
 
-DATA_TYPES: tuple[type[msgspec.Struct], ...] = (CallCompleted, CallTranscribed, TranscriptionUnavailable)
+class CallErased(msgspec.Struct, frozen=True, kw_only=True):
+    """`wavix.call.erased`: the call's data was erased at an operator's request (`wavix-events forget`): delete
+    your copies of its events. It names no phone number; sent once to each destination that received the call's
+    events, through the same delivery (retries, ledger) as they were."""
 
-D = TypeVar("D", bound=CallEssentials)
+    call_id: str
+    erased_at: datetime  # when the erasure ran, UTC
+    event_ids: tuple[str, ...]  # the ids of the call's events (completed, transcribed, unavailable) a copy may hold
+
+
+DATA_TYPES: tuple[type[msgspec.Struct], ...] = (CallCompleted, CallTranscribed, TranscriptionUnavailable, CallErased)
+
+D = TypeVar("D", bound=msgspec.Struct)
 
 
 class _Envelope(msgspec.Struct, Generic[D], frozen=True, kw_only=True, tag_field="type"):
@@ -210,7 +222,11 @@ class TranscriptionUnavailableEvent(_Envelope[TranscriptionUnavailable], tag=UNA
     pass
 
 
-CloudEvent = CallCompletedEvent | CallTranscribedEvent | TranscriptionUnavailableEvent
+class CallErasedEvent(_Envelope[CallErased], tag=ERASED, frozen=True, kw_only=True):
+    pass
+
+
+CloudEvent = CallCompletedEvent | CallTranscribedEvent | TranscriptionUnavailableEvent | CallErasedEvent
 
 encode_event = msgspec.json.Encoder(decimal_format="string").encode
 decode_event = msgspec.json.Decoder(CloudEvent).decode
@@ -227,7 +243,8 @@ def data_schema() -> dict[str, Any]:
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
         "title": f"Data of the {SCHEMA} events",
-        "description": f"`data` of {COMPLETED}, {TRANSCRIBED} and {UNAVAILABLE}; money is a decimal string.",
+        "description": f"`data` of {COMPLETED}, {TRANSCRIBED}, {UNAVAILABLE} and {ERASED}; money is a decimal "
+                       "string.",
         "anyOf": list(refs),
         "$defs": defs,
     }

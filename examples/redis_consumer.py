@@ -60,6 +60,9 @@ async def handle_once(redis: Redis, group: str, event: dict[str, Any], handle: H
 
 
 async def print_event(event: dict[str, Any]) -> None:
+    if event["type"] == "wavix.call.erased":  # the call was erased: delete what you keep of it (issue #25)
+        print("erase", event["subject"], *event["data"]["event_ids"], flush=True)
+        return
     print(event["type"], event["subject"], event["data"].get("outcome"), flush=True)
 
 

@@ -72,6 +72,9 @@ def make_server(host: str, port: int, secret: str, handle: Handler) -> Threading
 
 
 def print_event(event: dict[str, Any]) -> None:
+    if event["type"] == "wavix.call.erased":  # the call was erased: delete what you keep of it (issue #25)
+        print("erase", event["subject"], *event["data"]["event_ids"], flush=True)
+        return
     print(event["type"], event["subject"], event["data"].get("outcome"), flush=True)
 
 

@@ -29,7 +29,8 @@ from workers.deliver.sinks import idempotency_key, open_sink
 
 ROOT = Path(__file__).resolve().parents[1]
 VENDORED = Path(__file__).parent / "vendor" / "asyncapi" / "asyncapi-3.0.0.schema.json"
-EVENT_TYPES = {"wavix.call.completed", "wavix.call.transcribed", "wavix.call.transcription_unavailable"}
+EVENT_TYPES = {"wavix.call.completed", "wavix.call.transcribed", "wavix.call.transcription_unavailable",
+               "wavix.call.erased"}
 
 
 @cache
@@ -108,7 +109,7 @@ def test_every_ref_resolves_and_data_points_into_the_committed_schema() -> None:
         for part in ref.partition("#")[2].strip("/").split("/"):
             target = target[part]
     assert sorted({r.rpartition("/")[2] for r in external}) == sorted(schema["$defs"][n]["title"] for n in (
-        "CallCompleted", "CallTranscribed", "TranscriptionUnavailable"))
+        "CallCompleted", "CallTranscribed", "TranscriptionUnavailable", "CallErased"))
     assert all(r.startswith("schema/wavix.call.v1.json#/$defs/") for r in external)
 
 

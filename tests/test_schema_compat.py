@@ -19,7 +19,7 @@ import pytest
 
 from contract import events as ev
 from contract.compat import breaking_changes
-from tests.helpers.event_examples import EVENTS_DOC, examples_block, real_events, with_examples
+from tests.helpers.event_examples import EVENTS_DOC, erased_example, examples_block, real_events, with_examples
 
 ROOT = Path(__file__).resolve().parents[1]
 MAJOR = ev.SCHEMA.rpartition("/")[2]
@@ -116,9 +116,10 @@ def test_events_doc_examples_are_the_generated_ones() -> None:
 
 def test_every_event_type_has_a_valid_example() -> None:
     """Each event type has an example in docs/events.md, and each example's data is valid where `dataschema` says."""
-    assert {event.type for _, event in real_events()} == {ev.COMPLETED, ev.TRANSCRIBED, ev.UNAVAILABLE}
+    examples = [*real_events(), erased_example()]
+    assert {event.type for _, event in examples} == {ev.COMPLETED, ev.TRANSCRIBED, ev.UNAVAILABLE, ev.ERASED}
     defs = ev.data_schema()["$defs"]
-    for _, event in real_events():
+    for _, event in examples:
         body = json.loads(ev.encode_event(event))
         assert json.dumps(body, indent=2) in EVENTS_DOC.read_text(encoding="utf-8")
         name = body["dataschema"].rpartition("/")[2]

@@ -10,6 +10,7 @@
     wavix-events backfill   import past calls from Wavix's CDR export
     wavix-events db migrate create or upgrade the PostgreSQL destinations' tables
     wavix-events trace      one call's timeline (webhooks, jobs, fetches, events, deliveries, alerts)
+    wavix-events forget     erase a call, or every call of a number, from every store we own (#25)
     wavix-events console    the operator's console in a browser (needs CONSOLE_TOKEN)
 
 Settings come from the environment (README). One-shot commands (`ONE_SHOT`) print their answer and log only
@@ -38,7 +39,7 @@ if TYPE_CHECKING:
     from arq.worker import Worker
 
 
-ONE_SHOT = ("dlq", "destinations", "pause", "resume", "replay", "backfill", "db", "trace")
+ONE_SHOT = ("dlq", "destinations", "pause", "resume", "replay", "backfill", "db", "trace", "forget")
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -256,6 +257,10 @@ def build_parser() -> argparse.ArgumentParser:
     trace.add_argument("call_id")
     trace.add_argument("--json", action="store_true", help="the timeline as JSON")
     trace.set_defaults(run=_trace)
+
+    from wavix_events.forget import add_arguments as add_forget  # erasure (issue #25)
+
+    add_forget(roles)
 
     for name in ONE_SHOT:  # they print their answer; their logs are quiet but for errors (contract/logs.py)
         roles.choices[name].add_argument("-v", "--verbose", action="store_true", help="show its logs (LOG_LEVEL)")

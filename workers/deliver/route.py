@@ -57,7 +57,7 @@ from typing import Any, get_args
 
 import yaml
 
-from contract.events import CloudEvent
+from contract.events import CallEssentials, CloudEvent
 from contract.privacy import KEEP, Redaction, RulesError, parse_rules
 from workers.deliver.sinks.base import SinkError, check_url, redact
 from workers.retry import Schedule, parse_duration
@@ -94,6 +94,8 @@ class Filter:
         data = event.data
         if self.types and not any(fnmatch.fnmatchcase(event.type, glob) for glob in self.types):
             return False
+        if not isinstance(data, CallEssentials):  # wavix.call.erased: no call data to filter on
+            return self == Filter(types=self.types)
         if not _among(self.disposition, getattr(data, "disposition", _MISSING)):
             return False
         if not _among(self.answered_by, getattr(data, "answered_by", _MISSING)):

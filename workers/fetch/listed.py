@@ -34,6 +34,7 @@ from contract.intake import ENQUEUE_MANY, FOLLOW_UP_SUFFIX, MODE_LISTED, call_jo
 from contract.jobs import PROCESS_CALL, Receipt, encode_job, job_serializer
 from contract.settings import Settings
 from contract.webhooks import CALL_ID_PATTERN, MAX_CALL_ID, Kind, webhooks_key
+from workers.privacy import tombstone
 from workers.retry import CallError, RetryPolicy
 
 log = logs.get("workers.fetch.listed")
@@ -114,6 +115,11 @@ class ListedIntake:
         the script is atomic per call)."""
         if not calls:
             return []
+        buried = await tombstone.erased(self._redis, self._prefix, [c.call_id for c in calls])
+        if buried:  # an erased call is never imported again (workers/privacy/tombstone.py): "seen before"
+            answers = iter(await self.offer([c for c in calls if c.call_id not in buried], source=source,
+                                            listed_type=listed_type))
+            return [False if c.call_id in buried else next(answers) for c in calls]
         now_ms = time.time_ns() // 1_000_000
         keys: list[str] = []
         args: list[str | bytes] = []
@@ -130,9 +136,14 @@ class ListedIntake:
         return [bool(a) for a in answers]
 
     async def seen(self, calls: Sequence[ListedCall]) -> list[bool]:
-        """Read-only: whether each call's dedup mark exists (one pipelined round trip)."""
+        """Read-only: whether each call's dedup mark exists (one pipelined round trip); an erased call counts as
+        seen (its tombstone: one more round trip)."""
         if not calls:
             return []
+        buried = await tombstone.erased(self._redis, self._prefix, [c.call_id for c in calls])
+        if buried:
+            marks = iter(await self.seen([c for c in calls if c.call_id not in buried]))
+            return [True if c.call_id in buried else next(marks) for c in calls]
         async with self._redis.pipeline(transaction=False) as pipe:
             for call in calls:
                 pipe.exists(seen_key(self._prefix, f"call:{call.call_id}"))
