@@ -53,7 +53,7 @@ async def test_each_attempt_shows_status_response_and_payload_with_secrets_scrub
             assert "webhook-signature: v1,[scrubbed]" in await crm.first.locator(".request").inner_text()
             events = page.locator("section.event tr.try[data-destination=events]")
             assert await events.get_attribute("data-outcome") == "delivered"
-            assert await events.locator("td.status").inner_text() == "–"
+            assert await events.locator("td.status").inner_text() == "\u2013"  # an en dash: no status
             await page.click("section.event details.payload summary")
             payload = await page.inner_text("section.event details.payload pre")
             assert failing in payload and COMPLETED in payload
