@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: install test lint demo bench bench-ingest chaos chaos-ha services tools browser clean
+.PHONY: install test lint demo bench bench-ingest chaos chaos-ha services tools browser image sbom clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ chaos-ha: install
 
 demo: install services
 	$(BIN)/python -m demo $(DEMO_ARGS)
+
+# The container image, wavix-events:VERSION: docker build when a daemon answers, else buildah on a Debian base
+# (both installed with apt-get when missing; BASE_IMAGE=... to choose the base). Prints its size and layers.
+image:
+	@scripts/build-image
+
+# A CycloneDX SBOM of the image's Python packages, in dist/ (docs/deploy.md: how to scan it).
+sbom: install image
+	@scripts/sbom
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache .mypy_cache

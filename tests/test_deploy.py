@@ -68,10 +68,16 @@ def test_hadolint_passes() -> None:
 
 
 def test_dockerfile_is_multi_stage_on_a_pinned_slim_python() -> None:
-    """The first FROM names python:3.11.<patch>-slim-bookworm; the runtime stage copies a venv from a builder."""
-    froms = [args for op, args in _instructions() if op == "FROM"]
+    """The base is the BASE_IMAGE build argument, by default python:3.11.<patch>-slim-bookworm; the runtime stage
+    copies a venv from a builder (tests/test_image.py builds it and runs every role)."""
+    instructions = _instructions()
+    assert instructions[0][0] == "ARG", "BASE_IMAGE is declared before the first FROM"
+    name, _, default = instructions[0][1].partition("=")
+    assert name == "BASE_IMAGE"
+    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})?", default), default
+    froms = [args for op, args in instructions if op == "FROM"]
     assert len(froms) >= 3, froms
-    assert re.fullmatch(r"python:3\.11\.\d+-slim-bookworm(@sha256:[0-9a-f]{64})? AS base", froms[0]), froms[0]
+    assert froms[0] == "${BASE_IMAGE} AS base", froms[0]
     assert all(f.startswith("base AS ") for f in froms[1:]), "every stage builds on the one pinned base"
     final = _final_stage()
     assert ("COPY", "--from=builder /opt/venv /opt/venv") in final
@@ -100,7 +106,7 @@ def test_dockerfile_installs_hashed_wheels_and_leaves_no_cache_or_compiler() -> 
     assert "PIP_NO_CACHE_DIR=1" in env
     assert not re.search(r"\b(gcc|g\+\+|build-essential|python3-dev|clang)\b", runs)
     final_runs = " ".join(args for op, args in _final_stage() if op == "RUN")
-    assert "pip" not in final_runs and "rm -rf /var/lib/apt/lists/*" in final_runs
+    assert "pip install" not in final_runs and "rm -rf /var/lib/apt/lists/*" in final_runs
 
 
 def _lock(path: Path) -> dict[str, str]:
