@@ -41,6 +41,7 @@ from litestar.template.config import TemplateConfig
 from redis.exceptions import RedisError
 
 from console import attempts, banner, charts, data, destinations, errors, letters, paging, search, session, trace
+from console import privacy as console_privacy
 from console.web import BANNER, REFRESH_COOKIE, Form, PageNumber, page
 from console.web import ConsoleOptions as ConsoleOptions  # re-exported: console.asgi and the tests import it here
 from contract import logs, redisurl
@@ -194,7 +195,9 @@ async def call_page(request: Request[Any, Any, Any], call_id: FromPath[str]) -> 
     timeline = await trace.read(request.app.state.redis, settings.key_prefix, call_id)
     events = [s for s in timeline.steps if s.step == "event"]
     recording = without_query(timeline.summary.recording_url) if timeline.summary else ""
-    return page("call.html", request, timeline=timeline, events=events, recording=recording, clock=trace.clock)
+    erased = await console_privacy.erased_at(request.app.state.redis, settings.key_prefix, call_id)  # issue #25
+    return page("call.html", request, timeline=timeline, events=events, recording=recording, clock=trace.clock,
+                erased=erased)
 
 
 def create_app(settings: Settings, options: ConsoleOptions, destination_names: tuple[str, ...] = ()) -> Litestar:
@@ -220,7 +223,8 @@ def create_app(settings: Settings, options: ConsoleOptions, destination_names: t
         exception_handlers=errors.handlers,
         csrf_config=CSRFConfig(secret=session.csrf_secret(options.token), cookie_name="wavix_console_csrf",
                                cookie_samesite="strict", cookie_httponly=True),
-        template_config=TemplateConfig(directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine),
+        template_config=TemplateConfig(directory=Path(__file__).parent / "templates", engine=JinjaTemplateEngine,
+                                       engine_callback=console_privacy.templates(settings)),  # CONSOLE_REDACT
         openapi_config=None,
         logging_config=None,
     )

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal, TypeVar, get_args
 
@@ -136,6 +137,32 @@ def mask_number(value: str) -> str:
             return f"+{code}{'*' * (len(national) - 2)}{national[-2:]}"
     tail = value[-2:] if len(value) > 2 and value[-2:].isdigit() else ""
     return "*" * (len(value) - len(tail)) + tail
+
+
+# A number in free text: "+" and 7-15 digits, or 10-15 digits standing alone that make a possible number once
+# given a "+" (a webhook body's "14302287001"; a timestamp such as 1796682246210 is none), never part of a longer
+# word, id, UUID or decimal (no letter, digit, '-' or '.' then digit either side).
+_NUMBER_IN_TEXT = re.compile(r"(?<![\w.-])(\+)?(\d{7,15})(?![\w-]|\.\d)")
+
+
+def _masked_number(match: re.Match[str]) -> str:
+    plus, digits = match.group(1), match.group(2)
+    if not plus:
+        if len(digits) < 10:
+            return match.group(0)
+        try:
+            possible = phonenumbers.is_possible_number(phonenumbers.parse("+" + digits, None))
+        except phonenumbers.NumberParseException:
+            possible = False
+        if not possible:
+            return match.group(0)
+        return mask_number("+" + digits)[1:]  # its country code and last 2 digits, written as it was: no '+'
+    return mask_number(match.group(0))
+
+
+def mask_numbers(text: str) -> str:
+    """`text` with every phone number in it masked (`mask_number`): the console's CONSOLE_REDACT. Pure."""
+    return _NUMBER_IN_TEXT.sub(_masked_number, text)
 
 
 def redact_number(value: str | None, rule: NumbersRule, key: RedactKey | None) -> str | None:

@@ -222,3 +222,14 @@ def test_scrub_keeps(text: str) -> None:
 def test_luhn() -> None:
     assert luhn("4111111111111111") and luhn("79927398713")
     assert not luhn("4111111111111112")
+
+
+def test_mask_numbers_in_text_leaves_ids_and_times() -> None:
+    """CONSOLE_REDACT's mask over any text: numbers with '+' and bare ones that make a possible number are masked;
+    timestamps, UUIDs, stream ids and decimals are not (the console's links and times keep working)."""
+    from contract.privacy import mask_numbers
+
+    text = 'from +14302287001 to {"to": "33170363950"}'
+    assert mask_numbers(text) == 'from +1********01 to {"to": "33*******50"}'
+    kept = "at 1796682246210, id 1796682246210-0, ts 1700000000.5, 7d1f4c2e-5a0b-4f6e-9c3d-123456789012, 3.14159265358"
+    assert mask_numbers(kept) == kept
