@@ -15,9 +15,8 @@ from urllib.parse import urlsplit
 
 import msgspec
 
-from contract import privacy, redisurl
+from contract import alerting, privacy, redisurl
 from contract.errors import SettingsError
-from contract.events import ALERT_RULES
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -122,6 +121,14 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # 0: half of WORKER_CONCURRENCY when there are several accounts, no limit with one.
     account_max_in_flight: int = 0
 
+    # --- Alert channels, routes, keywords, pipeline incidents (issue #27: contract/alerting.py, workers/alert/) ---
+    # ALERT_RULES above also routes: `failed=slack+teams,keyword=teams,pipeline=pagerduty` (contract/alerting.py).
+    # Microsoft Teams: a Workflows (Power Automate) webhook URL, a secret; Office 365 connector URLs are refused.
+    teams_webhook_url: str = ""
+    # What was said: `NAME[@caller|@callee]:word|phrase|...`, comma-separated; `keyword` in ALERT_RULES routes them.
+    alert_keywords: tuple[str, ...] = ()
+    console_url: str = ""  # the console's address as people open it: alerts link to its page of the call
+
     def __post_init__(self) -> None:
         for name, suffix in _UNDER_PREFIX.items():
             if not getattr(self, name):
@@ -170,9 +177,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             raise SettingsError("WAVIX_API_URL", f"must be an http(s) URL, got {self.wavix_api_url!r}")
         self._check_privacy()
         self._check_accounts()
-        unknown = sorted(set(self.alert_rules) - set(ALERT_RULES))
-        if unknown:
-            raise SettingsError("ALERT_RULES", f"unknown rule {', '.join(unknown)}; known: {', '.join(ALERT_RULES)}")
+        self._check_alerting()
 
     def _check_privacy(self) -> None:
         if self.redact_key and len(self.redact_key) < privacy.MIN_KEY:
@@ -192,6 +197,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             raise SettingsError("ACCOUNT_KEYS_REFRESH", "must be a positive number of seconds")
         if self.account_max_in_flight < 0:
             raise SettingsError("ACCOUNT_MAX_IN_FLIGHT", "must be 0 (half of WORKER_CONCURRENCY) or more")
+
+    def _check_alerting(self) -> None:
+        teams = urlsplit(self.teams_webhook_url)
+        if self.teams_webhook_url and (teams.scheme not in ("http", "https") or not teams.hostname):
+            raise SettingsError("TEAMS_WEBHOOK_URL", "must be the http(s) URL of a Workflows webhook")
+        if (teams.hostname or "").endswith(alerting.RETIRED_TEAMS_HOSTS):
+            raise SettingsError("TEAMS_WEBHOOK_URL", "an Office 365 connector URL: Microsoft retired them; create "
+                                "a Workflows webhook (the channel's Workflows app) and set its URL")
+        try:
+            keywords = alerting.parse_keywords(self.alert_keywords)
+        except alerting.RulesError as e:
+            raise SettingsError("ALERT_KEYWORDS", str(e)) from e
+        try:
+            alerting.check(self.alert_rules, keywords, self.alert_channels())
+        except alerting.RulesError as e:
+            raise SettingsError("ALERT_RULES", str(e)) from e
+
+    def alert_channels(self) -> tuple[str, ...]:
+        """The alert channels whose settings are given (Slack always counts: an account may bring its own)."""
+        given = {"slack": True, "teams": bool(self.teams_webhook_url)}
+        return tuple(name for name, on in given.items() if on)
 
     def alert_redaction(self) -> privacy.Redaction:
         """ALERT_REDACT as rules (checked at load)."""

@@ -25,7 +25,7 @@ import itertools
 import socket
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from typing import Any
 
 import msgspec
@@ -261,8 +261,10 @@ class SlackStandIn:
 
 
 @contextlib.asynccontextmanager
-async def serve(standin: SlackStandIn, host: str = "127.0.0.1", port: int = 0) -> AsyncIterator[str]:
-    """Serves `standin` on a loopback port (a free one by default) in this event loop; yields its base URL."""
+async def serve(standin: Callable[..., Awaitable[None]], host: str = "127.0.0.1", port: int = 0
+                ) -> AsyncIterator[str]:
+    """Serves `standin` (this one, or another service's: sandbox/teams.py, sandbox/pagerduty.py) on a loopback
+    port (a free one by default) in this event loop; yields its base URL."""
     import uvicorn  # a test and demo dependency only
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)

@@ -18,6 +18,7 @@ import httpx
 from arq.connections import ArqRedis
 
 from contract import logs
+from contract.alerting import call_reasons
 from contract.events import CallCompletedEvent, CallTranscribedEvent
 from contract.intake import transcript_job_id
 from contract.jobs import DELIVER
@@ -25,10 +26,12 @@ from contract.privacy import RedactKey, redact_event
 from contract.redisbatch import BatchedRedis
 from contract.settings import Settings, environment
 from workers import health, observe, record
+from workers.alert.alerting import Alerting, alert_for, slack_only
+from workers.alert.alerting import from_settings as alerting_from_settings
 from workers.alert.config import policy_from_settings
 from workers.alert.notes import note_transcript
 from workers.alert.outbox import queue_alert, run_dispatcher
-from workers.alert.rules import Alert, DeliveryPolicy
+from workers.alert.rules import DeliveryPolicy
 from workers.alert.slack import Sender, sender_for
 from workers.deadletter import dead_letter
 from workers.deliver import health as destination_health
@@ -72,6 +75,7 @@ class Resources:
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     redact_key: RedactKey | None = None  # REDACT_KEY: what `numbers: hash` and ALERT_REDACT hash with
     number_index: index.NumberIndex | None = None  # which calls had a number, for erasure (workers/privacy/index.py)
+    alerting: Alerting = field(default_factory=slack_only)  # routes and the other channels (workers/alert/alerting.py)
 
     def transcript_job_id(self, call_id: str) -> str:
         """The one job id of a call's transcript work: the poll and Wavix's webhook share it."""
@@ -100,11 +104,12 @@ class Resources:
 
     async def alert(self, event: CallCompletedEvent) -> None:
         """Queues one alert per reason; the dispatcher paces and groups them (workers/alert/outbox.py)."""
+        await self.alerting.call(self.redis, event)  # Teams, PagerDuty, e-mail, as ALERT_RULES routes them
         if self.slack is None:
             log.debug("alert.dropped", call_id=event.subject, reasons=",".join(event.data.alert_reasons))  # alert.off
             return
         event = redact_event(event, self.settings.alert_redaction(), self.redact_key)  # ALERT_REDACT
-        for reason in event.data.alert_reasons:
+        for reason in self.alerting.for_slack(event.data.alert_reasons):
             if await queue_alert(self.redis, alert_for(event, reason), policy=self.alert_policy):
                 self.metrics.alerts.labels(reason).inc()
                 observe.note_alert(reason)
@@ -113,24 +118,6 @@ class Resources:
         """An alerted call's transcript summary, replied in its alert's thread (workers/alert/notes.py)."""
         event = redact_event(event, self.settings.alert_redaction(), self.redact_key)  # ALERT_REDACT
         await note_transcript(self.redis, self.slack, event, policy=self.alert_policy)
-
-
-def alert_for(event: CallCompletedEvent, reason: str) -> Alert:
-    data = event.data
-    return Alert(
-        call_id=data.call_id,
-        reason=reason,  # type: ignore[arg-type]
-        occurred_at=event.time.isoformat(),
-        from_number=data.from_.number or "",
-        to_number=data.to.number or "",
-        direction=data.direction,
-        disposition=data.disposition or "",
-        answered_by=data.answered_by,
-        duration_s=str(data.duration_s or 0),
-        cost=str(data.charge or 0),
-        destination=data.destination or "",
-        recording_url=data.recording_url,
-    )
 
 
 def destinations_for(settings: Settings) -> tuple[Destination, ...]:
@@ -164,7 +151,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         policy=RetryPolicy.from_settings(settings),
         destinations=destinations, sinks=sinks,
         slack=slack, step_timeout_s=max(1.0, settings.job_timeout - 5.0),
-        alert_rules=frozenset(settings.alert_rules), metrics=metrics,
+        alert_rules=call_reasons(settings.alert_rules), metrics=metrics,
         alert_policy=policy_from_settings(settings, slack),
         follow_ups=FollowUps(batch, queue=settings.queue_name, expiry_s=settings.job_expiry), batch=batch,
         ledger=Ledger(redis, settings.key_prefix, delivered_ttl_s=settings.webhook_dedup_ttl, lease_s=LEASE_S,
@@ -172,6 +159,8 @@ async def startup(ctx: dict[str, Any]) -> None:
         recorder=record.Writer(batch, settings.key_prefix, settings.record_retention),
     )
     resources.redact_key = forming.key_of(settings.redact_key)
+    resources.alerting = alerting_from_settings(settings, slack_http, resources.alert_policy, slack=slack is not None,
+                                                redact_key=resources.redact_key)
     resources.number_index = index.NumberIndex(batch, settings.key_prefix, index.life_s(settings))
     resources.sinks = forming.formed(sinks, resources, resources.redact_key)  # each destination's `redact:`
     resources.tasks.append(asyncio.create_task(connect_early(sinks.values())))  # PostgreSQL's migrations
@@ -184,6 +173,9 @@ async def startup(ctx: dict[str, Any]) -> None:
             redis, slack, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
             dead_letter_stream=settings.dead_letter_stream, policy=resources.alert_policy,
         )))
+    resources.tasks.extend(resources.alerting.dispatchers(  # Teams, PagerDuty, e-mail: one outbox each
+        redis, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
+        dead_letter_stream=settings.dead_letter_stream))
     if settings.reconcile_interval > 0:  # one pass per interval across all workers (workers/fetch/reconcile.py)
         resources.tasks.append(asyncio.create_task(run_reconciler(
             redis, wavix, settings, metrics, policy=resources.policy, stop=resources.stop)))

@@ -219,9 +219,10 @@ async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str
     """Puts one dead letter back to work and removes it from the stream; returns what was done.
 
     A job's letter (its payload is the job's own argument, msgpack) is queued again: a `deliver` letter
-    under the delivery's job id, any other under the letter's own id; a Slack alert's letter is queued
-    again past the one-alert-per-call gate. ValueError (the letter kept) when arq refuses the job; KeyError
-    for a letter that is not there, or past retention (then trimmed with the others).
+    under the delivery's job id, any other under the letter's own id; an alert's letter (`slack_alert`,
+    `teams_alert`, ...) is queued again past the one-alert-per-call gate, to the channel its kind names.
+    ValueError (the letter kept) when arq refuses the job; KeyError for a letter that is not there, or past
+    retention (then trimmed with the others).
     """
     if past_retention(entry_id, retention_s):
         await trim(redis, stream, retention_s)
@@ -236,10 +237,11 @@ async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str
     try:
         if letter.kind in JOB_FUNCTIONS:
             done = await _requeue(redis, letter, queue_name=queue_name, key_prefix=key_prefix)
-        elif letter.kind == "slack_alert":
+        elif letter.kind.endswith("_alert"):  # slack_alert, teams_alert, ...: back to its channel's outbox
+            channel = letter.kind.removesuffix("_alert")
             alert = decode_alert(letter.payload)
-            await queue_alert(redis, alert, force=True, policy=DeliveryPolicy(prefix=key_prefix))
-            done = f"queued the Slack alert for call {letter.call_id} again"
+            await queue_alert(redis, alert, force=True, policy=DeliveryPolicy(prefix=key_prefix), channel=channel)
+            done = f"queued the {'Slack' if channel == 'slack' else channel} alert for call {letter.call_id} again"
         elif letter.kind == "slack_note":
             done = await _requeue_note(redis, letter, key_prefix=key_prefix)
         else:

@@ -1,4 +1,4 @@
-"""Gate: the pace of one Slack channel, shared in Redis by every process that sends to it.
+"""Gate: the pace of one alert channel (Slack's, Teams', ...), shared in Redis by every process that sends to it.
 
 Alerts (workers/alert/outbox.py) and transcript replies (workers/alert/notes.py) pass the same gate, so the
 channel never gets more than one message per `min_interval_s` (Slack allows about one per second) whoever
@@ -56,10 +56,11 @@ async def redis_now_ms(redis: Redis) -> int:
 class Gate:
     """One channel's pace: `wait` until this process may send, `block` the channel after a 429."""
 
-    def __init__(self, redis: Redis, prefix: str, channel_key: str, min_interval_s: float, sleep: Sleep) -> None:
+    def __init__(self, redis: Redis, prefix: str, channel_key: str, min_interval_s: float, sleep: Sleep,
+                 service: str = "slack") -> None:
         self.redis, self.interval_ms, self.sleep = redis, int(min_interval_s * 1000), sleep
-        self.gate = f"{prefix}slack:gate:{channel_key}"
-        self.blocked = f"{prefix}slack:blocked:{channel_key}"
+        self.gate = f"{prefix}{service}:gate:{channel_key}"  # `service`: the channel's name (workers/alert/channel.py)
+        self.blocked = f"{prefix}{service}:blocked:{channel_key}"
 
     async def wait(self, stop: asyncio.Event | None) -> bool:
         """Waits until this process may send (1/interval, and not while Slack said 429); False if stopped."""

@@ -28,6 +28,8 @@ from redis.asyncio import Redis
 
 from contract import logs
 from contract.events import CallTranscribedEvent
+from workers.alert.channel import Sender
+from workers.alert.errors import ChannelPermanent, ChannelRateLimited, ChannelRetry
 from workers.alert.gate import NOW, RESCHEDULE, Gate, redis_now_ms, stopped
 from workers.alert.rules import (
     DeliveryPolicy,
@@ -42,7 +44,7 @@ from workers.alert.rules import (
     retry_decision,
     thread_key,
 )
-from workers.alert.slack import Sender, SlackPermanent, SlackRateLimited, SlackRetry, can_thread
+from workers.alert.slack import can_thread
 from workers.deadletter import dead_letter
 
 log = logs.get("workers.alert.notes")
@@ -163,20 +165,20 @@ class _Notes:
         channel, _, ts = where.partition(" ")
         try:
             await self.sender.send({**render_note(note), "channel": channel, "thread_ts": ts})
-        except SlackRateLimited as e:
+        except ChannelRateLimited as e:
             await self.gate.block(max(1, int(e.delay_s * 1000)))
             await self.reschedule(note, max(1, int(e.delay_s * 1000)))
             self.stats.deferred += 1
-        except SlackRetry as e:
+        except ChannelRetry as e:
             await self.retry(note, e)
-        except SlackPermanent as e:
+        except ChannelPermanent as e:
             await self.dead(call_id, encode_note(note), e.reason, note.attempts + 1)
         else:
             await self.forget(call_id)
             self.stats.noted += 1
             log.info("alert.noted", call_id=call_id, attempt=note.attempts + 1, channel=self.sender.channel_key)
 
-    async def retry(self, note: Note, e: SlackRetry) -> None:
+    async def retry(self, note: Note, e: ChannelRetry) -> None:
         attempt = note.attempts + 1
         age_s = max(0.0, (await redis_now_ms(self.redis) - note.queued_at_ms) / 1000)
         decision = retry_decision(self.policy, e.reason, attempt, age_s, e.delay_s)

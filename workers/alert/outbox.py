@@ -1,14 +1,18 @@
-"""Outbox: Slack alerts sent once, at most one message per second per channel, and never lost.
+"""Outbox: alerts sent once per call, reason and channel, paced per channel, and never lost, whatever the channel.
 
-    queue_alert ──> due (ZSET, score = when) + data (HASH) ──> dispatch_pending ──> Sender.send
-                    claim = move the score a lease ahead      ack = ZREM + HDEL after Slack's 2xx
+    queue_alert ──> due (ZSET, score = when) + data (HASH) ──> dispatch_pending ──> Channel.sender.send
+                    claim = move the score a lease ahead      ack = ZREM + HDEL after the service's 2xx
+
+Each channel (Slack, Teams, PagerDuty, e-mail: workers/alert/channel.py) has its own outbox, mark, gate and
+dead-letter kind (`{name}_alert`), and renders its own messages; the rules below are the same for all. A bare
+Slack Sender stands for Slack's channel, with the keys Slack always had.
 
 Crash-safety: claiming an alert only pushes its score a lease (60 s) into the future; a worker that dies
 before the ack leaves it to become due again, so a crash means at most a resend, never a loss. More
 alerts due at once than the digest threshold go out as one digest message (workers/alert/rules.py renders).
 
 Pacing and Redis's clock are workers/alert/gate.py's. Every decision lives in Redis: a rate-limit pause
-blocks the channel for every worker, and a record that no longer decodes is set aside as a `slack_alert`
+blocks the channel for every worker, and a record that no longer decodes is set aside as a `{name}_alert`
 dead letter instead of holding its whole claimed batch (up to `digest_max` alerts) in a loop of failed
 claims. Transient failures follow `DeliveryPolicy.retry` (SLACK_RETRY_SCHEDULE, workers/retry.py's
 `Schedule`), then the alert is dead-lettered.
@@ -30,6 +34,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contract import logs
+from workers.alert.channel import Channel, Posted, Sender
+from workers.alert.errors import ChannelPermanent, ChannelRateLimited, ChannelRetry
 from workers.alert.gate import NOW, RESCHEDULE, Gate, Sleep, redis_now_ms, stopped
 from workers.alert.notes import dispatch_notes
 from workers.alert.rules import (
@@ -44,12 +50,10 @@ from workers.alert.rules import (
     encode_pending,
     note_keys,
     pending_keys,
-    render_alert,
-    render_digest,
     retry_decision,
     thread_key,
 )
-from workers.alert.slack import Posted, Sender, SlackPermanent, SlackRateLimited, SlackRetry, can_thread
+from workers.alert.slack import slack_channel
 from workers.deadletter import dead_letter
 
 log = logs.get("workers.alert.outbox")
@@ -88,29 +92,41 @@ async def queue_alert(
     *,
     policy: DeliveryPolicy = DEFAULT_POLICY,
     force: bool = False,
+    channel: str = "slack",
 ) -> bool:
-    """Queues the alert, due now by Redis's clock; False when this call and reason was already alerted
-    (`force` replays anyway)."""
-    due, data = pending_keys(policy.prefix)
+    """Queues the alert for `channel`, due now by Redis's clock; False when this call and reason was already
+    alerted there (`force` replays anyway)."""
+    due, data = pending_keys(policy.prefix, channel)
     record = encode_pending(Pending(alert=alert, queued_at_ms=time.time_ns() // 1_000_000))  # for the record
     args: list[bytes | str | int] = [int(force), policy.alerted_ttl_s, alert.key, record]
-    queued = bool(await redis.register_script(_QUEUE)(keys=[alerted_key(alert, policy.prefix), due, data], args=args))
-    log.info("alert.queued" if queued else "alert.duplicate", call_id=alert.call_id, reason=alert.reason)
+    keys = [alerted_key(alert, policy.prefix, channel), due, data]
+    queued = bool(await redis.register_script(_QUEUE)(keys=keys, args=args))
+    log.info("alert.queued" if queued else "alert.duplicate", call_id=alert.call_id, reason=alert.reason,
+             channel=channel)
     return queued
 
 
 Batch = list[tuple[str, Pending]]
 
 
+def _messages(batch: Batch) -> list[Batch]:
+    """A claimed batch as messages: each incident alone (its own trigger and resolve), the rest as one (a
+    digest when many)."""
+    alone = [[item] for item in batch if item[1].alert.incident]
+    rest = [item for item in batch if not item[1].alert.incident]
+    return alone + ([rest] if rest else [])
+
+
 class _Dispatcher:
     """One pass over the pending alerts of one channel; every decision is in Redis, shared by processes."""
 
-    def __init__(self, redis: Redis, sender: Sender, *, channel_key: str, digest_threshold: int,
+    def __init__(self, redis: Redis, target: Channel, *, channel_key: str, digest_threshold: int,
                  dead_letter_stream: str, policy: DeliveryPolicy, sleep: Sleep) -> None:
-        self.redis, self.sender, self.channel = redis, sender, channel_key
+        self.redis, self.target, self.sender, self.channel = redis, target, target.sender, channel_key
         self.threshold, self.dead_stream, self.policy = digest_threshold, dead_letter_stream, policy
-        self.gate = Gate(redis, policy.prefix, channel_key, policy.min_interval_s, sleep)
-        self.due, self.data = pending_keys(policy.prefix)
+        pace = policy.min_interval_s if target.pace_s is None else target.pace_s
+        self.gate = Gate(redis, policy.prefix, channel_key, pace, sleep, service=target.name)
+        self.due, self.data = pending_keys(policy.prefix, target.name)
 
     async def drain(self, max_messages: int | None, stop: asyncio.Event | None) -> DispatchStats:
         stats, messages = DispatchStats(), 0
@@ -120,9 +136,11 @@ class _Dispatcher:
             if not await self.gate.wait(stop):
                 break
             batch = await self._claim(stats)
-            if batch:  # else another process took them after we looked: look again
+            for i, group in enumerate(_messages(batch)):  # empty: another process took them; look again
+                if i and not await self.gate.wait(stop):
+                    break  # stopping: the rest of the claim comes back when its lease ends
                 messages += 1
-                await self._deliver(batch, stats)
+                await self._deliver(group, stats)
         return stats
 
     async def _claim(self, stats: DispatchStats) -> Batch:
@@ -140,21 +158,20 @@ class _Dispatcher:
     async def _set_aside(self, key: str, record: bytes, reason: str, stats: DispatchStats) -> None:
         """A poison record: its bytes go to the dead-letter stream, as they are, and it leaves the outbox."""
         call_id = key.rsplit(":", 1)[0]
-        await dead_letter(self.redis, self.dead_stream, kind="slack_alert", reason=reason, attempts=0,
+        await dead_letter(self.redis, self.dead_stream, kind=self.target.dead_kind, reason=reason, attempts=0,
                           payload=record, call_id=call_id, retention_s=self.policy.dead_letter_retention_s)
         await self._remove([key])
         stats.dead_lettered += 1
 
     async def _deliver(self, batch: Batch, stats: DispatchStats) -> None:
-        alerts = [pending.alert for _, pending in batch]
-        message = render_alert(alerts[0]) if len(alerts) == 1 else render_digest(alerts)
+        message = self.target.render([pending.alert for _, pending in batch])
         try:
             posted = await self.sender.send(message)
-        except SlackRateLimited as e:
+        except ChannelRateLimited as e:
             await self._rate_limited(batch, e, stats)
-        except SlackRetry as e:
+        except ChannelRetry as e:
             await self._retry(batch, e, stats)
-        except SlackPermanent as e:
+        except ChannelPermanent as e:
             for key, pending in batch:
                 await self._dead_letter(key, pending, e.reason, pending.attempts + 1, stats)
         else:
@@ -171,7 +188,7 @@ class _Dispatcher:
             stats.digested += len(batch)
             log.info("alert.digest_sent", alerts=len(batch), channel=self.channel)
 
-    async def _rate_limited(self, batch: Batch, e: SlackRateLimited, stats: DispatchStats) -> None:
+    async def _rate_limited(self, batch: Batch, e: ChannelRateLimited, stats: DispatchStats) -> None:
         """429: block the channel for every process, keep the alerts pending until then (no attempt used)."""
         delay_ms = max(1, int(e.delay_s * 1000))
         await self.gate.block(delay_ms)
@@ -180,7 +197,7 @@ class _Dispatcher:
         stats.deferred += len(batch)
         log.warning("alert.rate_limited", channel=self.channel, retry_after_s=e.delay_s, alerts=len(batch))
 
-    async def _retry(self, batch: Batch, e: SlackRetry, stats: DispatchStats) -> None:
+    async def _retry(self, batch: Batch, e: ChannelRetry, stats: DispatchStats) -> None:
         """A transient failure: each alert's next try is where the schedule says, or its dead letter."""
         now_ms = await redis_now_ms(self.redis)
         for key, pending in batch:
@@ -200,7 +217,7 @@ class _Dispatcher:
     async def _dead_letter(self, key: str, pending: Pending, reason: str, attempts: int, stats: DispatchStats) -> None:
         """Dead-letter first, then forget: a crash in between repeats the dead letter, never loses it."""
         alert = pending.alert
-        await dead_letter(self.redis, self.dead_stream, kind="slack_alert", reason=reason, attempts=attempts,
+        await dead_letter(self.redis, self.dead_stream, kind=self.target.dead_kind, reason=reason, attempts=attempts,
                           payload=encode_alert(alert), call_id=alert.call_id,
                           retention_s=self.policy.dead_letter_retention_s)
         await self._remove([key])
@@ -216,16 +233,20 @@ class _Dispatcher:
         async with self.redis.pipeline(transaction=True) as pipe:
             pipe.zrem(self.due, *keys)
             pipe.hdel(self.data, *keys)
-            if posted is not None:
+            if posted is not None and self.target.threads:
                 where = f"{posted.channel} {posted.ts}"
                 for call_id in {key.rsplit(":", 1)[0] for key in keys}:
                     pipe.set(thread_key(call_id, self.policy.prefix), where, ex=self.policy.thread_ttl_s)
             await pipe.execute()
 
 
+def _channel(target: Sender | Channel) -> Channel:
+    return target if isinstance(target, Channel) else slack_channel(target)
+
+
 async def dispatch_pending(
     redis: Redis,
-    sender: Sender,
+    sender: Sender | Channel,
     *,
     digest_threshold: int,
     dead_letter_stream: str,
@@ -239,23 +260,27 @@ async def dispatch_pending(
 
     More than `digest_threshold` alerts due at once go out as ONE digest; fewer go one per message.
     Alerts put back for later (429, transient errors) count as deferred and are not waited for here.
-    Then, with the bot API, the transcript summaries whose alert is out go to its thread (notes.py).
+    Then, with Slack's bot API, the transcript summaries whose alert is out go to its thread (notes.py).
     """
-    dispatcher = _Dispatcher(redis, sender, channel_key=channel_key or sender.channel_key,
+    target = _channel(sender)
+    dispatcher = _Dispatcher(redis, target, channel_key=channel_key or target.key,
                              digest_threshold=digest_threshold, dead_letter_stream=dead_letter_stream,
                              policy=policy, sleep=sleep)
     stats = await dispatcher.drain(max_messages, stop)
-    if can_thread(sender):
+    if target.threads:
         left = None if max_messages is None else max_messages - stats.sent - stats.digests
-        await dispatch_notes(redis, sender, dispatcher.gate, dead_letter_stream=dead_letter_stream, policy=policy,
-                             stats=stats, limit=left, stop=stop)
+        await dispatch_notes(redis, target.sender, dispatcher.gate, dead_letter_stream=dead_letter_stream,
+                             policy=policy, stats=stats, limit=left, stop=stop)
     return stats
 
 
-async def next_due_in(redis: Redis, *, policy: DeliveryPolicy = DEFAULT_POLICY) -> float | None:
-    """Seconds until the earliest pending alert or transcript note is due (0 if now), None when none is."""
+async def next_due_in(redis: Redis, *, policy: DeliveryPolicy = DEFAULT_POLICY, channel: str = "slack"
+                      ) -> float | None:
+    """Seconds until the channel's earliest pending alert (or Slack's transcript note) is due (0 if now), None
+    when none is."""
     firsts: list[Any] = []
-    for due in (pending_keys(policy.prefix)[0], note_keys(policy.prefix)[0]):
+    dues = [pending_keys(policy.prefix, channel)[0]] + ([note_keys(policy.prefix)[0]] if channel == "slack" else [])
+    for due in dues:
         firsts.extend(await redis.zrange(due, 0, 0, withscores=True))
     if not firsts:
         return None
@@ -265,7 +290,7 @@ async def next_due_in(redis: Redis, *, policy: DeliveryPolicy = DEFAULT_POLICY) 
 
 async def run_dispatcher(
     redis: Redis,
-    sender: Sender,
+    sender: Sender | Channel,
     *,
     stop: asyncio.Event,
     digest_threshold: int,
@@ -283,14 +308,15 @@ async def run_dispatcher(
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), seconds)
 
-    channel = channel_key or sender.channel_key
+    target = _channel(sender)
+    channel = channel_key or target.key
     while not stop.is_set():
         due_in: float | None = poll_s
         try:
-            await dispatch_pending(redis, sender, digest_threshold=digest_threshold,
+            await dispatch_pending(redis, target, digest_threshold=digest_threshold,
                                    dead_letter_stream=dead_letter_stream, channel_key=channel, policy=policy,
                                    sleep=nap, stop=stop)
-            due_in = await next_due_in(redis, policy=policy)
+            due_in = await next_due_in(redis, policy=policy, channel=target.name)
         except (RedisError, OSError) as e:
             log.warning("alert.dispatcher_redis_error", error=type(e).__name__, channel=channel)
         except Exception:  # a bug: say so loudly, keep the other alerts flowing

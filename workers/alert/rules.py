@@ -10,7 +10,7 @@ caller-controlled string cannot ping `<!channel>`) and then clipped.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import msgspec
 
@@ -18,6 +18,7 @@ from workers.retry import Decision, Schedule, Transient
 
 # The brief's two reasons, plus the two more rules `workers.enrich.ALERT_RULES` can be configured to fire.
 Reason = Literal["failed", "machine", "busy", "no_answer"]
+CALL_REASONS: frozenset[str] = frozenset(get_args(Reason))
 Message = dict[str, Any]  # Slack's JSON body: {"text": ..., "blocks": [...]}
 
 MAX_BLOCKS = 50
@@ -41,13 +42,17 @@ _TALLY = {"failed": "failed", "machine": "answered by a machine", "busy": "busy"
 
 
 class Alert(msgspec.Struct, frozen=True, kw_only=True):
-    """The essentials of one call worth a human's attention; secrets are already stripped."""
+    """The essentials of one call (or pipeline incident) worth a human's attention; secrets are already stripped.
+
+    `reason` is a call's `Reason`, `keyword:<rule>` for what was said (workers/alert/keywords.py), or
+    `pipeline:<kind>` for an incident of the pipeline itself, whose `call_id` is then the incident's id and whose
+    resolution is a second alert with `resolved` set (workers/alert/incidents.py)."""
 
     call_id: str
-    reason: Reason
+    reason: str
     occurred_at: str  # ISO 8601
-    from_number: str
-    to_number: str
+    from_number: str = ""
+    to_number: str = ""
     direction: str = ""
     disposition: str = ""
     answered_by: str | None = None
@@ -56,11 +61,30 @@ class Alert(msgspec.Struct, frozen=True, kw_only=True):
     destination: str = ""
     recording_url: str | None = None
     summary: str | None = None
+    # --- issue #27: routes per account, what was said, the pipeline's own incidents ---
+    account: str = ""  # the call's Wavix account (routes per account: workers/alert/routes.py)
+    link: str | None = None  # the console's page of the call (CONSOLE_URL)
+    quote: str | None = None  # what was said: the turn, a few words either side of the match
+    speaker: str | None = None  # who said it: caller or callee
+    title: str | None = None  # an incident's one line
+    detail: str | None = None  # an incident's particulars
+    resolved: bool = False  # an incident's end
 
     @property
     def key(self) -> str:
-        """Identity of the alert: at most one is ever sent per call and reason."""
-        return f"{self.call_id}:{self.reason}"
+        """Identity of the alert: at most one is ever sent per call and reason (an incident: per opening, and
+        per resolution)."""
+        return f"{self.call_id}:{self.reason}" + (":resolved" if self.resolved else "")
+
+    @property
+    def family(self) -> str:
+        """What routes name: the reason, or its kind before the colon (`keyword`, `pipeline`)."""
+        return self.reason.split(":", 1)[0]
+
+    @property
+    def incident(self) -> bool:
+        """A pipeline incident's alert: it always goes in a message of its own, never in a digest."""
+        return self.family == "pipeline"
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -165,13 +189,17 @@ def thread_key(call_id: str, prefix: str = "wavix:") -> str:
     return f"{prefix}alert_ts:{call_id}"
 
 
-def alerted_key(alert: Alert, prefix: str = "wavix:") -> str:
-    return f"{prefix}alerted:{alert.call_id}:{alert.reason}"
+def alerted_key(alert: Alert, prefix: str = "wavix:", channel: str = "slack") -> str:
+    """The "sent once" mark of an alert at one channel (Slack's keeps the name it always had)."""
+    where = "" if channel == "slack" else f"{channel}:"
+    return f"{prefix}alerted:{where}{alert.call_id}:{alert.reason}"
 
 
-def pending_keys(prefix: str = "wavix:") -> tuple[str, str]:
-    """The ZSET of due times and the HASH of records, by alert key (`call_id:reason`)."""
-    return prefix + "alerts:due", prefix + "alerts:data"
+def pending_keys(prefix: str = "wavix:", channel: str = "slack") -> tuple[str, str]:
+    """The ZSET of due times and the HASH of records, by alert key (`call_id:reason`), of one channel's outbox
+    (Slack's keeps the names it always had, so alerts queued before an upgrade still go out)."""
+    where = "" if channel == "slack" else f"{channel}:"
+    return f"{prefix}alerts:{where}due", f"{prefix}alerts:{where}data"
 
 
 def escape(text: str) -> str:
@@ -292,7 +320,7 @@ def render_digest(alerts: list[Alert]) -> Message:
     if count > len(lines):
         lines.append(f"… and {count - len(lines)} more")
     reasons = Counter(alert.reason for alert in alerts)
-    tally = " · ".join(f"{n} {_TALLY[reason]}" for reason, n in sorted(reasons.items()))
+    tally = " · ".join(f"{n} {_TALLY.get(reason, reason)}" for reason, n in sorted(reasons.items()))
     noun = "call alert" if count == 1 else "call alerts"
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(f":rotating_light: {count} {noun}", HEADER_MAX)},

@@ -1,6 +1,7 @@
 """Slack's transport: post one message through an incoming webhook or the bot API, and say what failed.
 
-Transport errors are classified in one place (`classify`), into this tree:
+Transport errors are classified in one place (`classify`), into the tree every channel shares
+(workers/alert/errors.py; Slack's names are kept as its aliases):
 
     SlackError
     ├── SlackRetry(delay_s, reason)   5xx, rollup_error, timeouts, connection errors: back off and retry
@@ -18,71 +19,49 @@ secrets: they are never logged nor put into an error's text.
 from __future__ import annotations
 
 import hashlib
-from typing import Protocol
+from collections.abc import Sequence
+from typing import Any
 
 import httpx
 import msgspec
 
 from contract import logs
+from workers.alert.card import Card, card_for
+from workers.alert.channel import SLACK, Channel
+from workers.alert.channel import Posted as Posted  # Slack's Posted and Sender, where they always were
+from workers.alert.channel import Sender as Sender
+from workers.alert.errors import (
+    REASON_MAX,
+    ChannelError,
+    ChannelPermanent,
+    ChannelRateLimited,
+    ChannelRetry,
+    post_json,
+    retry_after,
+)
 from workers.alert.rules import (
+    CALL_REASONS,
+    FIELD_MAX,
+    HEADER_MAX,
+    Alert,
     Message,
+    clip,
+    escape,
+    render_alert,
+    render_digest,
 )
 
 log = logs.get("workers.alert.slack")
 
 # Bot API errors worth another try; every other `ok: false` error is permanent.
 _TRANSIENT_API = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"})
-_REASON_MAX = 200
 
 
-class SlackError(Exception):
-    """Base of the errors a Slack transport raises; `reason` is Slack's own error string."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-class SlackRetry(SlackError):
-    """Try again later: after `delay_s` when Slack said so, else after the caller's backoff."""
-
-    def __init__(self, delay_s: float | None, reason: str) -> None:
-        super().__init__(reason)
-        self.delay_s = delay_s
-
-
-class SlackRateLimited(SlackRetry):
-    """429: nothing may be sent to this channel for `delay_s` seconds."""
-
-    delay_s: float
-
-
-class SlackPermanent(SlackError):
-    """Slack refused the message for good (bad payload, gone channel, revoked token)."""
-
-
-class Posted(msgspec.Struct, frozen=True):
-    """Where chat.postMessage put a message: the channel's id and the message's `ts` (its id in Slack)."""
-
-    channel: str
-    ts: str
-
-
-class Sender(Protocol):
-    """One Slack destination. `channel_key` names it in Redis keys and logs; it is never a secret.
-    `send` returns where the message is when the transport says so (the bot API), else None."""
-
-    @property
-    def channel_key(self) -> str: ...
-
-    async def send(self, message: Message) -> Posted | None: ...
-
-
-def _retry_after(headers: httpx.Headers) -> float:
-    try:
-        return max(0.0, float(headers.get("retry-after", "")))
-    except ValueError:
-        return 1.0
+# Slack's names for the shared tree (workers/alert/errors.py): the outbox reads only that tree.
+SlackError = ChannelError
+SlackRetry = ChannelRetry
+SlackRateLimited = ChannelRateLimited
+SlackPermanent = ChannelPermanent
 
 
 def _api_error(body: bytes) -> str | None:
@@ -99,9 +78,9 @@ def _api_error(body: bytes) -> str | None:
 def classify(status: int, headers: httpx.Headers, body: bytes, *, api: bool) -> None:
     """Returns when Slack accepted the message; raises the SlackError that says what to do otherwise."""
     error = _api_error(body) if api else None
-    reason = (error or body.decode("utf-8", "replace").strip() or f"http_{status}")[:_REASON_MAX]
+    reason = (error or body.decode("utf-8", "replace").strip() or f"http_{status}")[:REASON_MAX]
     if status == 429:
-        raise SlackRateLimited(_retry_after(headers) if "retry-after" in headers else 1.0, reason)
+        raise SlackRateLimited(retry_after(headers), reason)
     if status >= 500:
         raise SlackRetry(None, reason)
     if status >= 400:
@@ -111,20 +90,15 @@ def classify(status: int, headers: httpx.Headers, body: bytes, *, api: bool) -> 
     if error is None:
         raise SlackRetry(None, f"unreadable_answer_http_{status}")
     if error == "ratelimited":  # the bot API's own 429: the whole channel waits, as for a 429
-        raise SlackRateLimited(_retry_after(headers) if "retry-after" in headers else 1.0, error)
+        raise SlackRateLimited(retry_after(headers), error)
     if error in _TRANSIENT_API:
-        raise SlackRetry(_retry_after(headers) if "retry-after" in headers else None, error)
+        raise SlackRetry(retry_after(headers) if "retry-after" in headers else None, error)
     if error:
         raise SlackPermanent(error)
 
 
 async def _post(client: httpx.AsyncClient, url: str, message: Message, headers: dict[str, str], api: bool) -> bytes:
-    try:
-        response = await client.post(url, json=message, headers=headers)
-    except httpx.TimeoutException as e:
-        raise SlackRetry(None, "timeout") from e
-    except httpx.TransportError as e:
-        raise SlackRetry(None, f"transport_error:{type(e).__name__}") from e
+    response = await post_json(client, url, message, headers)
     classify(response.status_code, response.headers, response.content, api=api)
     return response.content
 
@@ -181,6 +155,38 @@ class BotSender:
 def can_thread(sender: Sender | None) -> bool:
     """Whether this sender's messages can be replied to later: only the bot API says where they are."""
     return isinstance(sender, BotSender)
+
+
+def _slack_card(card: Card) -> Message:
+    """Block Kit for the alerts that are not a call's outcome (what was said, an incident), from their card."""
+    blocks: list[dict[str, Any]] = [{"type": "header", "text": {"type": "plain_text", "emoji": True,
+                                                                 "text": clip(card.title, HEADER_MAX) or " "}}]
+    if card.facts:
+        fields = [{"type": "mrkdwn", "text": clip(f"*{label}*\n{escape(value)}", FIELD_MAX)}
+                  for label, value in card.facts[:10]]
+        blocks.append({"type": "section", "fields": fields})
+    for label, text in (("Said", card.quote), ("", card.text)):
+        if text:
+            body = (f"*{label}*\n> " if label else "") + escape(text).replace("\n", "\n> " if label else "\n")
+            blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": clip(body, 2900)}})
+    links = [f"<{url}|{label}>" for label, url in card.links if len(url) < 2000 and "|" not in url and ">" not in url]
+    footer = " · ".join([escape(card.footer), *links])
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": clip(footer, 2000) or " "}]})
+    return {"text": clip(escape(card.title), 500), "blocks": blocks}
+
+
+def render_slack(alerts: Sequence[Alert]) -> Message:
+    """Slack's look: a call's outcome as it always was, the other kinds from their card, many as one digest."""
+    if len(alerts) > 1:
+        return render_digest(list(alerts))
+    alert = alerts[0]
+    return render_alert(alert) if alert.reason in CALL_REASONS else _slack_card(card_for(alert))
+
+
+def slack_channel(sender: Sender) -> Channel:
+    """Slack as a channel of the outbox (workers/alert/channel.py): Block Kit, the policy's pace, threads with
+    the bot API. A bare Sender handed to the outbox is taken to be this."""
+    return Channel(SLACK, sender, render_slack, threads=can_thread(sender))
 
 
 def sender_for(

@@ -1,0 +1,145 @@
+"""Alerting: which alerts a worker raises and where each goes, for every channel but Slack's own wiring.
+
+    process_call ──> Resources.alert ──> Alerting.call ──> routes (contract/alerting.py) ──> queue_alert(channel=)
+    fetch_transcript ─> Resources.alert_transcript ─> Alerting.transcript ─> keywords.py ──> queue_alert(channel=)
+    incidents.py (the pipeline's own) ───────────────> Alerting.incident ──> routes ──────> queue_alert(channel=)
+                                         one outbox per channel, run here: dispatch ──> Teams, PagerDuty, e-mail
+
+Slack keeps its wiring in workers/context.py (its sender, an account's own Slack channel, the transcript replies
+in its threads); it asks `for_slack` which of a call's reasons the rules send it, and the alerts of the other
+kinds routed to `slack` are queued here into the deployment's Slack outbox. Alerts follow ALERT_REDACT before
+they are formed, on every channel, as Slack's always did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import httpx
+from redis.asyncio import Redis
+
+from contract import alerting, logs
+from contract.alerting import CALL_REASONS, DEFAULT_CHANNELS, KeywordRule, Route
+from contract.events import CallCompletedEvent
+from contract.privacy import RedactKey, redact_event
+from contract.settings import Settings
+from workers.alert.channel import SLACK, Channel
+from workers.alert.outbox import queue_alert, run_dispatcher
+from workers.alert.rules import Alert, DeliveryPolicy
+from workers.alert.teams import teams_channel
+
+log = logs.get("workers.alert.alerting")
+
+
+def alert_for(event: CallCompletedEvent, reason: str, *, console_url: str = "") -> Alert:
+    """The alert of one of a call's reasons (already redacted as ALERT_REDACT says)."""
+    data = event.data
+    return Alert(
+        call_id=data.call_id,
+        reason=reason,
+        occurred_at=event.time.isoformat(),
+        from_number=data.from_.number or "",
+        to_number=data.to.number or "",
+        direction=data.direction,
+        disposition=data.disposition or "",
+        answered_by=data.answered_by,
+        duration_s=str(data.duration_s or 0),
+        cost=str(data.charge or 0),
+        destination=data.destination or "",
+        recording_url=data.recording_url,
+        account=_account(event),
+        link=call_link(console_url, data.call_id),
+    )
+
+
+def call_link(console_url: str, call_id: str) -> str | None:
+    """The console's page of the call (CONSOLE_URL), None without one."""
+    return f"{console_url.rstrip('/')}/calls/{call_id}" if console_url else None
+
+
+def _account(event: object) -> str:
+    return str(getattr(event, "account", "") or "")  # the call's account (issue #26), "" before accounts
+
+
+def channels_from_settings(settings: Settings, http: httpx.AsyncClient) -> dict[str, Channel]:
+    """The channels other than Slack whose settings are given."""
+    channels: dict[str, Channel] = {}
+    if settings.teams_webhook_url:
+        channels["teams"] = teams_channel(http, settings.teams_webhook_url)
+    return channels
+
+
+@dataclass
+class Alerting:
+    """The routes, the keyword rules and the channels of one worker process (built at startup)."""
+
+    routes: tuple[Route, ...]
+    channels: dict[str, Channel]  # Slack's is not here: workers/context.py sends to it
+    policy: DeliveryPolicy
+    slack: bool = False  # a Slack channel is configured (the deployment's)
+    keywords: tuple[KeywordRule, ...] = ()
+    console_url: str = ""
+    redact_key: RedactKey | None = None
+    settings: Settings | None = None
+
+    def channels_for(self, reason: str) -> tuple[str, ...]:
+        """The channels the rules send `reason` to (a bare rule: the default ones that are configured)."""
+        names: list[str] = []
+        for route in self.routes:
+            if route.matches(reason):
+                names.extend(route.channels or [c for c in DEFAULT_CHANNELS if self.configured(c)])
+        return tuple(dict.fromkeys(names))
+
+    def configured(self, name: str) -> bool:
+        return name in self.channels or (name == SLACK and self.slack)
+
+    def for_slack(self, reasons: Iterable[str]) -> list[str]:
+        """Which of a call's reasons go to Slack (workers/context.py sends them there)."""
+        return [reason for reason in reasons if SLACK in self.channels_for(reason)]
+
+    async def queue(self, redis: Redis, alert: Alert, names: Iterable[str]) -> list[str]:
+        """Queues `alert` once into each named channel's outbox (Slack's too, the deployment's); the names it
+        was new to."""
+        queued = []
+        for name in names:
+            if (name == SLACK and not self.slack) or (name != SLACK and name not in self.channels):
+                continue
+            if await queue_alert(redis, alert, policy=self.policy, channel=name):
+                queued.append(name)
+        return queued
+
+    async def call(self, redis: Redis, event: CallCompletedEvent) -> None:
+        """A call's reasons, to the channels other than Slack that the rules name."""
+        if not self.channels or not event.data.alert_reasons:
+            return
+        if self.settings is not None:
+            event = redact_event(event, self.settings.alert_redaction(), self.redact_key)  # ALERT_REDACT
+        for reason in event.data.alert_reasons:
+            names = [name for name in self.channels_for(reason) if name != SLACK]
+            if names:
+                await self.queue(redis, alert_for(event, reason, console_url=self.console_url), names)
+
+    def dispatchers(self, redis: Redis, *, stop: asyncio.Event, digest_threshold: int,
+                    dead_letter_stream: str) -> list[asyncio.Task[None]]:
+        """One background dispatcher per channel (the Redis gate keeps each channel's pace across workers)."""
+        return [asyncio.create_task(run_dispatcher(redis, channel, stop=stop,
+                                                   digest_threshold=digest_threshold,
+                                                   dead_letter_stream=dead_letter_stream, policy=self.policy))
+                for channel in self.channels.values()]
+
+
+def slack_only(policy: DeliveryPolicy | None = None) -> Alerting:
+    """Every call reason to Slack alone, as before the other channels (until a worker's startup builds its own)."""
+    return Alerting(routes=tuple(Route(reason) for reason in CALL_REASONS), channels={},
+                    policy=policy or DeliveryPolicy(), slack=True)
+
+
+def from_settings(settings: Settings, http: httpx.AsyncClient, policy: DeliveryPolicy, *, slack: bool,
+                  redact_key: RedactKey | None = None) -> Alerting:
+    """The worker's alerting, from settings already checked (contract/settings.py)."""
+    keywords = alerting.parse_keywords(settings.alert_keywords)
+    routes = alerting.parse_routes(settings.alert_rules, [k.name for k in keywords])
+    return Alerting(routes=routes, channels=channels_from_settings(settings, http), policy=policy, slack=slack,
+                    keywords=keywords, console_url=settings.console_url, redact_key=redact_key, settings=settings)
