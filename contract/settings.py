@@ -125,6 +125,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # ALERT_RULES above also routes: `failed=slack+teams,keyword=teams,pipeline=pagerduty` (contract/alerting.py).
     # Microsoft Teams: a Workflows (Power Automate) webhook URL, a secret; Office 365 connector URLs are refused.
     teams_webhook_url: str = ""
+    # PagerDuty Events API v2: an integration's routing key (32 characters, a secret); only rules naming
+    # `pagerduty` send there (e.g. pipeline=pagerduty).
+    pagerduty_routing_key: str = ""
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
     # What was said: `NAME[@caller|@callee]:word|phrase|...`, comma-separated; `keyword` in ALERT_RULES routes them.
     alert_keywords: tuple[str, ...] = ()
     console_url: str = ""  # the console's address as people open it: alerts link to its page of the call
@@ -205,6 +209,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         if (teams.hostname or "").endswith(alerting.RETIRED_TEAMS_HOSTS):
             raise SettingsError("TEAMS_WEBHOOK_URL", "an Office 365 connector URL: Microsoft retired them; create "
                                 "a Workflows webhook (the channel's Workflows app) and set its URL")
+        if self.pagerduty_routing_key and len(self.pagerduty_routing_key) != 32:
+            raise SettingsError("PAGERDUTY_ROUTING_KEY", "must be an Events API v2 integration key (32 characters)")
+        pagerduty = urlsplit(self.pagerduty_url)
+        if pagerduty.scheme not in ("http", "https") or not pagerduty.hostname:
+            raise SettingsError("PAGERDUTY_URL", "must be an http(s) URL (https://events.pagerduty.com/v2/enqueue)")
         try:
             keywords = alerting.parse_keywords(self.alert_keywords)
         except alerting.RulesError as e:
@@ -216,7 +225,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
 
     def alert_channels(self) -> tuple[str, ...]:
         """The alert channels whose settings are given (Slack always counts: an account may bring its own)."""
-        given = {"slack": True, "teams": bool(self.teams_webhook_url)}
+        given = {"slack": True, "teams": bool(self.teams_webhook_url), "pagerduty": bool(self.pagerduty_routing_key)}
         return tuple(name for name, on in given.items() if on)
 
     def alert_redaction(self) -> privacy.Redaction:

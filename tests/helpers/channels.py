@@ -17,8 +17,10 @@ from typing import Any, Protocol
 import httpx
 import msgspec
 
+from sandbox import pagerduty as pd
 from sandbox.teams import TeamsStandIn, error, serve, throttled
 from workers.alert.channel import Channel
+from workers.alert.pagerduty import pagerduty_channel
 from workers.alert.teams import teams_channel
 
 
@@ -63,4 +65,32 @@ async def teams(pace_s: float = 0.05) -> AsyncIterator[TeamsHarness]:
         yield TeamsHarness(standin, teams_channel(http, standin.url(base), pace_s=pace_s), standin.sig)
 
 
-HARNESSES: dict[str, Any] = {"teams": teams}
+@dataclass
+class PagerDutyHarness:
+    standin: pd.PagerDutyStandIn
+    channel: Channel
+    secret: str
+    name: str = "pagerduty"
+
+    def delivered(self) -> list[str]:
+        return [msgspec.json.encode(r.message).decode() for r in self.standin.accepted()]
+
+    def attempts(self) -> int:
+        return len(self.standin.received)
+
+    def throttle(self, n: int, retry_after: int = 1) -> None:
+        self.standin.script(*[pd.throttled(retry_after)] * n)
+
+    def refuse(self) -> None:
+        self.standin.script(pd.invalid("'payload.summary' is missing or blank"))
+
+
+@contextlib.asynccontextmanager
+async def pagerduty(pace_s: float = 0.05) -> AsyncIterator[PagerDutyHarness]:
+    standin = pd.PagerDutyStandIn(min_interval_s=pace_s)
+    async with serve(standin) as base, httpx.AsyncClient(timeout=5.0) as http:
+        channel = pagerduty_channel(http, pd.ROUTING_KEY, url=base + pd.PATH, pace_s=pace_s)
+        yield PagerDutyHarness(standin, channel, pd.ROUTING_KEY)
+
+
+HARNESSES: dict[str, Any] = {"teams": teams, "pagerduty": pagerduty}

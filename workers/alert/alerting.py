@@ -27,6 +27,7 @@ from contract.privacy import RedactKey, redact_event
 from contract.settings import Settings
 from workers.alert.channel import SLACK, Channel
 from workers.alert.outbox import queue_alert, run_dispatcher
+from workers.alert.pagerduty import pagerduty_channel
 from workers.alert.rules import Alert, DeliveryPolicy
 from workers.alert.teams import teams_channel
 
@@ -68,6 +69,8 @@ def channels_from_settings(settings: Settings, http: httpx.AsyncClient) -> dict[
     channels: dict[str, Channel] = {}
     if settings.teams_webhook_url:
         channels["teams"] = teams_channel(http, settings.teams_webhook_url)
+    if settings.pagerduty_routing_key:
+        channels["pagerduty"] = pagerduty_channel(http, settings.pagerduty_routing_key, url=settings.pagerduty_url)
     return channels
 
 

@@ -192,7 +192,7 @@ def thread_key(call_id: str, prefix: str = "wavix:") -> str:
 def alerted_key(alert: Alert, prefix: str = "wavix:", channel: str = "slack") -> str:
     """The "sent once" mark of an alert at one channel (Slack's keeps the name it always had)."""
     where = "" if channel == "slack" else f"{channel}:"
-    return f"{prefix}alerted:{where}{alert.call_id}:{alert.reason}"
+    return f"{prefix}alerted:{where}{alert.key}"
 
 
 def pending_keys(prefix: str = "wavix:", channel: str = "slack") -> tuple[str, str]:
