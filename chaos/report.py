@@ -80,13 +80,23 @@ def acknowledged(results: Iterable[Result]) -> tuple[set[str], set[str]]:
 
 def alerts_sent(messages: Sequence[Received]) -> tuple[int, int]:
     """Alerts Slack accepted (a digest counts its calls) and call ids named in more than one message."""
-    total, named = 0, Counter[str]()
+    total = 0
     for received in messages:
-        text = str(received.message.get("text", "")) if isinstance(received.message, dict) else ""
-        digest = _DIGEST.match(text)
+        digest = _DIGEST.match(_text(received))
         total += int(digest.group(1)) if digest else 1
+    return total, len(alerted_twice(messages))
+
+
+def alerted_twice(messages: Sequence[Received]) -> list[str]:
+    """The call ids named in more than one message Slack accepted."""
+    named = Counter[str]()
+    for received in messages:
         named.update(set(_UUID.findall(str(received.message))))
-    return total, sum(1 for n in named.values() if n > 1)
+    return sorted(call for call, n in named.items() if n > 1)
+
+
+def _text(received: Received) -> str:
+    return str(received.message.get("text", "")) if isinstance(received.message, dict) else ""
 
 
 def p99(values: Sequence[float]) -> float | None:

@@ -126,6 +126,7 @@ async def measure(c: Cluster, faults: Sequence[Fault]) -> dict[str, Any]:
         "duplicate_event_ids": events.duplicate_ids, "destinations": destinations, "pending_deliveries": pending,
         "reconciled": split(reconciled(w.log for w in c.workers), results),
         "alerts_sent": sent, "alerts_expected": events.alerts_expected, "calls_alerted_twice": twice,
+        "alerted_twice": report.alerted_twice(c.slack.accepted())[:20],
         "balancer": json.loads(balancer.read_text()) if balancer.exists() else None,
         "killed_by_plan": sum(f.name != "cut_worker" for f in faults), "unexpected_exits": dict(c.unexpected),
         "down_at_end": down,

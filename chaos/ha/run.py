@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
+
 from chaos.ha import faults, report
 from chaos.ha.cluster import Cluster, Load, cluster
 
@@ -52,6 +54,8 @@ async def execute(plan: Plan, workdir: Path) -> dict[str, Any]:
     async with cluster(load, workdir) as c:
         say(started, f"hosts and roles up ({len(c.hosts)} hosts); load: {plan.calls} calls at {plan.rate}/s")
         figures = await _drain(c, plan, await _load(c, plan), started)
+        # what Slack received, for tracing an alert sent twice (`--workdir` keeps it)
+        (workdir / "slack.ndjson").write_bytes(b"".join(msgspec.json.encode(r) + b"\n" for r in c.slack.received))
     figures["seconds"] = round(time.monotonic() - started, 1)
     return figures
 
