@@ -129,6 +129,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # `pagerduty` send there (e.g. pipeline=pagerduty).
     pagerduty_routing_key: str = ""
     pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    # E-mail: smtp://USER:PASSWORD@HOST:587 (STARTTLS, required) or smtps://...:465; a secret (its password).
+    smtp_url: str = ""
+    smtp_ca_file: str = ""  # a private relay's CA bundle (PEM); empty: the system's
+    alert_email_from: str = ""
+    alert_email_to: tuple[str, ...] = ()
     # What was said: `NAME[@caller|@callee]:word|phrase|...`, comma-separated; `keyword` in ALERT_RULES routes them.
     alert_keywords: tuple[str, ...] = ()
     console_url: str = ""  # the console's address as people open it: alerts link to its page of the call
@@ -214,6 +219,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         pagerduty = urlsplit(self.pagerduty_url)
         if pagerduty.scheme not in ("http", "https") or not pagerduty.hostname:
             raise SettingsError("PAGERDUTY_URL", "must be an http(s) URL (https://events.pagerduty.com/v2/enqueue)")
+        self._check_email()
         try:
             keywords = alerting.parse_keywords(self.alert_keywords)
         except alerting.RulesError as e:
@@ -223,9 +229,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         except alerting.RulesError as e:
             raise SettingsError("ALERT_RULES", str(e)) from e
 
+    def _check_email(self) -> None:
+        smtp = urlsplit(self.smtp_url)
+        if self.smtp_url and (smtp.scheme not in ("smtp", "smtps") or not smtp.hostname):
+            raise SettingsError("SMTP_URL", "must be smtp://USER:PASSWORD@HOST:587 (STARTTLS) or smtps://...:465")
+        if self.smtp_url and "@" not in self.alert_email_from:
+            raise SettingsError("ALERT_EMAIL_FROM", "set the sender's address for alert e-mail (SMTP_URL is set)")
+        if self.smtp_url and (not self.alert_email_to or any("@" not in a for a in self.alert_email_to)):
+            raise SettingsError("ALERT_EMAIL_TO", "set the addresses alert e-mail goes to, comma-separated")
+
     def alert_channels(self) -> tuple[str, ...]:
         """The alert channels whose settings are given (Slack always counts: an account may bring its own)."""
-        given = {"slack": True, "teams": bool(self.teams_webhook_url), "pagerduty": bool(self.pagerduty_routing_key)}
+        given = {"slack": True, "teams": bool(self.teams_webhook_url), "pagerduty": bool(self.pagerduty_routing_key),
+                 "email": bool(self.smtp_url)}
         return tuple(name for name, on in given.items() if on)
 
     def alert_redaction(self) -> privacy.Redaction:

@@ -17,9 +17,11 @@ from typing import Any, Protocol
 import httpx
 import msgspec
 
+from sandbox import email as smtp
 from sandbox import pagerduty as pd
 from sandbox.teams import TeamsStandIn, error, serve, throttled
 from workers.alert.channel import Channel
+from workers.alert.email import email_channel, relay_of
 from workers.alert.pagerduty import pagerduty_channel
 from workers.alert.teams import teams_channel
 
@@ -93,4 +95,33 @@ async def pagerduty(pace_s: float = 0.05) -> AsyncIterator[PagerDutyHarness]:
         yield PagerDutyHarness(standin, channel, pd.ROUTING_KEY)
 
 
-HARNESSES: dict[str, Any] = {"teams": teams, "pagerduty": pagerduty}
+@dataclass
+class EmailHarness:
+    standin: smtp.SmtpStandIn
+    channel: Channel
+    secret: str
+    name: str = "email"
+
+    def delivered(self) -> list[str]:
+        return [f"{mail.subject}\n{mail.text()}" for mail in self.standin.received]
+
+    def attempts(self) -> int:
+        return len(self.standin.answers)
+
+    def throttle(self, n: int, retry_after: int = 1) -> None:
+        self.standin.script(*["421 4.7.0 Too many messages, slow down"] * n)
+
+    def refuse(self) -> None:
+        self.standin.script("554 5.6.0 Message content rejected")
+
+
+@contextlib.asynccontextmanager
+async def email(pace_s: float = 0.05) -> AsyncIterator[EmailHarness]:
+    standin = smtp.SmtpStandIn()
+    with smtp.serve(standin) as address:
+        channel = email_channel(relay_of(address.url, address.ca_file), "alerts@example.com",
+                                ["oncall@example.com", "lead@example.com"], pace_s=pace_s, throttle_wait_s=1.0)
+        yield EmailHarness(standin, channel, smtp.PASSWORD)
+
+
+HARNESSES: dict[str, Any] = {"teams": teams, "pagerduty": pagerduty, "email": email}

@@ -26,6 +26,7 @@ from contract.events import CallCompletedEvent
 from contract.privacy import RedactKey, redact_event
 from contract.settings import Settings
 from workers.alert.channel import SLACK, Channel
+from workers.alert.email import email_channel, relay_of
 from workers.alert.outbox import queue_alert, run_dispatcher
 from workers.alert.pagerduty import pagerduty_channel
 from workers.alert.rules import Alert, DeliveryPolicy
@@ -71,6 +72,9 @@ def channels_from_settings(settings: Settings, http: httpx.AsyncClient) -> dict[
         channels["teams"] = teams_channel(http, settings.teams_webhook_url)
     if settings.pagerduty_routing_key:
         channels["pagerduty"] = pagerduty_channel(http, settings.pagerduty_routing_key, url=settings.pagerduty_url)
+    if settings.smtp_url:
+        channels["email"] = email_channel(relay_of(settings.smtp_url, settings.smtp_ca_file),
+                                          settings.alert_email_from, settings.alert_email_to)
     return channels
 
 
