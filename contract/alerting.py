@@ -10,7 +10,11 @@
 Reasons: a call's outcome (`failed`, `machine`, `busy`, `no_answer`: contract/events.py ALERT_RULES), `keyword`
 or `keyword:NAME`, `pipeline` or `pipeline:KIND` (PIPELINE_KINDS). Channels: `slack`, `teams`, `pagerduty`,
 `email`; the default channels are every configured one but PagerDuty, which pages someone and so only gets what
-a rule names. The alerts file (ALERTS_FILE, workers/alert/alertsfile.py) says the same per account. Everything
+a rule names. The alerts file (ALERTS_FILE) says the same in YAML, and rules per account:
+
+    rules: [failed=slack, keyword=teams, pipeline=pagerduty]      in place of ALERT_RULES
+    keywords: {cancel: {words: [cancel, close my account], speaker: caller}}
+    accounts: {acme: [failed=email, keyword:cancel=teams]}        acme's calls follow these instead Everything
 is checked when a role starts; an error is one line naming the entry (RulesError).
 """
 
@@ -98,11 +102,6 @@ def parse_routes(entries: Iterable[str], keyword_names: Iterable[str] | None = N
     return tuple(parse_route(entry, names) for entry in entries if entry.strip())
 
 
-def call_reasons(entries: Iterable[str]) -> frozenset[str]:
-    """The call outcomes ALERT_RULES alerts on: what enrichment reports in an event's `alert_reasons`."""
-    return frozenset(route.reason for route in parse_routes(entries) if route.reason in CALL_REASONS)
-
-
 def parse_keyword(text: str) -> KeywordRule:
     """One `NAME[@caller|@callee]:term|term|...` of ALERT_KEYWORDS."""
     head, colon, body = text.partition(":")
@@ -135,14 +134,95 @@ def parse_keywords(entries: Iterable[str]) -> tuple[KeywordRule, ...]:
     return rules
 
 
-def check(rules: Iterable[str], keyword_rules: tuple[KeywordRule, ...], configured: Iterable[str]) -> None:
-    """Everything ALERT_RULES says, against the keyword rules and the channels that are configured."""
-    routes = parse_routes(rules, [k.name for k in keyword_rules])
-    have = set(configured)
-    for route in routes:
-        missing = [c for c in route.channels if c not in have]
-        if missing:
-            raise RulesError(f"{route.reason}={'+'.join(route.channels)}: channel {', '.join(missing)} is not "
-                             "configured (its settings: see the README's alert channels)")
-    if keyword_rules and not any(r.reason == "keyword" or r.reason.startswith("keyword:") for r in routes):
-        raise RulesError("keyword rules are set but no entry routes them: add keyword (or keyword=CHANNEL)")
+class AlertsFile(msgspec.Struct, frozen=True):
+    """What alerts where: the deployment's rules and keywords, and rules per account (in place of the
+    deployment's for that account's calls). From ALERT_RULES and ALERT_KEYWORDS, and ALERTS_FILE."""
+
+    rules: tuple[Route, ...] = ()
+    keywords: tuple[KeywordRule, ...] = ()
+    accounts: dict[str, tuple[Route, ...]] = {}
+
+    def routes(self, account: str = "") -> tuple[Route, ...]:
+        return self.accounts.get(account, self.rules)
+
+    def call_reasons(self) -> frozenset[str]:
+        """The call outcomes any rule alerts on: what enrichment reports in an event's `alert_reasons`."""
+        every = [*self.rules, *(r for routes in self.accounts.values() for r in routes)]
+        return frozenset(route.reason for route in every if route.reason in CALL_REASONS)
+
+    def check(self, configured: Iterable[str]) -> None:
+        """Every rule names configured channels; keyword rules are routed somewhere."""
+        have = set(configured)
+        every = [*self.rules, *(r for routes in self.accounts.values() for r in routes)]
+        for route in every:
+            missing = [c for c in route.channels if c not in have]
+            if missing:
+                raise RulesError(f"{route.reason}={'+'.join(route.channels)}: channel {', '.join(missing)} is not "
+                                 "configured (its settings: see the README's alert channels)")
+        if self.keywords and not any(r.reason == "keyword" or r.reason.startswith("keyword:") for r in every):
+            raise RulesError("keyword rules are set but no rule routes them: add keyword (or keyword=CHANNEL)")
+
+
+def configuration(rules: Iterable[str], keywords: Iterable[str], alerts_file: str = "") -> AlertsFile:
+    """ALERT_RULES, ALERT_KEYWORDS and the alerts file together: the file's `rules:`, when it has them, take
+    the place of ALERT_RULES; keyword rules come from both (a name once)."""
+    from_env = parse_keywords(keywords)
+    loaded = load_file(alerts_file, [k.name for k in from_env]) if alerts_file else AlertsFile()
+    every = (*from_env, *loaded.keywords)
+    names = [k.name for k in every]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise RulesError(f"keyword rule {', '.join(twice)} is defined twice")
+    return AlertsFile(loaded.rules or parse_routes(rules, names), every, loaded.accounts)
+
+
+def _strings(value: object, where: str) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise RulesError(f"{where}: a list of rules such as [failed=slack, pipeline=pagerduty]")
+    return value
+
+
+def _keyword_entry(name: object, value: object) -> KeywordRule:
+    if not isinstance(value, dict) or set(value) - {"words", "speaker"} or "words" not in value:
+        raise RulesError(f"keywords.{name}: {{words: [word, phrase, ...], speaker: caller|callee (optional)}}")
+    words = value["words"]
+    if not isinstance(words, list) or not all(isinstance(w, str) for w in words):
+        raise RulesError(f"keywords.{name}.words: a list of words and phrases")
+    return keyword_rule(str(name), words, str(value.get("speaker") or ""))
+
+
+def parse_file(text: str, source: str = "alerts file", known_keywords: Iterable[str] = ()) -> AlertsFile:
+    """The alerts file's YAML; RulesError names the file and the entry (one line)."""
+    import yaml  # a dependency already (the routing file, the accounts file)
+
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise RulesError(f"{source}: not YAML{f' (line {mark.line + 1})' if mark else ''}") from e
+    if not isinstance(data, dict) or set(data) - {"rules", "keywords", "accounts"}:
+        raise RulesError(f"{source}: the top level has rules:, keywords: and accounts: only")
+    try:
+        entries = data.get("keywords") or {}
+        if not isinstance(entries, dict):
+            raise RulesError("keywords: a mapping of rule names to {words: [...]}")
+        keywords = tuple(_keyword_entry(name, value) for name, value in entries.items())
+        names = [*known_keywords, *(k.name for k in keywords)]
+        rules = tuple(parse_route(r, names) for r in _strings(data.get("rules") or [], "rules"))
+        accounts = data.get("accounts") or {}
+        if not isinstance(accounts, dict):
+            raise RulesError("accounts: a mapping of account names to their lists of rules")
+        per_account = {str(name): tuple(parse_route(r, names) for r in _strings(value, f"accounts.{name}"))
+                       for name, value in accounts.items()}
+    except RulesError as e:
+        raise RulesError(f"{source}: {e}") from e
+    return AlertsFile(rules, keywords, per_account)
+
+
+def load_file(path: str, known_keywords: Iterable[str] = ()) -> AlertsFile:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise RulesError(f"{path}: cannot read the alerts file ({e.strerror})") from e
+    return parse_file(text, path.rsplit("/", 1)[-1], known_keywords)

@@ -136,6 +136,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     alert_email_to: tuple[str, ...] = ()
     # What was said: `NAME[@caller|@callee]:word|phrase|...`, comma-separated; `keyword` in ALERT_RULES routes them.
     alert_keywords: tuple[str, ...] = ()
+    # YAML: `rules:` (in place of ALERT_RULES), `keywords:`, and `accounts:` with each account's own rules.
+    alerts_file: str = ""
     console_url: str = ""  # the console's address as people open it: alerts link to its page of the call
 
     def __post_init__(self) -> None:
@@ -221,13 +223,17 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
             raise SettingsError("PAGERDUTY_URL", "must be an http(s) URL (https://events.pagerduty.com/v2/enqueue)")
         self._check_email()
         try:
-            keywords = alerting.parse_keywords(self.alert_keywords)
+            alerting.parse_keywords(self.alert_keywords)
         except alerting.RulesError as e:
             raise SettingsError("ALERT_KEYWORDS", str(e)) from e
         try:
-            alerting.check(self.alert_rules, keywords, self.alert_channels())
+            self.alerting().check(self.alert_channels())
         except alerting.RulesError as e:
-            raise SettingsError("ALERT_RULES", str(e)) from e
+            raise SettingsError("ALERTS_FILE" if self.alerts_file else "ALERT_RULES", str(e)) from e
+
+    def alerting(self) -> alerting.AlertsFile:
+        """ALERT_RULES, ALERT_KEYWORDS and ALERTS_FILE together (checked at load; the file is read again)."""
+        return alerting.configuration(self.alert_rules, self.alert_keywords, self.alerts_file)
 
     def _check_email(self) -> None:
         smtp = urlsplit(self.smtp_url)

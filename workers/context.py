@@ -18,7 +18,6 @@ import httpx
 from arq.connections import ArqRedis
 
 from contract import logs
-from contract.alerting import call_reasons
 from contract.events import CallCompletedEvent, CallTranscribedEvent
 from contract.intake import transcript_job_id
 from contract.jobs import DELIVER
@@ -109,7 +108,7 @@ class Resources:
             log.debug("alert.dropped", call_id=event.subject, reasons=",".join(event.data.alert_reasons))  # alert.off
             return
         event = redact_event(event, self.settings.alert_redaction(), self.redact_key)  # ALERT_REDACT
-        for reason in self.alerting.for_slack(event.data.alert_reasons):
+        for reason in self.alerting.for_slack(event):
             if await queue_alert(self.redis, alert_for(event, reason), policy=self.alert_policy):
                 self.metrics.alerts.labels(reason).inc()
                 observe.note_alert(reason)
@@ -151,7 +150,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         policy=RetryPolicy.from_settings(settings),
         destinations=destinations, sinks=sinks,
         slack=slack, step_timeout_s=max(1.0, settings.job_timeout - 5.0),
-        alert_rules=call_reasons(settings.alert_rules), metrics=metrics,
+        alert_rules=settings.alerting().call_reasons(), metrics=metrics,
         alert_policy=policy_from_settings(settings, slack),
         follow_ups=FollowUps(batch, queue=settings.queue_name, expiry_s=settings.job_expiry), batch=batch,
         ledger=Ledger(redis, settings.key_prefix, delivered_ttl_s=settings.webhook_dedup_ttl, lease_s=LEASE_S,

@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import httpx
 from redis.asyncio import Redis
 
-from contract import alerting, logs
-from contract.alerting import CALL_REASONS, DEFAULT_CHANNELS, KeywordRule, Route
-from contract.events import CallCompletedEvent
+from contract import logs
+from contract.alerting import CALL_REASONS, DEFAULT_CHANNELS, AlertsFile, Route
+from contract.events import CallCompletedEvent, CallTranscribedEvent
 from contract.privacy import RedactKey, redact_event
 from contract.settings import Settings
 from workers.alert.channel import SLACK, Channel
@@ -33,6 +34,7 @@ from workers.alert.rules import Alert, DeliveryPolicy
 from workers.alert.teams import teams_channel
 
 log = logs.get("workers.alert.alerting")
+E = TypeVar("E", CallCompletedEvent, CallTranscribedEvent)
 
 
 def alert_for(event: CallCompletedEvent, reason: str, *, console_url: str = "") -> Alert:
@@ -80,21 +82,21 @@ def channels_from_settings(settings: Settings, http: httpx.AsyncClient) -> dict[
 
 @dataclass
 class Alerting:
-    """The routes, the keyword rules and the channels of one worker process (built at startup)."""
+    """The rules (per account), the keyword rules and the channels of one worker process (built at startup)."""
 
-    routes: tuple[Route, ...]
+    config: AlertsFile
     channels: dict[str, Channel]  # Slack's is not here: workers/context.py sends to it
     policy: DeliveryPolicy
     slack: bool = False  # a Slack channel is configured (the deployment's)
-    keywords: tuple[KeywordRule, ...] = ()
     console_url: str = ""
     redact_key: RedactKey | None = None
     settings: Settings | None = None
 
-    def channels_for(self, reason: str) -> tuple[str, ...]:
-        """The channels the rules send `reason` to (a bare rule: the default ones that are configured)."""
+    def channels_for(self, reason: str, account: str = "") -> tuple[str, ...]:
+        """The channels the rules (the account's, else the deployment's) send `reason` to; a bare rule: the
+        default channels that are configured."""
         names: list[str] = []
-        for route in self.routes:
+        for route in self.config.routes(account):
             if route.matches(reason):
                 names.extend(route.channels or [c for c in DEFAULT_CHANNELS if self.configured(c)])
         return tuple(dict.fromkeys(names))
@@ -102,16 +104,22 @@ class Alerting:
     def configured(self, name: str) -> bool:
         return name in self.channels or (name == SLACK and self.slack)
 
-    def for_slack(self, reasons: Iterable[str]) -> list[str]:
+    def for_slack(self, event: CallCompletedEvent) -> list[str]:
         """Which of a call's reasons go to Slack (workers/context.py sends them there)."""
-        return [reason for reason in reasons if SLACK in self.channels_for(reason)]
+        account = _account(event)
+        return [reason for reason in event.data.alert_reasons if SLACK in self.channels_for(reason, account)]
+
+    def _redacted(self, event: E) -> E:
+        if self.settings is None:
+            return event
+        return redact_event(event, self.settings.alert_redaction(), self.redact_key)  # ALERT_REDACT
 
     async def queue(self, redis: Redis, alert: Alert, names: Iterable[str]) -> list[str]:
         """Queues `alert` once into each named channel's outbox (Slack's too, the deployment's); the names it
         was new to."""
         queued = []
         for name in names:
-            if (name == SLACK and not self.slack) or (name != SLACK and name not in self.channels):
+            if not self.configured(name):
                 continue
             if await queue_alert(redis, alert, policy=self.policy, channel=name):
                 queued.append(name)
@@ -121,32 +129,28 @@ class Alerting:
         """A call's reasons, to the channels other than Slack that the rules name."""
         if not self.channels or not event.data.alert_reasons:
             return
-        if self.settings is not None:
-            event = redact_event(event, self.settings.alert_redaction(), self.redact_key)  # ALERT_REDACT
+        event = self._redacted(event)
         for reason in event.data.alert_reasons:
-            names = [name for name in self.channels_for(reason) if name != SLACK]
+            names = [name for name in self.channels_for(reason, _account(event)) if name != SLACK]
             if names:
                 await self.queue(redis, alert_for(event, reason, console_url=self.console_url), names)
 
     def dispatchers(self, redis: Redis, *, stop: asyncio.Event, digest_threshold: int,
                     dead_letter_stream: str) -> list[asyncio.Task[None]]:
         """One background dispatcher per channel (the Redis gate keeps each channel's pace across workers)."""
-        return [asyncio.create_task(run_dispatcher(redis, channel, stop=stop,
-                                                   digest_threshold=digest_threshold,
+        return [asyncio.create_task(run_dispatcher(redis, channel, stop=stop, digest_threshold=digest_threshold,
                                                    dead_letter_stream=dead_letter_stream, policy=self.policy))
                 for channel in self.channels.values()]
 
 
 def slack_only(policy: DeliveryPolicy | None = None) -> Alerting:
     """Every call reason to Slack alone, as before the other channels (until a worker's startup builds its own)."""
-    return Alerting(routes=tuple(Route(reason) for reason in CALL_REASONS), channels={},
+    return Alerting(config=AlertsFile(rules=tuple(Route(reason) for reason in CALL_REASONS)), channels={},
                     policy=policy or DeliveryPolicy(), slack=True)
 
 
 def from_settings(settings: Settings, http: httpx.AsyncClient, policy: DeliveryPolicy, *, slack: bool,
                   redact_key: RedactKey | None = None) -> Alerting:
     """The worker's alerting, from settings already checked (contract/settings.py)."""
-    keywords = alerting.parse_keywords(settings.alert_keywords)
-    routes = alerting.parse_routes(settings.alert_rules, [k.name for k in keywords])
-    return Alerting(routes=routes, channels=channels_from_settings(settings, http), policy=policy, slack=slack,
-                    keywords=keywords, console_url=settings.console_url, redact_key=redact_key, settings=settings)
+    return Alerting(config=settings.alerting(), channels=channels_from_settings(settings, http), policy=policy,
+                    slack=slack, console_url=settings.console_url, redact_key=redact_key, settings=settings)
