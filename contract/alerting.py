@@ -67,7 +67,7 @@ class KeywordRule(msgspec.Struct, frozen=True):
 
 def fold(text: str) -> str:
     """Case- and accent-insensitive form: `Annulé` and `annule` fold alike."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    decomposed = unicodedata.normalize("NFKD", text.casefold().replace("\u2019", "'"))  # either apostrophe
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 

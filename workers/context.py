@@ -115,6 +115,7 @@ class Resources:
 
     async def alert_transcript(self, event: CallTranscribedEvent) -> None:
         """An alerted call's transcript summary, replied in its alert's thread (workers/alert/notes.py)."""
+        await self.alerting.transcript(self.redis, event)  # what was said, as keyword rules hear it (#27)
         event = redact_event(event, self.settings.alert_redaction(), self.redact_key)  # ALERT_REDACT
         await note_transcript(self.redis, self.slack, event, policy=self.alert_policy)
 

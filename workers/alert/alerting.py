@@ -28,6 +28,7 @@ from contract.privacy import RedactKey, redact_event
 from contract.settings import Settings
 from workers.alert.channel import SLACK, Channel
 from workers.alert.email import email_channel, relay_of
+from workers.alert.keywords import Hit, hits
 from workers.alert.outbox import queue_alert, run_dispatcher
 from workers.alert.pagerduty import pagerduty_channel
 from workers.alert.rules import Alert, DeliveryPolicy
@@ -56,6 +57,15 @@ def alert_for(event: CallCompletedEvent, reason: str, *, console_url: str = "") 
         account=_account(event),
         link=call_link(console_url, data.call_id),
     )
+
+
+def keyword_alert(event: CallTranscribedEvent, hit: Hit, *, console_url: str = "") -> Alert:
+    """The alert of a keyword rule heard on a call: who said what, quoted, and the call's page."""
+    data = event.data
+    return Alert(call_id=data.call_id, reason=f"keyword:{hit.rule}", occurred_at=event.time.isoformat(),
+                 from_number=data.from_.number or "", to_number=data.to.number or "", direction=data.direction,
+                 summary=data.summary, quote=hit.quote, speaker=hit.speaker or None, account=_account(event),
+                 link=call_link(console_url, data.call_id))
 
 
 def call_link(console_url: str, call_id: str) -> str | None:
@@ -134,6 +144,17 @@ class Alerting:
             names = [name for name in self.channels_for(reason, _account(event)) if name != SLACK]
             if names:
                 await self.queue(redis, alert_for(event, reason, console_url=self.console_url), names)
+
+    async def transcript(self, redis: Redis, event: CallTranscribedEvent) -> None:
+        """What was said: one alert per keyword rule heard on the call, to every channel its rule routes to
+        (Slack's too), after ALERT_REDACT (a dropped transcript hears nothing; scrubbed numbers stay scrubbed)."""
+        if not self.config.keywords:
+            return
+        event = self._redacted(event)
+        for hit in hits(event, self.config.keywords):
+            names = self.channels_for(f"keyword:{hit.rule}", _account(event))
+            if names:
+                await self.queue(redis, keyword_alert(event, hit, console_url=self.console_url), names)
 
     def dispatchers(self, redis: Redis, *, stop: asyncio.Event, digest_threshold: int,
                     dead_letter_stream: str) -> list[asyncio.Task[None]]:
