@@ -139,6 +139,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
     # YAML: `rules:` (in place of ALERT_RULES), `keywords:`, and `accounts:` with each account's own rules.
     alerts_file: str = ""
     console_url: str = ""  # the console's address as people open it: alerts link to its page of the call
+    # Pipeline incidents (workers/alert/incidents.py; `pipeline` in ALERT_RULES routes them): a destination failing
+    # this long opens one; failing DESTINATION_DISABLE_AFTER (since it failed or was resumed) pauses it; 0: never.
+    pipeline_failing_after: int = 600
+    destination_disable_after: int = 5 * DAY
 
     def __post_init__(self) -> None:
         for name, suffix in _UNDER_PREFIX.items():
@@ -222,6 +226,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, rename="upper"):
         if pagerduty.scheme not in ("http", "https") or not pagerduty.hostname:
             raise SettingsError("PAGERDUTY_URL", "must be an http(s) URL (https://events.pagerduty.com/v2/enqueue)")
         self._check_email()
+        if self.pipeline_failing_after <= 0:
+            raise SettingsError("PIPELINE_FAILING_AFTER", "must be a positive number of seconds")
+        if self.destination_disable_after < 0:
+            raise SettingsError("DESTINATION_DISABLE_AFTER", "must be 0 (never) or a positive number of seconds")
         try:
             alerting.parse_keywords(self.alert_keywords)
         except alerting.RulesError as e:

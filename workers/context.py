@@ -28,6 +28,7 @@ from workers import health, observe, record
 from workers.alert.alerting import Alerting, alert_for, slack_only
 from workers.alert.alerting import from_settings as alerting_from_settings
 from workers.alert.config import policy_from_settings
+from workers.alert.incidents import run_incidents
 from workers.alert.notes import note_transcript
 from workers.alert.outbox import queue_alert, run_dispatcher
 from workers.alert.rules import DeliveryPolicy
@@ -176,6 +177,10 @@ async def startup(ctx: dict[str, Any]) -> None:
     resources.tasks.extend(resources.alerting.dispatchers(  # Teams, PagerDuty, e-mail: one outbox each
         redis, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
         dead_letter_stream=settings.dead_letter_stream))
+    resources.tasks.append(asyncio.create_task(run_incidents(  # the pipeline's own incidents, auto-disable (#27)
+        redis, resources.alerting, lambda: [d.name for d in resources.destinations], prefix=settings.key_prefix,
+        failing_after_s=settings.pipeline_failing_after, disable_after_s=settings.destination_disable_after,
+        stop=resources.stop)))
     if settings.reconcile_interval > 0:  # one pass per interval across all workers (workers/fetch/reconcile.py)
         resources.tasks.append(asyncio.create_task(run_reconciler(
             redis, wavix, settings, metrics, policy=resources.policy, stop=resources.stop)))

@@ -56,6 +56,7 @@ async def resume(redis: Redis, prefix: str, name: str, *, queue: str, expiry_s: 
     """Resumes `name` and queues its parked deliveries, oldest event first; returns how many were queued."""
     k = health.keys(prefix, name)
     await redis.hdel(k.health, "paused_ms")  # type: ignore[misc]
+    await redis.hset(k.health, "resumed_ms", str(now_ms()))  # type: ignore[misc]  # auto-disable counts from here
     released = 0
     while members := await redis.zrange(k.parked, 0, _BATCH - 1):
         start = now_ms()
