@@ -28,7 +28,7 @@ from rich.live import Live
 
 from contract import redisurl
 from contract.settings import Settings
-from demo import display, processes, traffic
+from demo import channels, display, processes, traffic
 from demo import postgres as warehouse
 from demo.processes import Child, RunNames
 from demo.redis_server import RedisChoice, RedisUnavailable, choose, stop_private
@@ -194,11 +194,11 @@ async def _run_with(options: Options, environ: dict[str, str], console: Console,
     error: str | None = None
     interrupted = False
     try:
-        async with world(options, api_key=secrets.token_hex(12)) as w:
+        async with world(options, api_key=secrets.token_hex(12)) as w, channels.stand_ins() as others:
             settings = processes.role_settings(
                 redis_url=choice.url, wavix_url=w.wavix_url, wavix_api_key=w.sandbox.config.api_key,
                 slack_webhook_url=w.slack_url + WEBHOOK_PATH, transcript_wait_s=options.transcript_wait_s)
-            env = processes.role_env(environ, names, **settings)
+            env = {**processes.role_env(environ, names, **settings), **others.env}  # Teams, PagerDuty, e-mail
             pg = await warehouse.prepare(options.postgres_url, names.run_id, console) if options.postgres_url else None
             if pg is not None:
                 env["SINKS_CONFIG"] = str(warehouse.routing(pg, choice.url, names.events, log_dir))
@@ -209,6 +209,7 @@ async def _run_with(options: Options, environ: dict[str, str], console: Console,
             watch.reconcile = lambda: reconcile_now(Settings.from_env(env), settle_s=0.0)
             await drive(options, watch, f"{target}/webhooks/wavix/{env['WEBHOOK_TOKENS']}", redis, children, console)
             await watch.refresh(redis)
+            await channels.show(others, console)
             if pg is not None:
                 await warehouse.show(pg, len(watch.outcomes.completed), console)
             if options.console:

@@ -31,7 +31,7 @@ def policy_from_settings(settings: Settings, sender: Sender | None) -> DeliveryP
     for a later Slack, since an alert hours late is no alert) and when transcripts cannot reach the alerts
     (an incoming webhook)."""
     schedule = slack_schedule(settings.slack_retry_schedule)
-    if sender is None and settings.alert_rules:
+    if sender is None and settings.alert_rules and settings.alert_channels() == ("slack",):  # no channel at all
         log.warning("alert.off", rules=",".join(settings.alert_rules),
                     why="no Slack is set (SLACK_WEBHOOK_URL, or SLACK_BOT_TOKEN and SLACK_CHANNEL): the alerts of "
                         "this worker's calls are dropped, not kept for later")
