@@ -18,10 +18,11 @@ from redis.asyncio import Redis
 
 from contract.alerting import AlertsFile, parse_routes
 from sandbox import pagerduty as pd
+from sandbox.config import SandboxConfig
 from tests.helpers.sinks import WebhookReceiver
-from tests.pipeline import routed
-from workers.alert.alerting import Alerting
-from workers.alert.incidents import check_pipeline, keys, missed_webhooks
+from tests.pipeline import pipeline, routed
+from workers.alert.alerting import Alerting, slack_only
+from workers.alert.incidents import check_pipeline, keys, missed_webhooks, note_dead_letter
 from workers.alert.outbox import dispatch_pending
 from workers.alert.pagerduty import pagerduty_channel
 from workers.alert.rules import DeliveryPolicy
@@ -178,3 +179,32 @@ async def test_the_worker_opens_an_incident_disables_a_failing_destination_and_i
         assert len({r.body for r in receiver.received}) >= 3  # the backlog, delivered
         assert world.actions("destination_failing") == ["trigger", "resolve"]
         assert world.actions("destination_paused") == ["trigger", "resolve"] and not standin.open_alerts()
+
+
+async def test_wavix_refusing_the_key_is_an_incident_until_it_stops(world: World) -> None:
+    """A job dead-lettered on Wavix's 401 opens a `wavix_auth` incident (a delivery's 401 does not: that is its
+    destination's); with no refusal for a while (the signal's life) it resolves."""
+    await note_dead_letter(world.redis, world.prefix, "deliver", "POST https://crm -> 401: nope")
+    await world.check()
+    assert world.standin.alerts == {}
+    await note_dead_letter(world.redis, world.prefix, "process_call", "GET /v1/cdr/{uuid} -> 401: Unauthorized")
+    await world.check()
+    assert world.actions("wavix_auth") == ["trigger"]
+    await world.redis.delete(f"{world.prefix}signal:wavix_auth")  # its 15 minutes are over
+    await world.check()
+    assert world.actions("wavix_auth") == ["trigger", "resolve"]
+
+
+async def test_the_worker_with_a_revoked_key_opens_a_wavix_auth_incident(redis: Redis) -> None:
+    """Real worker, a key Wavix refuses: its calls are dead-lettered on 401, and the check (the worker's, or
+    this one after it) opens one incident."""
+    async with pipeline(SandboxConfig(seed=2, transcript_share=0.0), WAVIX_API_KEY="revoked-key-0000") as p:
+        await p.place_and_send(3)
+        await p.run_worker()
+        letters = await p.dead_letters()
+        assert letters and all(b" -> 401: " in fields[b"reason"] for fields in letters)
+        prefix = p.settings.key_prefix
+        assert await redis.exists(f"{prefix}signal:wavix_auth")
+        await check_pipeline(redis, slack_only(), [], prefix=prefix, failing_after_s=600, disable_after_s=0)
+        [incident] = (await redis.hgetall(keys(prefix)[0])).values()  # type: ignore[misc]
+        assert msgspec.msgpack.decode(incident)["kind"] == "wavix_auth"

@@ -28,7 +28,7 @@ from workers import health, observe, record
 from workers.alert.alerting import Alerting, alert_for, slack_only
 from workers.alert.alerting import from_settings as alerting_from_settings
 from workers.alert.config import policy_from_settings
-from workers.alert.incidents import run_incidents
+from workers.alert.incidents import note_dead_letter, run_incidents
 from workers.alert.notes import note_transcript
 from workers.alert.outbox import queue_alert, run_dispatcher
 from workers.alert.rules import DeliveryPolicy
@@ -96,6 +96,7 @@ class Resources:
         await dead_letter(self.redis, self.settings.dead_letter_stream, kind=kind, reason=reason,
                           attempts=attempts, payload=payload, call_id=call_id,
                           retention_s=self.settings.dead_letter_retention)
+        await note_dead_letter(self.redis, self.settings.key_prefix, kind, reason)  # Wavix 401/403: an incident
         if kind == DELIVER:  # the destination's health counts it (workers/deliver/health.py)
             delivery = decode_delivery(payload)
             self.metrics.deliveries.labels(delivery.destination, "dead_lettered").inc()

@@ -9,6 +9,8 @@
       `wavix-events resume` delivers its backlog (workers/deliver/control.py)
       {prefix}transcripts:not_provisioned ─────────────> transcripts_not_provisioned   (set by workers/process.py)
       {prefix}signal:missed_webhooks (reconciliation) ─> missed_webhooks      (the count of its last pass)
+      {prefix}signal:wavix_auth (a job's dead letter) ──> wavix_auth           Wavix answered 401/403 to our key;
+                                                                             resolved after 15 min without one
     ──> {prefix}incidents:open (HASH)  opened with HSETNX: one worker wins, once
     ──> {prefix}incidents:closed (HASH) moved there atomically when it ends, kept a day
     ──> each open incident's alert and each closed one's resolve, queued every pass: the outbox's once-per-key
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
@@ -81,6 +84,17 @@ def signal_key(prefix: str, kind: str) -> str:
 async def missed_webhooks(redis: Redis, prefix: str, count: int, ttl_s: int = 86_400) -> None:
     """Reconciliation's pass says how many webhooks it found missing (0 ends the incident)."""
     await redis.set(signal_key(prefix, "missed_webhooks"), count, ex=ttl_s)
+
+
+_REFUSED = re.compile(r" -> (401|403): ")
+WAVIX_AUTH_QUIET_S = 900
+
+
+async def note_dead_letter(redis: Redis, prefix: str, kind: str, reason: str) -> None:
+    """A job dead-lettered because Wavix refused our key (401, or 403 outside transcripts): a `wavix_auth`
+    incident, open until no such refusal came for WAVIX_AUTH_QUIET_S."""
+    if kind != "deliver" and _REFUSED.search(reason):
+        await redis.set(signal_key(prefix, "wavix_auth"), reason[:300], ex=WAVIX_AUTH_QUIET_S)
 
 
 def _iso(ms: int) -> str:
@@ -197,6 +211,13 @@ async def check_pipeline(redis: Redis, alerting: Alerting, names: Sequence[str],
                      "transcription (Flex Pro, recording on) for the account.")
     else:
         await p.resolve("transcripts_not_provisioned", "")
+    refused = await redis.get(signal_key(prefix, "wavix_auth"))
+    if refused is not None:
+        await p.open("wavix_auth", "", "Wavix refuses the API key (401/403): calls cannot be fetched",
+                     f"{refused.decode(errors='replace')}. Check WAVIX_API_KEY (or the account's key), then "
+                     "`wavix-events dlq replay --all --reason ' -> 40'`.")
+    else:
+        await p.resolve("wavix_auth", "")
     missed = await redis.get(signal_key(prefix, "missed_webhooks"))
     if missed is not None and int(missed) > 0:
         await p.open("missed_webhooks", "", f"Reconciliation found {int(missed)} missed webhooks",
