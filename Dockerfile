@@ -56,6 +56,7 @@ RUN apt-get update \
         --shell /usr/sbin/nologin wavix
 COPY --from=builder /opt/venv /opt/venv
 COPY deploy/healthcheck.py /opt/wavix-events/healthcheck.py
+LABEL org.opencontainers.image.title="wavix-events"
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /opt/wavix-events
 # Numeric, so Kubernetes' runAsNonRoot can verify it without reading /etc/passwd.
