@@ -23,8 +23,11 @@ async def test_sigterm_under_load_loses_no_call():
             sys.executable, "-m", "wavix_events.cli", "worker", env={**os.environ, **p.env()},
             stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
         )
-        await asyncio.sleep(4.5)  # long enough for a few rounds of jobs, with eight in flight
-        done_before = len(by_type(await p.events(), COMPLETED))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60  # a bound only: the signal goes as soon as the first call is done
+        while not (done_before := len(by_type(await p.events(), COMPLETED))):  # started, others in flight
+            assert loop.time() < deadline and worker.returncode is None, "the worker never finished a call"
+            await asyncio.sleep(0.1)
         worker.send_signal(signal.SIGTERM)
         _, stderr = await asyncio.wait_for(worker.communicate(), 30)
         assert worker.returncode == 0, stderr.decode()[-2000:]
