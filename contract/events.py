@@ -1,7 +1,7 @@
 """The events we publish: CloudEvents 1.0 in structured JSON mode, one frozen Struct per event type.
 
 Every event is the same envelope (`specversion`, `id`, `source`, `type`, `subject`, `time`,
-`datacontenttype`, `dataschema`, our extension `schema`) around a `data` Struct:
+`datacontenttype`, `dataschema`, our extensions `schema` and `account`) around a `data` Struct:
 
     wavix.call.completed                   CallCompleted: the normalised CDR, as soon as it is in
     wavix.call.transcribed                 CallTranscribed: the transcript, with talk time and roles
@@ -28,6 +28,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 import msgspec
 
+from contract.accounts import DEFAULT as DEFAULT_ACCOUNT
+
 SPECVERSION = "1.0"
 SOURCE = "wavix-events"
 SCHEMA = "wavix.call/1"  # the `schema` extension attribute: data family and major version
@@ -47,6 +49,8 @@ Direction = Literal["inbound", "outbound", "unknown"]
 FoundBy = Literal["webhook", "reconcile", "backfill"]
 Outcome = Literal["answered_human", "answered_machine", "answered_unknown", "no_answer", "busy", "failed", "unknown"]
 Role = Literal["agent", "client", "unknown"]
+Account = Annotated[str, msgspec.Meta(description=(
+    'The Wavix account the call belongs to: its name in the deployment\'s accounts file ("default" without one).'))]
 UnavailableReason = Literal["failed", "not_provisioned", "timed_out"]
 
 # The alert rules a call can trip (ALERT_RULES picks any subset); in the order an event reports them.
@@ -107,6 +111,8 @@ class CallEssentials(msgspec.Struct, frozen=True, kw_only=True):
     to: Party
     outcome: Outcome  # "unknown" when Wavix's disposition is missing or one we do not know (see anomalies)
     found_by: FoundBy = "webhook"  # how the call reached us: its webhook, reconciliation, or a backfill
+    # The Wavix account the call belongs to: its name in ACCOUNTS_FILE, "default" in a deployment without one.
+    account: Account = DEFAULT_ACCOUNT
     anomalies: tuple[Anomaly, ...] = ()  # values published as null (or unknown) because they were unusable
     # The destination's redaction rules this event was formed under (contract/privacy.py); left out when none.
     redacted: Redacted | msgspec.UnsetType = msgspec.UNSET
@@ -199,6 +205,7 @@ class _Envelope(msgspec.Struct, Generic[D], frozen=True, kw_only=True, tag_field
     datacontenttype: Literal["application/json"] = "application/json"
     dataschema: str
     schema: str = SCHEMA
+    account: Account = DEFAULT_ACCOUNT  # extension attribute: the call's Wavix account (as `data.account`)
     # CloudEvents distributed-tracing extension: the publishing span, so a consumer can continue the trace.
     # Left out of the JSON when unset; never part of the id (`event_id`), which stays deterministic.
     traceparent: str | msgspec.UnsetType = msgspec.UNSET

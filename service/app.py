@@ -13,7 +13,7 @@ from litestar import Litestar
 from litestar.openapi import OpenAPIConfig
 from redis.asyncio import Redis
 
-from contract import logs, redisurl
+from contract import accounts, logs, redisurl
 from contract.redisbatch import BatchedRedis
 from contract.settings import Settings
 from service.auth import Gate
@@ -22,6 +22,7 @@ from service.errors import exception_handlers
 from service.framing import refuse_ambiguous_framing
 from service.health import healthz, metrics, readyz
 from service.metrics import ReceiverMetrics
+from service.reload import on_sighup
 from service.tracing import traced
 from service.webhooks import receive_webhook
 
@@ -48,10 +49,13 @@ def create_app(settings: Settings) -> Litestar:
             dedup_ttl_s=settings.webhook_dedup_ttl,
             job_expiry_s=settings.job_expiry,
         )
-        log.info("receiver.started", tokens=len(settings.webhook_tokens), allowlist=len(settings.webhook_allowed_ips))
+        log.info("receiver.started", accounts=len(app.state.gate.accounts.all),
+                 allowlist=len(settings.webhook_allowed_ips))
+        reload_off = on_sighup(app.state.gate, settings)
         try:
             yield
         finally:
+            reload_off()
             await pipe.aclose()
             await redisurl.close(redis)
 
@@ -66,7 +70,7 @@ def create_app(settings: Settings) -> Litestar:
     )
     app.state.settings = settings
     app.state.metrics = ReceiverMetrics()
-    app.state.gate = Gate(
-        settings.webhook_tokens, settings.allowed_networks(), settings.trusted_proxy_networks()
+    app.state.gate = Gate(  # the accounts (contract/accounts.py) are read again on SIGHUP (service/reload.py)
+        accounts.at_start(settings), settings.allowed_networks(), settings.trusted_proxy_networks()
     )
     return app

@@ -1,24 +1,26 @@
 """Authenticate: is this request from Wavix? A secret in the URL, and optionally the source address.
 
-Wavix does not sign webhooks, so the secret path segment is the credential: every configured token is
-compared in constant time (all of them, so the time does not tell which one nearly matched), and the
-token never leaves this module. The allowlist checks the client address; when the direct peer is a
+Wavix does not sign webhooks, so the secret path segment is the credential, and it names the account
+(contract/accounts.py): the given token is hashed once (SHA-256) and its digest looked up among the digests
+of every account's tokens, one dict lookup however many accounts there are; the time depends on the digest,
+never on how nearly the token matched a stored one, and no token is kept in clear. The accounts are swapped
+whole on reload (`accounts`). The allowlist checks the client address; when the direct peer is a
 trusted proxy, the address is the rightmost `X-Forwarded-For` entry that is not itself a trusted proxy
 (entries to its left could have been written by anyone).
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 from collections.abc import Sequence
 
+from contract.accounts import Account, Accounts
 from contract.settings import Network
 
 
 class Gate:
-    def __init__(self, tokens: Sequence[str], allowed: Sequence[Network], trusted_proxies: Sequence[Network]):
-        self._tokens = [t.encode() for t in tokens]
+    def __init__(self, accounts: Accounts, allowed: Sequence[Network], trusted_proxies: Sequence[Network]):
+        self.accounts = accounts
         self._allowed = tuple(allowed)
         self._proxies = tuple(trusted_proxies)
 
@@ -27,12 +29,9 @@ class Gate:
         """Whether the source address matters at all (an allowlist is configured)."""
         return bool(self._allowed)
 
-    def token_ok(self, token: str) -> bool:
-        given = token.encode()
-        matched = False
-        for known in self._tokens:
-            matched |= hmac.compare_digest(given, known)
-        return matched
+    def account_for(self, token: str) -> Account | None:
+        """The account the token belongs to; None for a token of no account."""
+        return self.accounts.for_token(token)
 
     def source_ok(self, peer: str | None, forwarded_for: str | None) -> bool:
         if not self._allowed:

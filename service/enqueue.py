@@ -29,12 +29,14 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_pre
 from redis.exceptions import ResponseError
 
 from contract import tracing
+from contract.accounts import DEFAULT
 from contract.intake import (
     ENQUEUE_MANY,
     FOLLOW_UP_SUFFIX,
     MODE_TRANSCRIPT,
     MODE_WEBHOOK,
     call_job_id,
+    scoped,
     seen_key,
     transcript_job_id,
 )
@@ -122,34 +124,36 @@ class Enqueuer:
         self._ttl = b"%d" % dedup_ttl_s
         self._expiry = b"%d" % (job_expiry_s * 1000)
 
-    async def enqueue(self, webhook: Webhook, body: bytes) -> bool:
+    async def enqueue(self, webhook: Webhook, body: bytes, account: str = DEFAULT) -> bool:
         """True when a job was queued, False when the same work was already seen (the webhook is recorded
-        either way).
+        either way). `account`: the one the token named; the call's keys are scoped by it.
 
         Raises redis' `ConnectionError`/`TimeoutError` when Redis does not answer: nothing is marked.
         """
         now_ms = time.time_ns() // 1_000_000
         transcript = webhook.kind is Kind.TRANSCRIPTION
-        job_id = (transcript_job_id if transcript else call_job_id)(self._prefix, webhook.call_id)
-        jid = job_id.encode()
         receipt = Receipt(
             kind=webhook.kind, call_id=webhook.call_id, event=webhook.event, received_at_ms=now_ms, body=body,
             traceparent=tracing.traceparent(),  # the receive span (service/tracing.py); None when tracing is off
+            account=account,
         )
+        job_id = (transcript_job_id if transcript else call_job_id)(self._prefix, receipt.key)
+        jid = job_id.encode()
         job = encode_job(function_for(webhook), receipt, now_ms)
-        keys = [seen_key(self._prefix, webhook.dedup_key).encode(), _JOB_KEY + jid, _RESULT_KEY + jid, self._queue,
-                webhooks_key(self._prefix, webhook.call_id).encode(), _RUNNING_KEY + jid, _JOB_KEY + jid + _FOLLOW_UP]
+        dedup = scoped(account, webhook.dedup_key)
+        keys = [seen_key(self._prefix, dedup).encode(), _JOB_KEY + jid, _RESULT_KEY + jid, self._queue,
+                webhooks_key(self._prefix, receipt.key).encode(), _RUNNING_KEY + jid, _JOB_KEY + jid + _FOLLOW_UP]
         args = [self._ttl, self._expiry, job, jid, b"%d" % now_ms, job_serializer(receipt), _MODES[transcript]]
         if not tracing.enabled():  # the span's context manager alone costs ~1.4 µs a webhook
             return await self._enqueue(keys, args)
         with tracing.span("enqueue", **{"wavix.call_id": webhook.call_id}):
             return await self._enqueue(keys, args)
 
-    async def record(self, webhook: Webhook, body: bytes) -> None:
+    async def record(self, webhook: Webhook, body: bytes, account: str = DEFAULT) -> None:
         """Appends a webhook that starts no work to its call's list. Raises redis' errors like `enqueue`."""
         receipt = Receipt(
             kind=webhook.kind, call_id=webhook.call_id, event=webhook.event,
-            received_at_ms=time.time_ns() // 1_000_000, body=body,
+            received_at_ms=time.time_ns() // 1_000_000, body=body, account=account,
         )
-        key = webhooks_key(self._prefix, webhook.call_id).encode()
+        key = webhooks_key(self._prefix, receipt.key).encode()
         await self._record((key,), (job_serializer(receipt), self._ttl))

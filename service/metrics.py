@@ -18,6 +18,13 @@ class ReceiverMetrics:
             ["kind", "outcome"],
             registry=self.registry,
         )
+        self._accounts: dict[tuple[str, str], Counter] = {}
+        self.account_webhooks = Counter(
+            "wavix_account_webhooks",
+            "Webhooks with a valid token, by account (the configured accounts only) and outcome.",
+            ["account", "outcome"],
+            registry=self.registry,
+        )
         self.enqueue_seconds = Histogram(
             "wavix_enqueue_seconds",
             "Time to write the dedup mark and the job to Redis.",
@@ -33,12 +40,18 @@ class ReceiverMetrics:
             registry=self.registry,
         )
 
-    def count(self, kind: str, outcome: str) -> None:
-        """One webhook's outcome; the labelled child is looked up once per pair (it is on the hot path)."""
+    def count(self, kind: str, outcome: str, account: str = "") -> None:
+        """One webhook's outcome (and its account's, once its token named one); each labelled child is looked up
+        once per pair (it is on the hot path)."""
         child = self._children.get((kind, outcome))
         if child is None:
             child = self._children[(kind, outcome)] = self.webhooks.labels(kind, outcome)
         child.inc()
+        if account:
+            mine = self._accounts.get((account, outcome))
+            if mine is None:
+                mine = self._accounts[(account, outcome)] = self.account_webhooks.labels(account, outcome)
+            mine.inc()
 
     async def sample_queue(self, redis: Redis, queue: str) -> None:
         """Reads the queue's depth and age at scrape time: the numbers to scale workers on."""

@@ -56,7 +56,8 @@ async def receive_webhook(request: Request[Any, Any, Any], token: FromPath[str])
             metrics.count("unknown", "rejected_source")
             log.warning("webhook.rejected", reason="source", client=client)
             raise WebhookRejected(403, "forbidden", "this source address may not send webhooks")
-    if not gate.token_ok(token):
+    account = gate.account_for(token)
+    if account is None:
         metrics.count("unknown", "rejected_token")
         log.warning("webhook.rejected", reason="token")
         raise WebhookRejected(404, "not_found", "no such webhook endpoint")
@@ -72,23 +73,24 @@ async def receive_webhook(request: Request[Any, Any, Any], token: FromPath[str])
     enqueuer: Enqueuer = state.enqueuer
     if not webhook.starts_work:
         try:
-            await enqueuer.record(webhook, body)
+            await enqueuer.record(webhook, body, account.name)
         except Exception:
-            metrics.count(webhook.kind, "unavailable")
+            metrics.count(webhook.kind, "unavailable", account.name)
             raise
-        metrics.count(webhook.kind, "ignored")
+        metrics.count(webhook.kind, "ignored", account.name)
         return {"status": "ignored", "call_id": webhook.call_id, "event": webhook.event}
 
     started = time.perf_counter()
     try:
-        queued = await enqueuer.enqueue(webhook, body)
+        queued = await enqueuer.enqueue(webhook, body, account.name)
     except Exception:
-        metrics.count(webhook.kind, "unavailable")
+        metrics.count(webhook.kind, "unavailable", account.name)
         raise
     metrics.enqueue_seconds.observe(time.perf_counter() - started)
     outcome = "accepted" if queued else "duplicate"
-    metrics.count(webhook.kind, outcome)
-    log.info(f"webhook.{outcome}", call_id=webhook.call_id, kind=webhook.kind, call_event=webhook.event)
+    metrics.count(webhook.kind, outcome, account.name)
+    log.info(f"webhook.{outcome}", call_id=webhook.call_id, kind=webhook.kind, call_event=webhook.event,
+             account=account.name)
     return {"status": outcome, "call_id": webhook.call_id, "event": webhook.event}
 
 

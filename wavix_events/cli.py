@@ -11,6 +11,7 @@
     wavix-events db migrate create or upgrade the PostgreSQL destinations' tables
     wavix-events trace      one call's timeline (webhooks, jobs, fetches, events, deliveries, alerts)
     wavix-events forget     erase a call, or every call of a number, from every store we own (#25)
+    wavix-events accounts   discover sub-accounts (an accounts-file fragment), connect an account's webhooks
     wavix-events console    the operator's console in a browser (needs CONSOLE_TOKEN)
 
 Settings come from the environment (README). One-shot commands (`ONE_SHOT`) print their answer and log only
@@ -30,7 +31,7 @@ from typing import TYPE_CHECKING, NoReturn
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from contract import logs
+from contract import accounts, logs
 from contract.errors import SettingsError
 from contract.settings import Settings
 from service.serve import SERVERS
@@ -45,8 +46,9 @@ ONE_SHOT = ("dlq", "destinations", "pause", "resume", "replay", "backfill", "db"
 def _serve(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
-    if not settings.webhook_tokens:
+    if not settings.webhook_tokens and not settings.accounts_file:
         raise SettingsError("WEBHOOK_TOKENS", "set at least one secret token (openssl rand -hex 24)")
+    accounts.at_start(settings)  # a bad accounts file stops here, naming its line
     from service.serve import run
 
     return run(host=args.host, port=args.port, workers=args.workers, server=args.server, target=args.app)
@@ -59,8 +61,9 @@ def _worker(args: argparse.Namespace) -> int:
     from workers.deliver.route import RouteError
     from workers.settings import create_worker
 
-    if not settings.wavix_api_key:
+    if not settings.wavix_api_key and not settings.accounts_file:
         raise SettingsError("WAVIX_API_KEY", "must be set for the workers to fetch CDRs")
+    accounts.at_start(settings)  # a bad accounts file stops here, naming its line
     try:
         destinations_for(settings)  # a bad routing file stops here, naming its line, not inside arq
     except RouteError as e:
@@ -115,7 +118,8 @@ def _backfill(args: argparse.Namespace) -> int:
     logs.configure_command(settings.log_level, verbose=args.verbose)
     from workers.fetch.backfill import run
 
-    return run(settings, first=args.first, last=args.last, types=args.type, dry_run=args.dry_run)
+    return run(settings, first=args.first, last=args.last, types=args.type, dry_run=args.dry_run,
+               account=args.account)
 
 
 def _db(args: argparse.Namespace) -> int:
@@ -246,6 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill.add_argument("--to", dest="last", required=True, metavar="YYYY-MM-DD", help="last UTC day, inclusive")
     backfill.add_argument("--type", choices=["placed", "received", "both"], default="both", help="default both")
     backfill.add_argument("--dry-run", action="store_true", help="only count: read-only, queues nothing")
+    backfill.add_argument("--account", default="", help="only this account (ACCOUNTS_FILE; default: each in turn)")
     backfill.set_defaults(run=_backfill)
 
     db = roles.add_parser("db", help="the PostgreSQL destinations' tables: `db migrate` creates or upgrades them")
@@ -261,6 +266,10 @@ def build_parser() -> argparse.ArgumentParser:
     from wavix_events.forget import add_arguments as add_forget  # erasure (issue #25)
 
     add_forget(roles)
+
+    from wavix_events.accounts import add_arguments as add_account_commands  # discover, connect (issue #26)
+
+    add_account_commands(roles)
 
     for name in ONE_SHOT:  # they print their answer; their logs are quiet but for errors (contract/logs.py)
         roles.choices[name].add_argument("-v", "--verbose", action="store_true", help="show its logs (LOG_LEVEL)")

@@ -1,6 +1,7 @@
 """The worker's resources: built once in arq's `on_startup`, closed in reverse order in `on_shutdown`.
 
-One `httpx.AsyncClient` per process (pool as large as the worker's concurrency) serves Wavix; Slack gets
+One connection pool per process (as large as the worker's concurrency) serves Wavix, under one client per
+account, each with its own key (`AccountClients`, workers/fetch/accounts.py: what every stage asks); Slack gets
 a small client of its own, so that Wavix's Bearer key can never travel to another host. The Slack
 dispatcher runs as a background task next to the jobs. Job functions reach everything through
 `ctx["resources"]`.
@@ -17,6 +18,7 @@ from urllib.parse import quote
 import httpx
 from arq.connections import ArqRedis
 
+from contract import accounts as contract_accounts
 from contract import logs
 from contract.events import CallCompletedEvent, CallTranscribedEvent
 from contract.intake import transcript_job_id
@@ -25,13 +27,11 @@ from contract.privacy import RedactKey, redact_event
 from contract.redisbatch import BatchedRedis
 from contract.settings import Settings, environment
 from workers import health, observe, record
-from workers.alert.alerting import Alerting, alert_for, slack_only
-from workers.alert.alerting import from_settings as alerting_from_settings
+from workers.alert.accounts import Outbox, outboxes
 from workers.alert.config import policy_from_settings
-from workers.alert.incidents import note_dead_letter, run_incidents
 from workers.alert.notes import note_transcript
 from workers.alert.outbox import queue_alert, run_dispatcher
-from workers.alert.rules import DeliveryPolicy
+from workers.alert.rules import Alert, DeliveryPolicy
 from workers.alert.slack import Sender, sender_for
 from workers.deadletter import dead_letter
 from workers.deliver import health as destination_health
@@ -40,9 +40,9 @@ from workers.deliver.jobs import decode_delivery
 from workers.deliver.ledger import LEASE_S, Ledger
 from workers.deliver.route import Destination, load_destinations
 from workers.deliver.sinks.base import Sink, SinkOptions, build_sink, connect_early
-from workers.fetch.hints import OwnNumbers
+from workers.fetch.accounts import AccountClients, reload_accounts
 from workers.fetch.reconcile import run_reconciler
-from workers.fetch.wavix import WavixClient, create_http_client
+from workers.fetch.subaccounts import run_key_refresh
 from workers.metrics import WorkerMetrics
 from workers.privacy import forming, index
 from workers.queue import FollowUps
@@ -56,7 +56,7 @@ log = logs.get("workers")
 class Resources:
     settings: Settings
     redis: ArqRedis
-    wavix: WavixClient
+    accounts: AccountClients  # every account's Wavix client, numbers and limit: what every stage asks
     policy: RetryPolicy
     destinations: tuple[Destination, ...]
     sinks: dict[str, Sink]
@@ -66,7 +66,6 @@ class Resources:
     metrics: WorkerMetrics
     alert_policy: DeliveryPolicy
     follow_ups: FollowUps
-    numbers: OwnNumbers
     batch: BatchedRedis  # the queue's Redis for the scripts every call runs (contract/redisbatch.py)
     ledger: Ledger
     recorder: record.Writer
@@ -74,8 +73,8 @@ class Resources:
     health: asyncio.Server | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     redact_key: RedactKey | None = None  # REDACT_KEY: what `numbers: hash` and ALERT_REDACT hash with
+    alert_outboxes: dict[str, Outbox] = field(default_factory=dict)  # accounts with their own channel
     number_index: index.NumberIndex | None = None  # which calls had a number, for erasure (workers/privacy/index.py)
-    alerting: Alerting = field(default_factory=slack_only)  # routes and the other channels (workers/alert/alerting.py)
 
     def transcript_job_id(self, call_id: str) -> str:
         """The one job id of a call's transcript work: the poll and Wavix's webhook share it."""
@@ -96,7 +95,6 @@ class Resources:
         await dead_letter(self.redis, self.settings.dead_letter_stream, kind=kind, reason=reason,
                           attempts=attempts, payload=payload, call_id=call_id,
                           retention_s=self.settings.dead_letter_retention)
-        await note_dead_letter(self.redis, self.settings.key_prefix, kind, reason)  # Wavix 401/403: an incident
         if kind == DELIVER:  # the destination's health counts it (workers/deliver/health.py)
             delivery = decode_delivery(payload)
             self.metrics.deliveries.labels(delivery.destination, "dead_lettered").inc()
@@ -105,21 +103,44 @@ class Resources:
 
     async def alert(self, event: CallCompletedEvent) -> None:
         """Queues one alert per reason; the dispatcher paces and groups them (workers/alert/outbox.py)."""
-        await self.alerting.call(self.redis, event)  # Teams, PagerDuty, e-mail, as ALERT_RULES routes them
-        if self.slack is None:
+        slack, policy = self.outbox(event.account)
+        if slack is None:
             log.debug("alert.dropped", call_id=event.subject, reasons=",".join(event.data.alert_reasons))  # alert.off
             return
         event = redact_event(event, self.settings.alert_redaction(), self.redact_key)  # ALERT_REDACT
-        for reason in self.alerting.for_slack(event):
-            if await queue_alert(self.redis, alert_for(event, reason), policy=self.alert_policy):
+        for reason in event.data.alert_reasons:
+            if await queue_alert(self.redis, alert_for(event, reason), policy=policy):
                 self.metrics.alerts.labels(reason).inc()
                 observe.note_alert(reason)
 
     async def alert_transcript(self, event: CallTranscribedEvent) -> None:
         """An alerted call's transcript summary, replied in its alert's thread (workers/alert/notes.py)."""
-        await self.alerting.transcript(self.redis, event)  # what was said, as keyword rules hear it (#27)
         event = redact_event(event, self.settings.alert_redaction(), self.redact_key)  # ALERT_REDACT
-        await note_transcript(self.redis, self.slack, event, policy=self.alert_policy)
+        slack, policy = self.outbox(event.account)
+        await note_transcript(self.redis, slack, event, policy=policy)
+
+    def outbox(self, account: str) -> tuple[Sender | None, DeliveryPolicy]:
+        """Where the account's alerts go: its own channel (workers/alert/accounts.py), else the deployment's."""
+        own = self.alert_outboxes.get(account)
+        return (own.sender, own.policy) if own is not None else (self.slack, self.alert_policy)
+
+
+def alert_for(event: CallCompletedEvent, reason: str) -> Alert:
+    data = event.data
+    return Alert(
+        call_id=data.call_id,
+        reason=reason,  # type: ignore[arg-type]
+        occurred_at=event.time.isoformat(),
+        from_number=data.from_.number or "",
+        to_number=data.to.number or "",
+        direction=data.direction,
+        disposition=data.disposition or "",
+        answered_by=data.answered_by,
+        duration_s=str(data.duration_s or 0),
+        cost=str(data.charge or 0),
+        destination=data.destination or "",
+        recording_url=data.recording_url,
+    )
 
 
 def destinations_for(settings: Settings) -> tuple[Destination, ...]:
@@ -134,7 +155,8 @@ def destinations_for(settings: Settings) -> tuple[Destination, ...]:
 async def startup(ctx: dict[str, Any]) -> None:
     settings: Settings = ctx["settings"]
     metrics = WorkerMetrics()
-    http = create_http_client(settings, concurrency=settings.worker_concurrency + 4)
+    accounts = AccountClients(settings, contract_accounts.at_start(settings), metrics=metrics,
+                              concurrency=settings.worker_concurrency + 4, on_response=metrics.on_response)
     slack_http = httpx.AsyncClient(timeout=httpx.Timeout(10.0, connect=5.0), follow_redirects=False)
     slack = sender_for(
         slack_http, webhook_url=settings.slack_webhook_url, bot_token=settings.slack_bot_token,
@@ -144,16 +166,15 @@ async def startup(ctx: dict[str, Any]) -> None:
     destinations = destinations_for(settings)
     options = SinkOptions(key_prefix=settings.key_prefix, mark_ttl_s=settings.webhook_dedup_ttl)
     sinks = {d.name: build_sink(d.url, name=d.name, secret=d.secret, options=options) for d in destinations}
-    wavix = WavixClient.from_settings(http, settings, on_response=metrics.on_response)
     # One batching client a process: the supervised worker's (its start and finish scripts), else our own.
     batch = ctx.get("batch") or BatchedRedis(settings.redis_url, connect_timeout=REDIS_TIMEOUT_S,
                                              timeout=REDIS_TIMEOUT_S)
     resources = Resources(
-        settings=settings, redis=redis, wavix=wavix, numbers=OwnNumbers(wavix.own_numbers),
+        settings=settings, redis=redis, accounts=accounts,
         policy=RetryPolicy.from_settings(settings),
         destinations=destinations, sinks=sinks,
         slack=slack, step_timeout_s=max(1.0, settings.job_timeout - 5.0),
-        alert_rules=settings.alerting().call_reasons(), metrics=metrics,
+        alert_rules=frozenset(settings.alert_rules), metrics=metrics,
         alert_policy=policy_from_settings(settings, slack),
         follow_ups=FollowUps(batch, queue=settings.queue_name, expiry_s=settings.job_expiry), batch=batch,
         ledger=Ledger(redis, settings.key_prefix, delivered_ttl_s=settings.webhook_dedup_ttl, lease_s=LEASE_S,
@@ -161,8 +182,6 @@ async def startup(ctx: dict[str, Any]) -> None:
         recorder=record.Writer(batch, settings.key_prefix, settings.record_retention),
     )
     resources.redact_key = forming.key_of(settings.redact_key)
-    resources.alerting = alerting_from_settings(settings, slack_http, resources.alert_policy, slack=slack is not None,
-                                                redact_key=resources.redact_key)
     resources.number_index = index.NumberIndex(batch, settings.key_prefix, index.life_s(settings))
     resources.sinks = forming.formed(sinks, resources, resources.redact_key)  # each destination's `redact:`
     resources.tasks.append(asyncio.create_task(connect_early(sinks.values())))  # PostgreSQL's migrations
@@ -170,29 +189,33 @@ async def startup(ctx: dict[str, Any]) -> None:
         ctx.get("health_socket"),  # bound by workers/settings.create_worker
         {"/healthz": lambda: (200, "text/plain", b"ok\n"), "/metrics": metrics.page, **ctx.get("health_pages", {})},
     )
-    if slack is not None:
-        resources.tasks.append(asyncio.create_task(run_dispatcher(
-            redis, slack, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
-            dead_letter_stream=settings.dead_letter_stream, policy=resources.alert_policy,
-        )))
-    resources.tasks.extend(resources.alerting.dispatchers(  # Teams, PagerDuty, e-mail: one outbox each
-        redis, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
-        dead_letter_stream=settings.dead_letter_stream))
-    resources.tasks.append(asyncio.create_task(run_incidents(  # the pipeline's own incidents, auto-disable (#27)
-        redis, resources.alerting, lambda: [d.name for d in resources.destinations], prefix=settings.key_prefix,
-        failing_after_s=settings.pipeline_failing_after, disable_after_s=settings.destination_disable_after,
-        stop=resources.stop)))
-    if settings.reconcile_interval > 0:  # one pass per interval across all workers (workers/fetch/reconcile.py)
-        resources.tasks.append(asyncio.create_task(run_reconciler(
-            redis, wavix, settings, metrics, policy=resources.policy, stop=resources.stop)))
+    resources.alert_outboxes = outboxes(accounts.configured, settings, slack_http, resources.alert_policy)
+    for sender, policy in [(slack, resources.alert_policy), *((o.sender, o.policy)
+                                                              for o in resources.alert_outboxes.values())]:
+        if sender is not None:
+            resources.tasks.append(asyncio.create_task(run_dispatcher(
+                redis, sender, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
+                dead_letter_stream=settings.dead_letter_stream, policy=policy,
+            )))
+    # Per account, one pass per its interval across all workers (workers/fetch/reconcile.py).
+    resources.tasks.append(asyncio.create_task(run_reconciler(
+        redis, accounts, settings, metrics, policy=resources.policy, stop=resources.stop)))
+    # The keys of `sub_account:` accounts, from the master listing (workers/fetch/subaccounts.py).
+    resources.tasks.append(asyncio.create_task(run_key_refresh(accounts, settings, stop=resources.stop)))
     resources.tasks.append(asyncio.create_task(destination_health.run_gauges(
         redis, settings.key_prefix, lambda: [d.name for d in resources.destinations], metrics.destinations,
         stop=resources.stop)))
     ctx["routing_off"] = reload.on_sighup(  # SIGHUP: the routing file again, if valid (workers/deliver/reload.py)
         resources, lambda: destinations_for(settings), options,
-        on_outcome=lambda ok: metrics.routing_reloads.labels("applied" if ok else "refused").inc())
-    ctx["resources"], ctx["http"], ctx["slack_http"] = resources, http, slack_http
+        on_outcome=lambda ok: _reloaded(ok, resources))
+    ctx["resources"], ctx["slack_http"] = resources, slack_http
     log.info("worker.started", concurrency=settings.worker_concurrency, slack=slack is not None)
+
+
+def _reloaded(routing_ok: bool, resources: Resources) -> None:
+    """After SIGHUP's routing reload: its count, then ACCOUNTS_FILE again (workers/fetch/accounts.py)."""
+    resources.metrics.routing_reloads.labels("applied" if routing_ok else "refused").inc()
+    reload_accounts(resources.accounts, resources.settings)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -211,6 +234,7 @@ async def shutdown(ctx: dict[str, Any]) -> None:
                 await sink.close()
         if resources.batch is not ctx.get("batch"):  # the worker's own is closed by the worker, after this
             await resources.batch.aclose()
-    for client in ("slack_http", "http"):
+        await resources.accounts.aclose()
+    for client in ("slack_http",):
         if client in ctx:
             await ctx[client].aclose()

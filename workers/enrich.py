@@ -6,10 +6,11 @@ to E.164, tell inbound from outbound, turn a disposition and `answered_by` into 
 transcript speakers to agent and client. It is done once, here, and tested with data alone.
 
 What Wavix tells us beyond the CDR arrives as `CallHints`, gathered by the job from every webhook of the
-call (whatever order they came in), the CDR list's `type` and the account's own numbers. Direction is,
-in this order: what the webhooks said (when they agree), the list's `type`, the CDR's own `direction`,
-the account's numbers (a call to one of them is inbound, from one of them outbound), and outbound for
-a machine answer (detection is outbound-only); `unknown` only when none of them says it.
+call (whatever order they came in), the CDR list's `type`, the account's own numbers and the account's name
+(every event carries it). Direction is, in this order: what the webhooks said (when they agree), the list's
+`type`, the CDR's own `direction`, the account's numbers (a call to one of them is inbound, from one of them
+outbound), and outbound for a machine answer (detection is outbound-only); `unknown` only when none of them
+says it.
 A value that cannot be published as sent becomes null (or `unknown`) with an `Anomaly` keeping the raw
 value. The caller passes `now`, so the same inputs always give the same event.
 """
@@ -25,6 +26,7 @@ from typing import Any, Protocol, TypeVar, cast
 import msgspec
 
 from contract import events as ev
+from contract.accounts import DEFAULT
 from contract.errors import PayloadError
 from contract.events import ALERT_RULES, Anomaly, CallEssentials, Direction, FoundBy, Outcome, Party, Role, Turn
 from contract.values import (
@@ -68,11 +70,12 @@ class CallHints(msgspec.Struct, frozen=True, kw_only=True):
     answered_by: str | None = None  # the older post-call body's `answered_by`
     own_numbers: frozenset[str] = frozenset()  # the account's numbers, E.164
     found_by: FoundBy = "webhook"
+    account: str = DEFAULT  # the account the call belongs to (contract/accounts.py)
 
 
 def hints_from(
     said: Iterable[Said], *, listed_type: str | None = None, own_numbers: frozenset[str] = frozenset(),
-    found_by: FoundBy = "webhook",
+    found_by: FoundBy = "webhook", account: str = DEFAULT,
 ) -> CallHints:
     """Everything the webhooks said, merged so the order they came in does not matter."""
     facts = list(said)
@@ -85,7 +88,7 @@ def hints_from(
         direction=next(iter(directions)) if len(directions) == 1 else None,
         machine_detected=machine,
         answered_by="machine" if "machine" in answered else (answered[0] if answered else None),
-        own_numbers=own_numbers, found_by=found_by,
+        own_numbers=own_numbers, found_by=found_by, account=account,
     )
 
 
@@ -223,6 +226,7 @@ def essentials(cdr: Cdr, hints: CallHints) -> CallEssentials:
         to=to,
         outcome=outcome_of(disposition_of(cdr.disposition)[0], answered),
         found_by=hints.found_by,
+        account=hints.account,
     )
 
 
@@ -277,6 +281,7 @@ def _envelope(kind: type[E], event_type: str, data: CallEssentials, cdr: Cdr, no
         subject=data.call_id,
         time=_event_time(cdr, now),
         dataschema=ev.dataschema_for(type(data)),
+        account=data.account,
         data=data,  # type: ignore[arg-type]
     )
 

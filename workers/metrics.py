@@ -57,6 +57,19 @@ class WorkerMetrics:
         self.reconcile_failures = Counter("wavix_reconcile_failures", "Reconcile passes that failed (Wavix or Redis "
                                           "unavailable past the retries).", registry=r)
 
+        # Accounts (workers/fetch/accounts.py, reconcile.py): the label takes the configured accounts' names only.
+        a = ["account"]
+        self.account_api = Counter("wavix_account_api_requests", "Wavix API answers by account and status (401: "
+                                   "the account's key is bad).", ["account", "status"], registry=r)
+        self.account_calls = Counter("wavix_account_calls", "Completed events published, by account.", a, registry=r)
+        self.account_reconciled = Counter("wavix_account_reconciled_calls", "Calls found only by reconciliation, by "
+                                          "account.", a, registry=r)
+        self.account_reconcile_failures = Counter("wavix_account_reconcile_failures", "Reconcile passes that failed, "
+                                                  "by account.", a, registry=r)
+        self.account_reconcile_last_success = Gauge(
+            "wavix_account_reconcile_last_success_timestamp_seconds", "Unix time the account's last successful "
+            "pass ended.", a, registry=r)
+
         # Destinations (workers/deliver/): counters per process (sum them); the gauges are read from Redis by every
         # worker (workers/deliver/health.py), so all report the same value: take the max.
         self.deliveries = Counter("wavix_deliveries", "Delivery tries by destination and outcome: delivered, retried "

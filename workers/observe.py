@@ -34,7 +34,6 @@ from contract import tracing
 from contract.events import CloudEvent
 from workers import record
 from workers.deliver.delivery import Uncounted
-from workers.fetch.wavix import WavixClient
 from workers.retry import CallError, NotYet, TranscriptNotReady
 
 JobFunction = Callable[[dict[str, Any], Any], Awaitable[str]]
@@ -222,8 +221,7 @@ def options(worker_options: dict[str, Any]) -> dict[str, Any]:
 
 
 def instrument(ctx: dict[str, Any]) -> None:
-    """Wraps the sinks and gives the Wavix client the recording hook (same HTTP client, same settings)."""
+    """Wraps the sinks and gives every account's Wavix client the recording hook (workers/fetch/accounts.py)."""
     resources = ctx["resources"]
     resources.sinks = {n: s if isinstance(s, RecordedSink) else RecordedSink(s) for n, s in resources.sinks.items()}
-    resources.wavix = WavixClient.from_settings(ctx["http"], resources.settings,
-                                                on_response=on_fetch(resources.metrics.on_response))
+    resources.accounts.on_response = on_fetch(resources.metrics.on_response)  # every account's client

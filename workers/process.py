@@ -48,7 +48,7 @@ from workers.context import Resources
 from workers.deliver.delivery import Delivery, deliver_all, keep_delivered, retry_delivery
 from workers.enrich import CallHints, completed_event, transcript_event, unavailable_event
 from workers.fetch.hints import announced_in, gather, receipts_of
-from workers.retry import CallError, GiveUp, NotProvisioned, TranscriptNotReady, Transient
+from workers.retry import Busy, CallError, GiveUp, NotProvisioned, TranscriptNotReady, Transient
 
 log = logs.get("workers.process")
 
@@ -68,7 +68,7 @@ async def process_call(ctx: dict[str, Any], arg: Any) -> str:
 
 async def fetch_transcript(ctx: dict[str, Any], arg: Any) -> str:
     receipt = msgspec.convert(arg, Receipt)
-    if ctx.get("job_id") == transcript_follow_up_id(ctx["resources"].settings.key_prefix, receipt.call_id):
+    if ctx.get("job_id") == transcript_follow_up_id(ctx["resources"].settings.key_prefix, receipt.key):
         return await run(ctx, receipt, _follow_up, name=FETCH_TRANSCRIPT)
     return await run(ctx, receipt, _fetch_transcript)
 
@@ -110,6 +110,8 @@ async def _guarded(resources: Resources, job: Job, attempt: int, step: Step[Job]
             return await step(resources, job, attempt)
     except Retry:
         raise
+    except Busy as e:  # the call's account has its most Wavix requests running: step aside (not a failure)
+        raise Retry(defer=e.wait_s) from e
     except GiveUp as e:
         return await _dead(resources, kind, job, e.reason, e.attempts)
     except (CallError, RedisError, TimeoutError) as e:
@@ -149,10 +151,11 @@ def _retry_or_dead(resources: Resources, error: CallError, attempt: int, job: Re
 async def _hints(resources: Resources, receipt: Receipt, cdr: Cdr, kept: list[Receipt] | None = None) -> CallHints:
     """The call's hints; its kept webhooks read through the batching client unless the job has them."""
     if kept is None:
-        entries = await resources.batch.call("LRANGE", webhooks_key(resources.settings.key_prefix, receipt.call_id),
+        entries = await resources.batch.call("LRANGE", webhooks_key(resources.settings.key_prefix, receipt.key),
                                              0, -1)
         kept = receipts_of(entries, receipt.call_id)
-    return await gather(resources.redis, resources.settings.key_prefix, receipt, resources.numbers, kept, cdr)
+    numbers = resources.accounts.numbers(receipt.account)  # the account's own (workers/fetch/accounts.py)
+    return await gather(resources.redis, resources.settings.key_prefix, receipt, numbers, kept, cdr)
 
 
 async def _transcript_reads(resources: Resources, receipt: Receipt) -> tuple[bytes | None, list[Receipt], bool]:
@@ -160,7 +163,7 @@ async def _transcript_reads(resources: Resources, receipt: Receipt) -> tuple[byt
     hints and Wavix's announcement), and whether transcripts are paused as not provisioned."""
     async with resources.redis.pipeline(transaction=False) as pipe:
         pipe.get(resources.transcript_state_key(receipt.call_id))
-        pipe.lrange(webhooks_key(resources.settings.key_prefix, receipt.call_id), 0, -1)
+        pipe.lrange(webhooks_key(resources.settings.key_prefix, receipt.key), 0, -1)
         pipe.exists(resources.not_provisioned_key)
         state, entries, paused = await pipe.execute()
     return state, receipts_of(entries, receipt.call_id), bool(paused)
@@ -172,20 +175,22 @@ def _count(resources: Resources, event: CloudEvent) -> None:
 
 
 async def _process_call(resources: Resources, receipt: Receipt, attempt: int) -> str:
-    cdr = await resources.wavix.get_cdr(receipt.call_id, attempt=attempt)
+    with resources.accounts.turn(receipt.account) as wavix:  # the job's account's key, within its limit
+        cdr = await wavix.get_cdr(receipt.call_id, attempt=attempt)
     hints = await _hints(resources, receipt, cdr)
     event = completed_event(cdr, hints=hints, rules=resources.alert_rules, now=datetime.now(UTC))
     _count(resources, event)
     resources.metrics.directions.labels(event.data.direction).inc()
+    resources.metrics.account_calls.labels(receipt.account).inc()
     if resources.number_index is not None:  # before any delivery: a call sent anywhere can be found to erase
         await resources.number_index.add(event)
     await deliver_all(resources, event, attempt)
     if event.data.alert_reasons:
         await resources.alert(event)
-    if event.data.disposition == "answered":
+    if event.data.disposition == "answered" and resources.accounts.account(receipt.account).transcripts:
         poll = msgspec.structs.replace(receipt, kind=Kind.TRANSCRIPTION, event="poll")
         delay = resources.policy.transcript.ceiling(1)
-        await resources.follow_ups.enqueue(FETCH_TRANSCRIPT, poll, job_id=resources.transcript_job_id(receipt.call_id),
+        await resources.follow_ups.enqueue(FETCH_TRANSCRIPT, poll, job_id=resources.transcript_job_id(receipt.key),
                                            defer_s=delay)
     return "published"
 
@@ -194,7 +199,8 @@ async def _fetch_transcript(resources: Resources, receipt: Receipt, attempt: int
     state, kept, paused = await _transcript_reads(resources, receipt)
     if state == b"transcribed":
         return "already_published"
-    cdr = await resources.wavix.get_cdr(receipt.call_id, attempt=attempt)
+    with resources.accounts.turn(receipt.account) as wavix:
+        cdr = await wavix.get_cdr(receipt.call_id, attempt=attempt)
     hints = await _hints(resources, receipt, cdr, kept)
     announced = receipt.event if receipt.event in ("completed", "failed") else announced_in(kept)
     if announced == "failed":
@@ -202,7 +208,8 @@ async def _fetch_transcript(resources: Resources, receipt: Receipt, attempt: int
     if announced is None and paused:
         return await _unavailable(resources, cdr, "not_provisioned", hints, attempt, state)
     try:
-        transcript = await resources.wavix.get_transcript(receipt.call_id, attempt=attempt)
+        with resources.accounts.turn(receipt.account) as wavix:
+            transcript = await wavix.get_transcript(receipt.call_id, attempt=attempt)
     except NotProvisioned as e:
         if announced is None and any(word in e.reason.lower() for word in _NOT_PROVISIONED_WORDS):
             await resources.redis.set(resources.not_provisioned_key, "1", ex=NOT_PROVISIONED_PAUSE_S)
@@ -226,7 +233,7 @@ async def _fetch_transcript(resources: Resources, receipt: Receipt, attempt: int
 async def _follow_up(resources: Resources, receipt: Receipt, attempt: int) -> str:
     """A transcription webhook that came while the call's transcript job ran (contract/intake.py): once that
     job has ended, hands over to it if it waits to run again (it reads the webhook then), else fetches."""
-    job_id = resources.transcript_job_id(receipt.call_id)
+    job_id = resources.transcript_job_id(receipt.key)
     async with resources.redis.pipeline(transaction=False) as pipe:
         pipe.exists(in_progress_key_prefix + job_id)
         pipe.exists(job_key_prefix + job_id)

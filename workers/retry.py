@@ -108,6 +108,16 @@ class TooLarge(Permanent):
     code = "too_large"
 
 
+class Busy(Exception):
+    """Not a failure: the call's account has its most Wavix requests running in this process
+    (workers/fetch/accounts.py); the job steps aside for `wait_s` (arq.Retry) rather than hold a job slot."""
+
+    def __init__(self, reason: str, wait_s: float) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.wait_s = wait_s
+
+
 class GiveUp(Exception):
     """The policy's verdict that `error` will not be retried; the caller dead-letters with `reason`."""
 

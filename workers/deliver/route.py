@@ -21,6 +21,7 @@ destination "redis", `default_destinations(url)`):
           min_duration_s: 10                  # bounds are inclusive
           max_duration_s: 3600
           country: [US, CA]                   # the caller's or the callee's country (ISO alpha-2)
+          # accounts: [alpha, beta]           # the calls of these accounts only (ACCOUNTS_FILE's names)
         retry:                                # optional; default 5s, 5m, 30m, 2h, 5h, 10h, 10h (~28 h)
           schedule: [5s, 5m, 30m, 2h, 5h, 10h, 10h]   # waits after each failed try (workers/retry.py)
           max_age: 2d                         # with it, the last wait repeats until this age
@@ -65,7 +66,7 @@ from workers.retry import Schedule, parse_duration
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _DESTINATION_FIELDS = ("name", "url", "secret", "secret_env", "filter", "retry", "max_per_second", "redact")
-_LIST_FIELDS = ("types", "disposition", "answered_by", "direction", "country")
+_LIST_FIELDS = ("types", "disposition", "answered_by", "direction", "country", "accounts")
 _FILTER_FIELDS = (*_LIST_FIELDS, "min_duration_s", "max_duration_s")
 _DIRECTIONS = frozenset({"inbound", "outbound", "unknown"})
 EVENT_TYPES = tuple(str(kind.__struct_config__.tag) for kind in get_args(CloudEvent))  # what `types` can name
@@ -89,13 +90,16 @@ class Filter:
     min_duration_s: Decimal | None = None
     max_duration_s: Decimal | None = None
     country: frozenset[str] | None = None
+    accounts: frozenset[str] | None = None  # the envelope's `account` (contract/accounts.py)
 
     def matches(self, event: CloudEvent) -> bool:
         data = event.data
         if self.types and not any(fnmatch.fnmatchcase(event.type, glob) for glob in self.types):
             return False
+        if self.accounts is not None and event.account not in self.accounts:
+            return False
         if not isinstance(data, CallEssentials):  # wavix.call.erased: no call data to filter on
-            return self == Filter(types=self.types)
+            return self == Filter(types=self.types, accounts=self.accounts)
         if not _among(self.disposition, getattr(data, "disposition", _MISSING)):
             return False
         if not _among(self.answered_by, getattr(data, "answered_by", _MISSING)):
@@ -326,7 +330,8 @@ class _Reader:
         lists = {name: self.strings(fields[name][1], where, name) for name in _LIST_FIELDS if name in fields}
         if "types" in fields:
             self.known_types(fields["types"][1], where)
-        bounds = {name: self.seconds(fields[name][1], where, name) for name in _FILTER_FIELDS[5:] if name in fields}
+        bounds = {name: self.seconds(fields[name][1], where, name) for name in _FILTER_FIELDS[len(_LIST_FIELDS):]
+                  if name in fields}
         low, high = bounds.get("min_duration_s"), bounds.get("max_duration_s")
         if low is not None and high is not None and low > high:
             raise self.fail(fields["max_duration_s"][1], where, "max_duration_s is below min_duration_s")
@@ -337,7 +342,7 @@ class _Reader:
         return Filter(
             types=tuple(sorted(lists.get("types", ()))), disposition=lists.get("disposition"),
             answered_by=lists.get("answered_by"), direction=direction, country=_upper(lists.get("country")),
-            min_duration_s=low, max_duration_s=high,
+            min_duration_s=low, max_duration_s=high, accounts=lists.get("accounts"),
         )
 
     def known_types(self, node: yaml.Node, where: str) -> None:

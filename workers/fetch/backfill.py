@@ -1,4 +1,4 @@
-"""Backfill: `wavix-events backfill --from DAY --to DAY [--type placed|received|both] [--dry-run]`.
+"""Backfill: `wavix-events backfill --from DAY --to DAY [--type placed|received|both] [--account NAME] [--dry-run]`.
 
 Imports past calls through the path reconciliation takes (workers/fetch/listed.py), from Wavix's NDJSON export:
 
@@ -13,6 +13,9 @@ day is safe: a call queued before is a duplicate for the script. A second full r
 A day whose export keeps failing (RetryPolicy, PASS_TRIES tries, the whole day redone) is reported and the run
 goes on; the exit status is then 1 and a rerun picks the day up. Jobs carry `source="backfill"`, so their events
 say `found_by: backfill`. Measured with the sandbox: about 20,000 calls a second reach Redis on one core.
+Each account (contract/accounts.py) is exported with its own key and remembered in its own done set
+(`...:done:<account>:<from>:<to>`, the `default` account's without the name); without `--account`, every
+account is backfilled in turn.
 """
 
 from __future__ import annotations
@@ -31,10 +34,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from contract import redisurl
+from contract.accounts import DEFAULT, at_start
+from contract.errors import SettingsError
 from contract.settings import Settings
+from workers.fetch.accounts import AccountClients
 from workers.fetch.listed import ListedCall, ListedIntake, read_listed, with_retries
 from workers.fetch.reconcile import LIST_TYPES, PASS_TRIES
-from workers.fetch.wavix import WavixClient, create_http_client
+from workers.fetch.subaccounts import AccountApi, refresh_keys
+from workers.fetch.wavix import WavixClient
 from workers.retry import CallError, RetryPolicy
 
 BATCH = 500
@@ -81,8 +88,9 @@ def parse_range(first: str, last: str, today: date) -> tuple[date, date]:
     return start, end
 
 
-def done_key(key_prefix: str, first: date, last: date) -> str:
-    return f"{key_prefix}backfill:done:{first.isoformat()}:{last.isoformat()}"
+def done_key(key_prefix: str, first: date, last: date, account: str = DEFAULT) -> str:
+    named = "" if account == DEFAULT else f"{account}:"
+    return f"{key_prefix}backfill:done:{named}{first.isoformat()}:{last.isoformat()}"
 
 
 def units(first: date, last: date, types: Sequence[str]) -> list[tuple[date, str]]:
@@ -151,15 +159,22 @@ class Backfill:
         self.progress(len(batch))
 
 
-async def _main(settings: Settings, todo: list[tuple[date, str]], key: str, dry_run: bool, console: Console,
-                backfill_box: list[Backfill]) -> Tally:
-    http = create_http_client(settings, concurrency=2)
+async def _main(settings: Settings, todo: list[tuple[date, str]], span: tuple[date, date], dry_run: bool,
+                console: Console, backfill_box: list[Backfill], account: str) -> Tally:
+    clients = AccountClients(settings, at_start(settings), concurrency=2)
+    names = [account] if account else list(clients.accounts.names)
+    if account and account not in clients.accounts.names:
+        raise SettingsError("--account", f"no account {account!r} (known: {', '.join(clients.accounts.names)})")
     redis = redisurl.client(settings.redis_url)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[calls]} calls · {task.fields[rate]}/s"), TimeRemainingColumn())
+    tally = Tally()
     try:
+        if any(a.key_at_run_time for a in clients.configured.all):
+            await _read_keys(settings, clients)
         with Progress(*columns, console=console, transient=False) as bar:
-            task = bar.add_task("days x types", total=len(todo), calls=0, rate="0")
+            task = bar.add_task("days x types" + (" x accounts" if len(names) > 1 else ""),
+                                total=len(todo) * len(names), calls=0, rate="0")
             began, calls = time.monotonic(), [0]
 
             def progress(n: int) -> None:
@@ -167,18 +182,29 @@ async def _main(settings: Settings, todo: list[tuple[date, str]], key: str, dry_
                 rate = calls[0] / max(time.monotonic() - began, 1e-6)
                 bar.update(task, calls=calls[0], rate=f"{rate:,.0f}")
 
-            job = Backfill(WavixClient.from_settings(http, settings), ListedIntake.from_settings(redis, settings),
-                           redis, key=key, dry_run=dry_run, policy=RetryPolicy.from_settings(settings),
-                           progress=progress)
-            backfill_box.append(job)
-            return await job.run(todo, on_unit=lambda: bar.advance(task))
+            for name in names:  # one account after another, each with its key, intake and done set
+                job = Backfill(clients.wavix(name), ListedIntake.from_settings(redis, settings, account=name),
+                               redis, key=done_key(settings.key_prefix, *span, name), dry_run=dry_run,
+                               policy=RetryPolicy.from_settings(settings), progress=progress)
+                job.tally = tally
+                backfill_box[:] = [job]
+                await job.run(todo, on_unit=lambda: bar.advance(task))
+            return tally
     finally:
         await redisurl.close(redis)
-        await http.aclose()
+        await clients.aclose()
+
+
+async def _read_keys(settings: Settings, clients: AccountClients) -> None:
+    api = AccountApi.open(settings, settings.wavix_master_api_key)
+    try:
+        await refresh_keys(api, clients)
+    finally:
+        await api.aclose()
 
 
 def run(settings: Settings, *, first: str, last: str, types: str = "both", dry_run: bool = False,
-        console: Console | None = None) -> int:
+        console: Console | None = None, account: str = "") -> int:
     """The command: 0 when every day was imported, 1 when some failed (rerun to resume), 2 for bad dates,
     130 after Ctrl-C (rerun to resume)."""
     console = console or Console(stderr=True)
@@ -191,7 +217,7 @@ def run(settings: Settings, *, first: str, last: str, types: str = "both", dry_r
     box: list[Backfill] = []
     status = 0
     try:
-        tally = asyncio.run(_main(settings, todo, done_key(settings.key_prefix, start, end), dry_run, console, box))
+        tally = asyncio.run(_main(settings, todo, (start, end), dry_run, console, box, account))
         status = 1 if tally.days_failed else 0
     except KeyboardInterrupt:
         status = 130

@@ -2,7 +2,9 @@
 
     every webhook of the call  (the receiver keeps them in `{KEY_PREFIX}webhooks:{call_id}`, one LRANGE)
     + the CDR list's `type`    (a call found by reconciliation or backfill carries it in its job)
-    + the account's numbers    (`GET /v1/numbers`, cached for NUMBERS_TTL_S in the process)
+    + the account's numbers    (`GET /v1/numbers` with the call's account's key, cached for NUMBERS_TTL_S per
+                                account in the process: workers/fetch/accounts.py)
+    + the call's account       (its job's `Receipt.account`: in every event)
     -> `workers.enrich.CallHints`
 
 The job reads the whole list each time it runs, so the completed and the transcript events of one call
@@ -77,7 +79,8 @@ class OwnNumbers:
 
 
 async def kept_receipts(redis: Redis, key_prefix: str, call_id: str) -> list[Receipt]:
-    """Every kept webhook of the call, oldest first; an unreadable entry is skipped with a warning."""
+    """Every kept webhook of the call (`call_id`: its id under its account, `Receipt.key`), oldest first; an
+    unreadable entry is skipped with a warning."""
     entries: list[bytes] = await redis.lrange(webhooks_key(key_prefix, call_id), 0, -1)  # type: ignore[misc]
     return receipts_of(entries, call_id)
 
@@ -108,11 +111,12 @@ async def gather(redis: Redis, key_prefix: str, receipt: Receipt, numbers: OwnNu
     """The call's hints from its webhooks (`kept`, when the job read them already), its job and the account's
     numbers, asked again when only they can place the `cdr` and neither of its ends is among them."""
     if kept is None:
-        kept = await kept_receipts(redis, key_prefix, receipt.call_id)
+        kept = await kept_receipts(redis, key_prefix, receipt.key)
     said: list[WebhookFacts] = [facts(r.body) for r in kept]
     said.append(facts(receipt.body))  # the job's own body, even if the list expired or was trimmed
     found_by = cast(FoundBy, _FOUND_BY.get(receipt.source, "webhook"))
-    hints = hints_from(said, listed_type=receipt.listed_type, own_numbers=await numbers.get(), found_by=found_by)
+    hints = hints_from(said, listed_type=receipt.listed_type, own_numbers=await numbers.get(), found_by=found_by,
+                       account=receipt.account)
     if cdr is not None and numbers_unknown(cdr, hints):
         hints = msgspec.structs.replace(hints, own_numbers=await numbers.refresh())
     return hints

@@ -30,7 +30,8 @@ from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_pre
 from redis.asyncio import Redis
 
 from contract import logs
-from contract.intake import ENQUEUE_MANY, FOLLOW_UP_SUFFIX, MODE_LISTED, call_job_id, seen_key
+from contract.accounts import DEFAULT
+from contract.intake import ENQUEUE_MANY, FOLLOW_UP_SUFFIX, MODE_LISTED, call_job_id, scoped, seen_key
 from contract.jobs import PROCESS_CALL, Receipt, encode_job, job_serializer
 from contract.settings import Settings
 from contract.webhooks import CALL_ID_PATTERN, MAX_CALL_ID, Kind, webhooks_key
@@ -99,16 +100,18 @@ def _unix(value: Any) -> float | None:
 class ListedIntake:
     """Queues listed calls in batches, each batch one round trip; answers which ones were queued."""
 
-    def __init__(self, redis: Redis, *, queue_name: str, key_prefix: str, dedup_ttl_s: int, job_expiry_s: int) -> None:
+    def __init__(self, redis: Redis, *, queue_name: str, key_prefix: str, dedup_ttl_s: int, job_expiry_s: int,
+                 account: str = DEFAULT) -> None:
         self._redis = redis
+        self.account = account  # whose listing this is: its calls' jobs, keys and events carry it
         self._script = redis.register_script(ENQUEUE_MANY)
         self._queue, self._prefix = queue_name, key_prefix
         self._ttl, self._expiry = str(dedup_ttl_s), str(job_expiry_s * 1000)
 
     @classmethod
-    def from_settings(cls, redis: Redis, settings: Settings) -> ListedIntake:
+    def from_settings(cls, redis: Redis, settings: Settings, account: str = DEFAULT) -> ListedIntake:
         return cls(redis, queue_name=settings.queue_name, key_prefix=settings.key_prefix,
-                   dedup_ttl_s=settings.webhook_dedup_ttl, job_expiry_s=settings.job_expiry)
+                   dedup_ttl_s=settings.webhook_dedup_ttl, job_expiry_s=settings.job_expiry, account=account)
 
     async def offer(self, calls: Sequence[ListedCall], *, source: str, listed_type: str) -> list[bool]:
         """True per call queued now, False per call seen before. Redis errors propagate (nothing half-done:
@@ -124,11 +127,11 @@ class ListedIntake:
         keys: list[str] = []
         args: list[str | bytes] = []
         for call in calls:
-            jid = call_job_id(self._prefix, call.call_id)
             receipt = Receipt(kind=Kind.POST_CALL, call_id=call.call_id, event=call.event, received_at_ms=now_ms,
-                              body=call.body, source=source, listed_type=listed_type)
-            keys += (seen_key(self._prefix, f"call:{call.call_id}"), job_key_prefix + jid, result_key_prefix + jid,
-                     self._queue, webhooks_key(self._prefix, call.call_id), in_progress_key_prefix + jid,
+                              body=call.body, source=source, listed_type=listed_type, account=self.account)
+            jid = call_job_id(self._prefix, receipt.key)
+            keys += (self._seen(call), job_key_prefix + jid, result_key_prefix + jid,
+                     self._queue, webhooks_key(self._prefix, receipt.key), in_progress_key_prefix + jid,
                      job_key_prefix + jid + FOLLOW_UP_SUFFIX)
             args += (self._ttl, self._expiry, encode_job(PROCESS_CALL, receipt, now_ms), jid, str(now_ms),
                      job_serializer(receipt), MODE_LISTED)
@@ -146,8 +149,12 @@ class ListedIntake:
             return [True if c.call_id in buried else next(marks) for c in calls]
         async with self._redis.pipeline(transaction=False) as pipe:
             for call in calls:
-                pipe.exists(seen_key(self._prefix, f"call:{call.call_id}"))
+                pipe.exists(self._seen(call))
             return [bool(n) for n in await pipe.execute()]
+
+    def _seen(self, call: ListedCall) -> str:
+        """The call's dedup mark: the one its webhook sets (`Webhook.dedup_key`, scoped by the account)."""
+        return seen_key(self._prefix, scoped(self.account, f"call:{call.call_id}"))
 
 
 async def with_retries(request: Callable[[], Awaitable[T]], policy: RetryPolicy, *, tries: int, what: str,

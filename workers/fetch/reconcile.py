@@ -1,9 +1,11 @@
 """Reconciliation: every call Wavix made gets its event, even when its webhook never reached us.
 
 Wavix documents no webhook retries: a webhook our endpoint could not take (Redis down, a deploy, a network
-blip) is gone. So every RECONCILE_INTERVAL seconds (0: off) ONE worker process, whichever takes the lock
+blip) is gone. So, for each account (contract/accounts.py) on its own schedule, every RECONCILE_INTERVAL seconds
+(the account's `reconcile_interval`; 0 or `reconcile: false`: off) ONE worker process, whichever takes its lock
 
-    SET {KEY_PREFIX}reconcile:lock <token> NX EX <RECONCILE_INTERVAL>        (kept until it expires)
+    SET {KEY_PREFIX}reconcile:lock[:<account>] <token> NX EX <interval>     (kept until it expires; the
+                                                                             `default` account's has no suffix)
 
 runs a pass: for `type` placed and received, `GET /v1/cdrs?from=&to=&type=&disposition=all&page=&per_page=1000`
 over the whole UTC days covering now - RECONCILE_LOOKBACK .. now, paged to the end; the items whose `date`
@@ -14,6 +16,9 @@ is a missed webhook: logged once (`reconcile.missed_webhook`, with its call id) 
 `wavix_reconciled_calls`. A listing request that fails is retried by `workers.retry.RetryPolicy` (Retry-After
 honoured) at most PASS_TRIES times; then the pass fails (`wavix_reconcile_failures`) and the next interval
 tries again. A pass that outlives the lock may overlap the next one: the dedup makes that harmless.
+Each account's pass lists with its own key, queues its calls under its own name (their events say so) and
+runs as a task of its own, so one account's slow or failing Wavix delays no other's pass; its outcome is
+counted per account too (`wavix_account_reconciled_calls`, `..._reconcile_failures`, `..._last_success...`).
 
 Cost, measured (bench/reconcile.py; sandbox and Redis on loopback): a pass over 10,000 listed calls all seen
 before takes 0.4-0.5 s. An account with 10,000 calls a day needs 11 list requests per pass (per_page 1000:
@@ -23,6 +28,7 @@ before takes 0.4-0.5 s. An account with 10,000 calls a day needs 11 list request
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -34,10 +40,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contract import logs, redisurl
+from contract.accounts import DEFAULT, Account, at_start
 from contract.settings import Settings
-from workers.alert.incidents import missed_webhooks
+from workers.fetch.accounts import AccountClients
 from workers.fetch.listed import ListedCall, ListedIntake, read_listed, with_retries
-from workers.fetch.wavix import WavixClient, create_http_client
+from workers.fetch.subaccounts import AccountApi, refresh_keys
+from workers.fetch.wavix import WavixClient
 from workers.metrics import WorkerMetrics
 from workers.retry import CallError, RetryPolicy
 
@@ -48,6 +56,7 @@ PER_PAGE = 1000  # the spec names no maximum (int32); 1,000 CDRs are about 0.5 M
 PASS_TRIES = 5  # tries per listing request before the pass gives up until the next interval
 SETTLE_S = 60.0  # a call that ended this recently may still have its webhook on the way
 MAX_PAGES = 10_000  # a runaway `total_pages` cannot keep a pass going for ever
+TICK_S = 5.0  # the scheduler looks at the accounts at least this often (a reload may add some)
 
 
 @dataclass
@@ -63,8 +72,13 @@ class PassReport:
     seconds: float = 0.0
 
 
-def lock_key(key_prefix: str) -> str:
-    return f"{key_prefix}reconcile:lock"
+def lock_key(key_prefix: str, account: str = DEFAULT) -> str:
+    return f"{key_prefix}reconcile:lock" if account == DEFAULT else f"{key_prefix}reconcile:lock:{account}"
+
+
+def interval_of(account: Account, settings: Settings) -> int:
+    """The account's seconds between passes; 0: it is not reconciled."""
+    return (account.reconcile_interval or settings.reconcile_interval) if account.reconcile else 0
 
 
 def days_covering(now: float, lookback: float) -> tuple[date, date]:
@@ -94,9 +108,11 @@ async def reconcile_pass(wavix: WavixClient, intake: ListedIntake, *, now: float
             for call, new in zip(calls, queued, strict=True):
                 if new:
                     report.queued += 1
-                    log.warning("reconcile.missed_webhook", call_id=call.call_id, type=list_type)
+                    log.warning("reconcile.missed_webhook", call_id=call.call_id, type=list_type,
+                                account=intake.account)
                     if metrics is not None:
                         metrics.reconciled.inc()
+                        metrics.account_reconciled.labels(intake.account).inc()
             pages = listing.total_pages if listing.items else page
             page += 1
     return report
@@ -115,69 +131,121 @@ def _in_window(items: list[msgspec.Raw], since: float, settled: float, report: P
 
 
 async def run_once(redis: Redis, wavix: WavixClient, settings: Settings, metrics: WorkerMetrics, *,
-                   policy: RetryPolicy, now: float | None = None, settle_s: float = SETTLE_S) -> PassReport | None:
-    """One pass with its metrics; a failure is logged and counted, never raised (None)."""
+                   policy: RetryPolicy, now: float | None = None, settle_s: float = SETTLE_S,
+                   account: str = DEFAULT) -> PassReport | None:
+    """One pass of `account` with its metrics; a failure is logged and counted, never raised (None)."""
     started = time.perf_counter()
-    intake = ListedIntake.from_settings(redis, settings)
+    intake = ListedIntake.from_settings(redis, settings, account=account)
     try:
         report = await reconcile_pass(wavix, intake, now=time.time() if now is None else now,
                                       lookback=settings.reconcile_lookback, policy=policy, metrics=metrics,
                                       settle_s=settle_s)
     except (CallError, RedisError, OSError) as e:
-        metrics.reconcile_failures.inc()
-        log.warning("reconcile.failed", reason=str(e), error=type(e).__name__)
+        _failed(metrics, account)
+        log.warning("reconcile.failed", reason=str(e), error=type(e).__name__, account=account)
         return None
     except Exception:  # a bug: logged with its traceback, and the next interval tries again
-        metrics.reconcile_failures.inc()
-        log.error("reconcile.crashed", exc_info=True)
+        _failed(metrics, account)
+        log.error("reconcile.crashed", exc_info=True, account=account)
         return None
     finally:
         metrics.reconcile_seconds.observe(time.perf_counter() - started)
     report.seconds = time.perf_counter() - started
     metrics.reconcile_last_success.set(time.time())
-    log.info("reconcile.pass", listed=report.listed, in_window=report.in_window, queued=report.queued,
+    metrics.account_reconcile_last_success.labels(account).set(time.time())
+    log.info("reconcile.pass", account=account, listed=report.listed, in_window=report.in_window, queued=report.queued,
              skipped=report.skipped, requests=report.requests, first_day=report.days[0], last_day=report.days[1],
              seconds=round(report.seconds, 3))
-    await missed_webhooks(redis, settings.key_prefix, report.queued)  # a pipeline incident (workers/alert/incidents.py)
     return report
 
 
-async def take_turn(redis: Redis, key_prefix: str, interval: int) -> bool:
-    """Whether this process runs the pass of this interval (the lock is left to expire, never released)."""
-    return bool(await redis.set(lock_key(key_prefix), secrets.token_hex(8), nx=True, ex=interval))
+def _failed(metrics: WorkerMetrics, account: str) -> None:
+    metrics.reconcile_failures.inc()
+    metrics.account_reconcile_failures.labels(account).inc()
 
 
-async def run_reconciler(redis: Redis, wavix: WavixClient, settings: Settings, metrics: WorkerMetrics, *,
+async def take_turn(redis: Redis, key_prefix: str, interval: int, account: str = DEFAULT) -> bool:
+    """Whether this process runs the account's pass of this interval (the lock is left to expire, never
+    released)."""
+    return bool(await redis.set(lock_key(key_prefix, account), secrets.token_hex(8), nx=True, ex=interval))
+
+
+async def run_reconciler(redis: Redis, accounts: AccountClients, settings: Settings, metrics: WorkerMetrics, *,
                          policy: RetryPolicy, stop: asyncio.Event) -> None:
-    """The worker's background task: each RECONCILE_INTERVAL, try to take the turn, and run the pass if taken.
-    The first try comes one interval after start, so short-lived (burst) workers never reconcile."""
-    interval = settings.reconcile_interval
-    metrics.reconcile_interval.set(interval)
-    while interval > 0:
-        try:
-            await asyncio.wait_for(stop.wait(), timeout=interval)
-            return
-        except TimeoutError:
-            pass
-        try:
-            mine = await take_turn(redis, settings.key_prefix, interval)
-        except (RedisError, OSError) as e:
-            metrics.reconcile_failures.inc()
-            log.warning("reconcile.lock_failed", reason=str(e))
-            continue
-        if mine:
-            await run_once(redis, wavix, settings, metrics, policy=policy)
+    """The worker's background task: for each account, each of its intervals, try to take its turn and run its
+    pass if taken, as a task of its own. An account's first try comes one interval after start (or after a
+    reload added it), so short-lived (burst) workers never reconcile."""
+    metrics.reconcile_interval.set(settings.reconcile_interval)
+    due: dict[str, float] = {}
+    running: dict[str, asyncio.Task[None]] = {}
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            for account in accounts.accounts.all:
+                interval = interval_of(account, settings)
+                if interval <= 0:
+                    due.pop(account.name, None)
+                    continue
+                if now >= due.setdefault(account.name, now + interval) and not _busy(running.get(account.name)):
+                    due[account.name] = now + interval
+                    running[account.name] = asyncio.create_task(_turn(redis, accounts, account.name, interval,
+                                                                      settings, metrics, policy))
+            wait = min((at - now for at in due.values()), default=TICK_S)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=min(max(wait, 0.05), TICK_S))
+    finally:
+        for task in running.values():
+            task.cancel()
+
+
+def _busy(task: asyncio.Task[None] | None) -> bool:
+    return task is not None and not task.done()
+
+
+async def _turn(redis: Redis, accounts: AccountClients, name: str, interval: int, settings: Settings,
+                metrics: WorkerMetrics, policy: RetryPolicy) -> None:
+    try:
+        mine = await take_turn(redis, settings.key_prefix, interval, name)
+        wavix = accounts.wavix(name) if mine else None
+    except (RedisError, OSError) as e:
+        _failed(metrics, name)
+        log.warning("reconcile.lock_failed", reason=str(e), account=name)
+        return
+    except CallError as e:  # not configured any more, or its key not read yet
+        _failed(metrics, name)
+        log.warning("reconcile.failed", reason=e.reason, account=name)
+        return
+    if wavix is not None:
+        await run_once(redis, wavix, settings, metrics, policy=policy, account=name)
 
 
 async def reconcile_now(settings: Settings, *, now: float | None = None, settle_s: float = 0.0,
                         policy: RetryPolicy | None = None) -> PassReport | None:
-    """One pass outside a worker (the demo, the bench): its own HTTP client and Redis connection, no lock."""
-    http = create_http_client(settings, concurrency=2)
+    """One pass of every reconciled account outside a worker (the demo, the bench): its own HTTP clients and
+    Redis connection, no lock. The accounts' reports added up; None when any pass failed."""
+    clients = AccountClients(settings, at_start(settings), concurrency=2)
     redis = redisurl.client(settings.redis_url)
+    total, failed = PassReport(), False
     try:
-        wavix = WavixClient.from_settings(http, settings)
-        return await run_once(redis, wavix, settings, WorkerMetrics(), now=now, settle_s=settle_s,
-                              policy=policy or RetryPolicy.from_settings(settings))
+        if any(a.key_at_run_time for a in clients.configured.all):
+            api = AccountApi.open(settings, settings.wavix_master_api_key)
+            try:
+                await refresh_keys(api, clients)
+            finally:
+                await api.aclose()
+        for account in clients.accounts.all:
+            if not account.reconcile:
+                continue
+            report = await run_once(redis, clients.wavix(account.name), settings, WorkerMetrics(), now=now,
+                                    settle_s=settle_s, policy=policy or RetryPolicy.from_settings(settings),
+                                    account=account.name)
+            if report is None:
+                failed = True
+                continue
+            for name in ("listed", "in_window", "queued", "skipped", "requests", "seconds"):
+                setattr(total, name, getattr(total, name) + getattr(report, name))
+            total.days = report.days
+        return None if failed else total
     finally:
         await redisurl.close(redis)
-        await http.aclose()
+        await clients.aclose()

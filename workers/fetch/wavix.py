@@ -125,21 +125,24 @@ _NO_COOKIES = _Cookieless()
 
 
 def create_http_client(
-    settings: Settings, concurrency: int, *, transport: httpx.AsyncBaseTransport | None = None
+    settings: Settings, concurrency: int, *, transport: httpx.AsyncBaseTransport | None = None,
+    api_key: str | None = None, api_url: str | None = None,
 ) -> httpx.AsyncClient:
     """The one shared HTTP client: explicit timeouts, a pool as large as the worker's concurrency, Bearer auth.
 
-    `transport` is for tests (`httpx.MockTransport`); the default is `workers.fetch.http.Transport` (aiohttp
-    under httpx), which costs a ninth of httpcore's CPU per request. Redirects are not followed: the API
-    answers JSON.
+    `transport` is for tests (`httpx.MockTransport`), and for the accounts' clients, which share one
+    (workers/fetch/accounts.py); the default is `workers.fetch.http.Transport` (aiohttp under httpx), which
+    costs a ninth of httpcore's CPU per request. Redirects are not followed: the API answers JSON.
+    `api_key`, `api_url`: an account's own, instead of WAVIX_API_KEY and WAVIX_API_URL.
     """
-    if not settings.wavix_api_key:
+    key = settings.wavix_api_key if api_key is None else api_key
+    if not key:
         raise SettingsError("WAVIX_API_KEY", "must be set for the workers to fetch CDRs")
     size = max(concurrency, 1)
     limits = httpx.Limits(max_connections=size, max_keepalive_connections=size)
     return _ApiClient(
-        base_url=settings.wavix_api_url,
-        headers={"Authorization": f"Bearer {settings.wavix_api_key}", "Accept": "application/json"},
+        base_url=api_url or settings.wavix_api_url,
+        headers={"Authorization": f"Bearer {key}", "Accept": "application/json"},
         timeout=httpx.Timeout(connect=5.0, read=settings.wavix_timeout, write=10.0, pool=5.0),
         limits=limits,
         follow_redirects=False,
@@ -152,7 +155,7 @@ class WavixClient:
 
     def __init__(
         self, http: httpx.AsyncClient, *, cdr_path: str = "/v1/cdr/{uuid}", on_response: OnResponse | None = None,
-        max_body: int = 1 << 20,
+        max_body: int = 1 << 20, account: str = "",
     ) -> None:
         found = [p for p in _PLACEHOLDERS if p in cdr_path]
         if len(found) != 1 or cdr_path.count(found[0]) != 1:
@@ -163,14 +166,16 @@ class WavixClient:
         self._placeholder = found[0]
         self._on_response = on_response
         self._max_body = max_body
+        self._of_account = f" (account {account})" if account else ""  # in every error's reason, for its letter
         auth = http.headers.get("Authorization", "")
         self._secret = auth.partition(" ")[2] or None  # scrubbed from any text we pass on
 
     @classmethod
     def from_settings(
-        cls, http: httpx.AsyncClient, settings: Settings, on_response: OnResponse | None = None
+        cls, http: httpx.AsyncClient, settings: Settings, on_response: OnResponse | None = None, account: str = ""
     ) -> WavixClient:
-        return cls(http, cdr_path=settings.wavix_cdr_path, on_response=on_response, max_body=settings.wavix_max_body)
+        return cls(http, cdr_path=settings.wavix_cdr_path, on_response=on_response, max_body=settings.wavix_max_body,
+                   account=account)
 
     @property
     def cdr_template(self) -> str:
@@ -278,7 +283,7 @@ class WavixClient:
     def _error(self, endpoint: str, label: str, response: httpx.Response) -> CallError:
         """Maps a non-200 answer to the retry tree; the reason carries Wavix's `message`, scrubbed."""
         status = response.status_code
-        reason = f"{label} -> {status}: {self._message(response)}"
+        reason = f"{label} -> {status}: {self._message(response)}{self._of_account}"
         if status == 429 or status == 408 or status >= 500:
             retry_after = parse_retry_after(response.headers.get("Retry-After"))
             return Transient(reason, retry_after, status=status)
