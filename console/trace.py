@@ -1,6 +1,7 @@
 """Trace: one call's timeline, read from both halves of its record (contract/record.py), and printed.
 
-    webhooks:{call}  the receiver's half: each webhook by kind and source, judged here as it was judged then
+    webhooks:{call}  the receiver's half (and `webhooks:<account>/{call}` for each account: contract/accounts.py):
+                     each webhook by kind and source, judged here as it was judged then
                      (the first of a dedup key is accepted, the next ones duplicates; progress events are
                      recorded; a call found by listing is "reconciled")
     record:{call}    the workers' half: job tries, fetches, events, deliveries, alerts, dead letters, and
@@ -19,12 +20,14 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
 from redis.asyncio import Redis
 
 from contract import redisurl
+from contract.intake import scoped
 from contract.jobs import Receipt
 from contract.record import CallSummary, Entry, decode_entry, decode_summary, latency_ms, record_key, summary_key
 from contract.webhooks import classify, webhooks_key
@@ -49,14 +52,17 @@ class Timeline(msgspec.Struct, frozen=True, kw_only=True):
     summary: CallSummary | None = None
 
 
-async def read(redis: Redis, key_prefix: str, call_id: str) -> Timeline:
-    """The call's timeline, oldest first; empty when nothing of the call is kept (expired, or never seen)."""
+async def read(redis: Redis, key_prefix: str, call_id: str, accounts: Sequence[str] = ()) -> Timeline:
+    """The call's timeline, oldest first; empty when nothing of the call is kept (expired, or never seen).
+    `accounts`: the configured accounts, whose webhook lists of the call are read too (contract/intake.scoped)."""
     pipe = redis.pipeline(transaction=False)
-    pipe.lrange(webhooks_key(key_prefix, call_id), 0, -1)
     pipe.lrange(record_key(key_prefix, call_id), 0, -1)
     pipe.get(summary_key(key_prefix, call_id))
-    webhooks, entries, summary = await pipe.execute()
-    steps = webhook_steps(webhooks) + [entry_step(decode_entry(raw)) for raw in entries]
+    for key in dict.fromkeys([call_id, *(scoped(a, call_id) for a in accounts)]):
+        pipe.lrange(webhooks_key(key_prefix, key), 0, -1)
+    entries, summary, *lists = await pipe.execute()
+    steps = webhook_steps([w for webhooks in lists for w in webhooks]) + [entry_step(decode_entry(raw))
+                                                                          for raw in entries]
     steps.sort(key=lambda s: s.at_ms)
     return Timeline(call_id=call_id, steps=steps, summary=decode_summary(summary) if summary else None)
 
@@ -185,11 +191,11 @@ def render_json(timeline: Timeline) -> bytes:
     return msgspec.json.encode(timeline) + b"\n"
 
 
-async def run(redis_url: str, key_prefix: str, call_id: str, *, as_json: bool) -> int:
+async def run(redis_url: str, key_prefix: str, call_id: str, *, as_json: bool, accounts: Sequence[str] = ()) -> int:
     """`wavix-events trace CALL_ID`: 0 when something is kept of the call, 1 when nothing is."""
     redis = redisurl.client(redis_url)
     try:
-        timeline = await read(redis, key_prefix, call_id)
+        timeline = await read(redis, key_prefix, call_id, accounts)
     finally:
         await redisurl.close(redis)
     if as_json:

@@ -18,6 +18,7 @@ import pytest
 import yaml
 from prometheus_client import generate_latest
 
+from console import trace
 from contract.events import CloudEvent, decode_event
 from contract.settings import Settings
 from sandbox.accounts import MASTER
@@ -142,6 +143,8 @@ async def test_each_account_is_fetched_with_its_key_named_routed_alerted_and_rec
         mine = _of(events, calls)
         assert sorted(e.subject for e in mine) == sorted(c.call_id for c in calls[:5]), name
         assert {(e.account, e.data.account, e.data.found_by) for e in mine} == {(name, name, "webhook")}
+    steps = (await trace.read(p.redis, p.settings.key_prefix, placed["beta"][0].call_id, tuple(IDS))).steps
+    assert any(s.step == "webhook" for s in steps), "trace finds an account's webhooks of the call"
     beta_only = [decode_event(f[b"event"]) for _, f in await p.redis.xrange(d.beta_stream)]
     assert beta_only and {e.account for e in beta_only} == {"beta"}
 

@@ -143,7 +143,8 @@ def _trace(args: argparse.Namespace) -> int:
     logs.configure_command(settings.log_level, verbose=args.verbose)
     from console.trace import run
 
-    return asyncio.run(run(settings.redis_url, settings.key_prefix, args.call_id, as_json=args.json))
+    return asyncio.run(run(settings.redis_url, settings.key_prefix, args.call_id, as_json=args.json,
+                           accounts=accounts.at_start(settings).names))  # each account's webhooks of the call
 
 
 def _console(args: argparse.Namespace) -> int:
