@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from bench import ack, clients, ingest, reconcile, sinks, worker
+from bench import accounts, ack, clients, ingest, reconcile, sinks, worker
 from bench.results import RESULTS
 
 ROWS = (
@@ -37,6 +37,10 @@ ROWS = (
     ("worker", "e2e_p99_ms", "webhook -> stream entry p99 at 100 calls/s, ms", "< 100"),
     ("worker", "rss_growth_pct", "worker memory growth over the calls, %", "< 10"),
     ("worker", "rss_growth_late_pct", "worker memory growth, second half of the calls, %", "< 2"),
+    ("accounts", "lookup_ns_100", "token -> account with 100 accounts, ns a webhook", None),
+    ("accounts", "lookup_ratio", "that lookup, 100 accounts / 1 account", "<= 1.2"),
+    ("accounts", "worker_us_per_call_100", "the worker's account steps a call, 100 accounts, µs", None),
+    ("accounts", "worker_cost_pct", "those steps, % of a call's worker time (worker.calls_per_s)", "< 3"),
     ("reconcile", "pass_s_10k_seen", "reconcile pass over 10,000 calls all seen before, s", "<= 10"),
     ("reconcile", "api_requests_per_pass_10k_per_day", "list requests per pass, 10,000 calls a day", None),
     ("redis_cost", "commands_per_call", "Redis commands per call (post-call only, scripts' own counted)", None),
@@ -72,7 +76,8 @@ def table(results: dict[str, dict[str, object]]) -> str:
 def main() -> int:
     started = time.monotonic()
     RESULTS.unlink(missing_ok=True)  # only this run's figures count
-    status = max(clients.main([]), ingest.main([]), ack.main([]), worker.main([]), reconcile.main([]))
+    status = max(clients.main([]), ingest.main([]), ack.main([]), worker.main([]), accounts.main([]),
+                 reconcile.main([]))
     asyncio.run(sinks.main(1500, 2))
     results = json.loads(RESULTS.read_text())
     print(f"\nmake bench: {results.get('machine')} at {results.get('measured_at')}"
