@@ -16,7 +16,7 @@ import pytest
 from rich.console import Console
 
 from contract import redisurl
-from contract.accounts import Accounts, parse_accounts
+from contract.accounts import Account, Accounts, parse_accounts
 from contract.settings import Settings
 from sandbox.accounts import MASTER
 from sandbox.config import SandboxConfig, SubAccountConfig
@@ -29,7 +29,7 @@ from wavix_events.accounts import connect, discover, fragment, shown
 from workers.fetch.accounts import AccountClients, reload_accounts
 from workers.fetch.backfill import run as backfill
 from workers.fetch.reconcile import interval_of, lock_key, take_turn
-from workers.fetch.subaccounts import AccountApi, SubAccount, refresh_keys
+from workers.fetch.subaccounts import AccountApi, SubAccount, refresh_keys, run_key_refresh
 from workers.retry import Busy, Permanent, Transient
 
 MASTER_KEY, SUB_KEY = "master-key-" + "m" * 16, "sub-key-" + "s" * 16
@@ -242,3 +242,31 @@ async def test_connect_points_both_webhooks_at_us_and_shows_what_was_there(wavix
         await connect(settings, "sub", "https://hooks.example", io.StringIO(), dry_run=False,
                       stdin=io.StringIO("wrong-token-" + "w" * 20 + "\n"))
     assert shown("https://h/webhooks/wavix/abcdefghijklmnopqrstuvwxyz") == "https://h/webhooks/wavix/…wxyz"
+
+
+async def test_a_reloaded_sub_account_gets_its_key_without_waiting_for_the_refresh_interval(
+    wavix, tmp_path, monkeypatch
+) -> None:
+    """The worker's key task reads the listing at start; a reload that adds an account known by `sub_account`
+    alone has it read again at once (not after ACCOUNT_KEYS_REFRESH), so the new account is served."""
+    box, url = wavix
+    settings = _settings(url, _file(tmp_path, monkeypatch), ACCOUNT_KEYS_REFRESH="3600")
+    only_alpha = "accounts:\n  - name: alpha\n    api_key_env: T_ALPHA_KEY\n    token_env: T_ALPHA_TOKEN\n"
+    clients = AccountClients(settings, parse_accounts(only_alpha, ENV), concurrency=4)
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_key_refresh(clients, settings, stop=stop, min_gap_s=0.05))
+    try:
+        clients.use(parse_accounts(FILE.format(digest="ab" * 32), ENV, master_key=True))
+        async with asyncio.timeout(5):
+            await _until_keyed(clients, "sub")
+        (call,) = box.place(1, account=7)
+        assert (await clients.wavix("sub").get_cdr(call.call_id)).id == call.call_id
+    finally:
+        stop.set()
+        await task
+        await clients.aclose()
+
+
+async def _until_keyed(clients: AccountClients, name: str) -> None:
+    while not (clients.accounts.named(name) or Account(name="")).api_key:
+        await asyncio.sleep(0.01)

@@ -21,6 +21,7 @@ its calls are dead-lettered naming the account, and replayed once the key is fix
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
@@ -86,6 +87,7 @@ class AccountClients:
         self._built: dict[str, _Built] = {}
         self._on_response = on_response
         self._bad_key_logged: dict[str, float] = {}
+        self.keys_wanted = asyncio.Event()  # set when an account waits for its key from the listing
 
     @property
     def on_response(self) -> OnResponse | None:
@@ -114,6 +116,8 @@ class AccountClients:
 
     def _refresh(self) -> None:
         self.accounts = self._configured.with_keys(self._keys)
+        if any(a.key_at_run_time for a in self.accounts.all):
+            self.keys_wanted.set()
         for name, built in list(self._built.items()):
             account = self.accounts.named(name)
             if account is None or (account.api_key, account.api_url) != (built.key, built.url):

@@ -156,14 +156,17 @@ async def refresh_keys(api: AccountApi, clients: AccountClients) -> int:
     return len(keys)
 
 
-async def run_key_refresh(clients: AccountClients, settings: Settings, *, stop: asyncio.Event) -> None:
+async def run_key_refresh(clients: AccountClients, settings: Settings, *, stop: asyncio.Event,
+                          min_gap_s: float = RETRY_S) -> None:
     """The worker's background task while some account takes its key from the listing: at start, then every
-    ACCOUNT_KEYS_REFRESH seconds (RETRY_S after a failure). Nothing to do without WAVIX_MASTER_API_KEY."""
+    ACCOUNT_KEYS_REFRESH seconds (RETRY_S after a failure), and RETRY_S after a reload that added an account
+    whose key is still unknown (`AccountClients.keys_wanted`). Nothing to do without WAVIX_MASTER_API_KEY."""
     if not settings.wavix_master_api_key:
         return
     api = AccountApi.open(settings, settings.wavix_master_api_key)
     try:
         while not stop.is_set():
+            clients.keys_wanted.clear()
             wait = float(settings.account_keys_refresh)
             if any(a.key_at_run_time for a in clients.configured.all):  # re-read on every turn: a reload adds some
                 try:
@@ -171,8 +174,19 @@ async def run_key_refresh(clients: AccountClients, settings: Settings, *, stop: 
                     log.info("accounts.keys_read", keys=count)
                 except ApiError as e:
                     log.warning("accounts.keys_unread", reason=str(e))
-                    wait = RETRY_S
+                    wait = min_gap_s
+            with contextlib.suppress(TimeoutError):  # at least `min_gap_s` between two reads, however soon asked
+                await asyncio.wait_for(stop.wait(), timeout=min(wait, min_gap_s))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=wait)
+                await asyncio.wait_for(_either(stop, clients.keys_wanted), timeout=max(wait - min_gap_s, 0.0))
     finally:
         await api.aclose()
+
+
+async def _either(*events: asyncio.Event) -> None:
+    waits = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
