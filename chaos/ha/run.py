@@ -8,7 +8,7 @@ later); 35, worker-2's host cut off the network for 20 s; 65, a Sentinel killed 
 Then the run drains, bounded by `drain_s`: until every placed call's completed event is at every destination,
 every alert went out and no delivery is in flight or queued. A call whose webhook never came is only listed by
 reconciliation SETTLE_S (60 s) after it ended, so the drain lasts at least that long past the load's last
-second plus one RECONCILE_INTERVAL (20 s here, against 300 s by default). Whole run: about 4 minutes.
+second plus one RECONCILE_INTERVAL (20 s here, against 300 s by default). Whole run: about 3 minutes.
 """
 
 from __future__ import annotations
