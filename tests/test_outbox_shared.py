@@ -103,3 +103,33 @@ async def test_a_bot_api_ratelimited_answer_pauses_the_channel_for_every_worker(
                                        policy=policy)
     assert stats.deferred == 1 and len(standin.received) == 1
     assert await redis.pttl(f"{policy.prefix}slack:blocked:#alerts") > 20_000
+
+
+async def test_an_alert_the_channel_took_is_not_sent_again_when_redis_drops_the_acknowledgement(
+    redis: Redis, policy: DeliveryPolicy
+) -> None:
+    """Slack answers 2xx, and Redis goes away in that moment (a failover): the outbox waits the outage out
+    and then forgets the alert, rather than leaving it claimed to be sent a second time when its claim runs
+    out (`make chaos-ha` found a digest of 7 alerts sent twice this way)."""
+    from tests.helpers.sinks import TcpProxy
+
+    proxy = await TcpProxy("127.0.0.1", 6379).start()
+    through = Redis(port=proxy.port, socket_timeout=2)
+    await queue_alert(redis, make_alert(), policy=policy)
+
+    class CutAfterSending(Recorder):
+        async def send(self, message: Message) -> None:
+            await super().send(message)
+            await proxy.cut()  # the answer is in: now the acknowledgement finds no Redis
+            asyncio.get_running_loop().call_later(0.5, lambda: asyncio.ensure_future(proxy.restore()))
+
+    sender = CutAfterSending()
+    try:
+        await asyncio.wait_for(dispatch_pending(through, sender, digest_threshold=5,
+                                                dead_letter_stream=policy.prefix + "dead", policy=policy), 20)
+    finally:
+        await through.aclose()
+        await proxy.cut()
+    due, data = pending_keys(policy.prefix)
+    assert len(sender.sent) == 1
+    assert (await redis.zcard(due), await redis.hlen(data)) == (0, 0)

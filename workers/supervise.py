@@ -38,7 +38,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from arq.connections import ArqRedis, log_redis_info
 from arq.constants import abort_jobs_ss, in_progress_key_prefix, job_key_prefix, result_key_prefix, retry_key_prefix
@@ -53,6 +54,7 @@ from contract.redisbatch import BatchedRedis
 from workers import queue
 
 log = logs.get("workers.supervise")
+T = TypeVar("T")
 
 # Errors that mean "Redis is not answering" (BusyLoadingError, a Redis loading its AOF, is a ConnectionError).
 OUTAGE = (RedisConnectionError, RedisTimeoutError, OSError)
@@ -61,6 +63,7 @@ RENEW_S = 1.0
 POOL_CONNECTIONS = 8  # redis-py connections of one worker process (the job's hot scripts use their own)
 POOL_WAIT_S = 30  # the longest a command waits for one of them before it fails (and its job retries)
 BACKOFF_S = (0.1, 5.0)  # first and longest wait between two pings during an outage
+RIDE_BACKOFF_S = (0.05, 1.0)  # first and longest wait between two tries of a step that waits an outage out
 REDIS_TIMEOUT_S = 5.0  # one batch of the worker's scripts, its own and its jobs' (connect, or write and read)
 
 # KEYS: the queue, then each job's in-progress key; ARGV: now (ms), the lease (ms), then the job ids.
@@ -106,6 +109,27 @@ end
 if #gone > 0 then redis.call('DEL', unpack(gone)) end
 return 1
 """
+
+
+async def until_answered(attempt: Callable[[], Awaitable[T]], *, what: str, **fields: Any) -> T:
+    """`attempt()`'s result, tried again with backoff (RIDE_BACKOFF_S) for as long as Redis does not answer:
+    for a step that must not be dropped or done twice, after a peer already took its effect (a delivery's
+    ledger mark, an alert's acknowledgement), so the step itself must be safe to repeat. One warning when
+    the outage begins, one line when it is over."""
+    delay, lost_at = RIDE_BACKOFF_S[0], 0.0
+    while True:
+        try:
+            result = await attempt()
+        except OUTAGE as e:
+            if not lost_at:
+                lost_at = time.monotonic()
+                log.warning("redis.waiting", step=what, error=str(e) or type(e).__name__, **fields)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RIDE_BACKOFF_S[1])
+            continue
+        if lost_at:
+            log.info("redis.answered", step=what, waited_s=round(time.monotonic() - lost_at, 1), **fields)
+        return result
 
 
 async def _bound_connections(pool: ArqRedis) -> None:

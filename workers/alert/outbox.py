@@ -55,6 +55,7 @@ from workers.alert.rules import (
 )
 from workers.alert.slack import slack_channel
 from workers.deadletter import dead_letter
+from workers.supervise import until_answered
 
 log = logs.get("workers.alert.outbox")
 
@@ -174,8 +175,10 @@ class _Dispatcher:
         except ChannelPermanent as e:
             for key, pending in batch:
                 await self._dead_letter(key, pending, e.reason, pending.attempts + 1, stats)
-        else:
-            await self._remove([key for key, _ in batch], posted)
+        else:  # the channel has them: forgetting them must outlast an outage, or they go out again
+            keys = [key for key, _ in batch]
+            await until_answered(lambda: self._remove(keys, posted), what="alert acknowledgement",
+                                 channel=self.channel, alerts=len(keys))
             self._sent(batch, stats)
 
     def _sent(self, batch: Batch, stats: DispatchStats) -> None:

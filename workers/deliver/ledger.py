@@ -36,8 +36,6 @@ and a settle sets the same mark (the destination's delivered/failed counters may
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -50,14 +48,13 @@ from contract.events import COMPLETED, TRANSCRIBED, UNAVAILABLE, event_id
 from contract.redisbatch import Scripting
 from workers.deliver import health, ratelimit
 from workers.deliver.eventlog import LogEntry
-from workers.supervise import OUTAGE
+from workers.supervise import until_answered
 
 log = logs.get("workers.deliver.ledger")
 
 ATTEMPT_LIMIT_S = 40.0  # one attempt's bound (workers/deliver/delivery.py): a sink's connect, declare, publish
 LEASE_S = ATTEMPT_LIMIT_S + 5.0  # no other attempt starts while one may still land
 EVENT_TYPES = (COMPLETED, TRANSCRIBED, UNAVAILABLE)  # every event a call can make; its ids follow from the call id
-BACKOFF_S = (0.05, 1.0)  # first and longest wait between two askings of a script during an outage
 
 _NOW = """
 local t = redis.call('TIME')
@@ -188,18 +185,5 @@ class Ledger:
 
 async def _until_answered(script: Any, keys: list[str], args: list[Any], what: str, event: str) -> Any:
     """`script(keys, args)`'s answer, asked again with the same arguments until Redis gives one (see the
-    module's docstring); one warning when an outage begins, one line when it is over."""
-    delay, lost_at = BACKOFF_S[0], 0.0
-    while True:
-        try:
-            answer = await script(keys=keys, args=args)
-        except OUTAGE as e:
-            if not lost_at:
-                lost_at = time.monotonic()
-                log.warning("ledger.waiting", step=what, event_id=event, error=str(e) or type(e).__name__)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_S[1])
-            continue
-        if lost_at:
-            log.info("ledger.answered", step=what, event_id=event, waited_s=round(time.monotonic() - lost_at, 1))
-        return answer
+    module's docstring)."""
+    return await until_answered(lambda: script(keys=keys, args=args), what=f"ledger {what}", event_id=event)
