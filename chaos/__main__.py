@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -32,14 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     plan = dataclasses.replace(plan, calls=args.calls or plan.calls, rate=args.rate or plan.rate)
     with tempfile.TemporaryDirectory(prefix="wavix-chaos-") as tmp:
         figures = asyncio.run(execute(plan, args.workdir or Path(tmp)))
-    failures = report.verdict(figures)
-    figures["passed"] = not failures
-    RESULTS.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    print(report.table(figures))
-    print(f"written to {RESULTS}")
-    for failure in failures:
-        print(f"chaos: FAILED: {failure}", file=sys.stderr)
-    return 1 if failures else 0
+    return report.conclude(figures, RESULTS, name="chaos", judge=report.verdict, draw=report.table)
 
 
 if __name__ == "__main__":

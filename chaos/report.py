@@ -15,10 +15,12 @@ counted apart: recovering them is reconciliation's job, not the queue's.
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
+import sys
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -168,3 +170,17 @@ def table(figures: dict[str, Any]) -> str:
     width = max(len(label) for label, _ in rows)
     main = "\n".join(f"{label:<{width}}  {figures.get(key)!s:>12}" for label, key in rows)
     return f"{main}\n\n{destination_table(figures.get('destinations', {}))}"
+
+
+def conclude(figures: dict[str, Any], results: Path, *, name: str, judge: Callable[[dict[str, Any]], list[str]],
+             draw: Callable[[dict[str, Any]], str]) -> int:
+    """The end of a run (`make chaos`, `make chaos-ha`): judged against the bar, written to `results`, the table
+    printed, each failure on stderr; the exit status (1 when the bar was missed)."""
+    failures = judge(figures)
+    figures["passed"] = not failures
+    results.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
+    print(draw(figures))
+    print(f"written to {results}")
+    for failure in failures:
+        print(f"{name}: FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0

@@ -42,9 +42,11 @@ def _free_port() -> int:
 
 
 @asynccontextmanager
-async def served(p: Pipeline, allow_actions: bool = True) -> AsyncIterator[str]:
+async def served(p: Pipeline, allow_actions: bool = True, *, options: ConsoleOptions | None = None,
+                 names: tuple[str, ...] = ("redis",)) -> AsyncIterator[str]:
+    """The console on `p`'s settings in this loop (uvicorn), with `options` or the test token; its base URL."""
     port = _free_port()
-    app = create_app(p.settings, ConsoleOptions(token=CONSOLE_TOKEN, allow_actions=allow_actions), ("redis",))
+    app = create_app(p.settings, options or ConsoleOptions(token=CONSOLE_TOKEN, allow_actions=allow_actions), names)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
     task = asyncio.create_task(server.serve())
     while not server.started:

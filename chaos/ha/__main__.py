@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import json
 import os
 import shutil
 import signal
@@ -23,6 +22,7 @@ from typing import Any
 
 from chaos.ha import hosts, report
 from chaos.ha.run import Plan, execute
+from chaos.report import conclude
 
 RESULTS = Path(__file__).resolve().parent.parent / "results-ha.json"
 
@@ -63,14 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     except (KeyboardInterrupt, asyncio.CancelledError):
         print("chaos-ha: interrupted; every host, link and process of the run was removed", file=sys.stderr)
         return 130
-    failures = report.verdict(figures)
-    figures["passed"] = not failures
-    RESULTS.write_text(json.dumps(figures, indent=2, sort_keys=True) + "\n")
-    print(report.table(figures))
-    print(f"written to {RESULTS}")
-    for failure in failures:
-        print(f"chaos-ha: FAILED: {failure}", file=sys.stderr)
-    return 1 if failures else 0
+    return conclude(figures, RESULTS, name="chaos-ha", judge=report.verdict, draw=report.table)
 
 
 if __name__ == "__main__":

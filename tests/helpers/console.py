@@ -9,15 +9,13 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
-import uvicorn
 from playwright.async_api import Page
 from redis.asyncio import Redis
 
-from console.app import ConsoleOptions, create_app
+from console.app import ConsoleOptions
 from contract.record import CallSummary
-from tests.helpers.servers import free_port
 from tests.pipeline import Pipeline
-from tests.test_console_browser import ARTIFACTS, CONSOLE_TOKEN, chromium
+from tests.test_console_browser import ARTIFACTS, CONSOLE_TOKEN, chromium, served
 from workers import record
 
 
@@ -31,17 +29,8 @@ async def log_in(page: Page, url: str, path: str = "/") -> None:
 @asynccontextmanager
 async def served_with(p: Pipeline, options: ConsoleOptions, names: tuple[str, ...] = ("redis",)) -> AsyncIterator[str]:
     """tests/test_console_browser.py's `served`, with any ConsoleOptions (thresholds, refresh)."""
-    port = free_port()
-    app = create_app(p.settings, options, names)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on"))
-    task = asyncio.create_task(server.serve())
-    while not server.started:
-        await asyncio.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        await task
+    async with served(p, options=options, names=names) as url:
+        yield url
 
 
 @asynccontextmanager
