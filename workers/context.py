@@ -129,7 +129,7 @@ def alert_for(event: CallCompletedEvent, reason: str) -> Alert:
     data = event.data
     return Alert(
         call_id=data.call_id,
-        reason=reason,  # type: ignore[arg-type]
+        reason=reason,
         occurred_at=event.time.isoformat(),
         from_number=data.from_.number or "",
         to_number=data.to.number or "",
