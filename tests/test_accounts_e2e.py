@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,13 +33,13 @@ from sandbox.slack import render_text
 from sandbox.webhooks import send_webhooks
 from service.reload import reload as reload_receiver
 from tests.conftest import REDIS_URL, forget
+from tests.helpers.servers import free_port
 from tests.pipeline import Pipeline, pipeline
 from wavix_events.accounts import connect, discover
 from workers.alert.outbox import dispatch_pending
 from workers.alert.rules import DeliveryPolicy
 from workers.alert.slack import sender_for
 from workers.fetch.reconcile import reconcile_now
-from workers.settings import create_worker
 
 MASTER_KEY, BETA_KEY, GAMMA_KEY = "master-key-" + "m" * 16, "beta-key-" + "b" * 16, "gamma-key-" + "g" * 16
 TOKENS = {"alpha": "alpha-token-" + "a" * 24, "beta": "beta-token-" + "b" * 24, "gamma": "gamma-token-" + "g" * 24}
@@ -182,8 +186,7 @@ async def test_one_accounts_outage_does_not_delay_the_others(deployment) -> None
     p.sandbox.set_faults(Faults(server_error=1.0), account=MASTER)
     alpha, beta = p.sandbox.place(12, account=IDS["alpha"]), p.sandbox.place(8, account=IDS["beta"])
     await d.send(alpha, paths["alpha"])
-    worker = asyncio.create_task(_work(p))
-    try:
+    async with _working(p, d.accounts_file.with_name("worker.log")):
         started = time.monotonic()
         await d.send(beta, paths["beta"])
         await _until(lambda evs: len(_of(evs, beta)) == len(beta), p, within=10.0)
@@ -199,9 +202,6 @@ async def test_one_accounts_outage_does_not_delay_the_others(deployment) -> None
 
         p.sandbox.set_faults(Faults(), account=MASTER)
         await _until(lambda evs: len(_of(evs, alpha + more_alpha)) == 32, p, within=60.0)
-    finally:
-        worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
 
 
 async def test_a_token_of_one_account_cannot_reach_anothers_call(deployment) -> None:
@@ -215,27 +215,41 @@ async def test_a_token_of_one_account_cannot_reach_anothers_call(deployment) -> 
     await d.send([call], paths["alpha"])
     answers = [r.status for r in await send_webhooks([call], paths["alpha"], client=p.receiver, rate=500.0)]
     assert answers == [200]
-    worker = asyncio.create_task(_work(p))
-    try:
+    async with _working(p, d.accounts_file.with_name("worker.log")):
         await _until(lambda evs: bool(_of(evs, [call])), p, within=15.0)
-        await asyncio.sleep(0)  # one more turn: nothing else may be published for it
-        published = _of(await p.events(), [call])
-        assert [e.account for e in published] == ["alpha"]
-        assert any(k.startswith("GET cdr 404") for k in p.sandbox.requests), "beta's key was refused the call"
-    finally:
-        worker.cancel()
-        await asyncio.gather(worker, return_exceptions=True)
+        await _requested(p, "GET cdr 404")  # beta's key was refused the call
+    published = _of(await p.events(), [call])
+    assert [e.account for e in published] == ["alpha"]
     unknown = await p.receiver.post("/webhooks/wavix/" + "x" * 32, json={"uuid": call.call_id})
     assert unknown.status_code == 404
 
 
-async def _work(p: Pipeline) -> None:
-    """The real worker, running until cancelled (not in burst mode: retries are waited for as they come)."""
-    worker = create_worker(p.settings, burst=False, poll_delay=0, handle_signals=False)
+@asynccontextmanager
+async def _working(p: Pipeline, log: Path) -> AsyncIterator[None]:
+    """A real `wavix-events worker` process (not in burst mode: retries are waited for as they come), ready
+    once its health port answers, stopped with SIGTERM."""
+    port = free_port()
+    env = {**os.environ, **p.env(), "WORKER_HEALTH_PORT": str(port)}
+    with log.open("wb") as sink:
+        worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "wavix_events.cli", "worker", env=env,
+                                                      stdout=asyncio.subprocess.DEVNULL, stderr=sink)
+        try:
+            async with httpx.AsyncClient() as http:
+                deadline = time.monotonic() + 20
+                while not await _answers(http, f"http://127.0.0.1:{port}/healthz"):
+                    assert worker.returncode is None and time.monotonic() < deadline, log.read_text()[-2000:]
+                    await asyncio.sleep(0.05)
+            yield
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(worker.wait(), 40)
+
+
+async def _answers(http: httpx.AsyncClient, url: str) -> bool:
     try:
-        await worker.main()
-    finally:
-        await worker.close()
+        return (await http.get(url, timeout=1.0)).status_code == 200
+    except httpx.TransportError:
+        return False
 
 
 async def _until(done: object, p: Pipeline, *, within: float) -> None:
@@ -245,4 +259,11 @@ async def _until(done: object, p: Pipeline, *, within: float) -> None:
         if done(await p.events()):  # type: ignore[operator]
             return
         assert time.monotonic() < deadline, "timed out"
+        await asyncio.sleep(0.05)
+
+
+async def _requested(p: Pipeline, answer: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
+    while not any(k.startswith(answer) for k in p.sandbox.requests):
+        assert time.monotonic() < deadline, f"the sandbox never answered {answer}"
         await asyncio.sleep(0.05)
