@@ -43,6 +43,7 @@ log = logs.get("workers.alert.incidents")
 
 HOUR_MS = 3_600_000
 CLOSED_KEPT_MS = 24 * HOUR_MS
+KEPT_S = 7 * 86_400  # the incidents' keys, from the last check: they end a week after no worker checks any more
 _RESOLVE = """
 local rec = redis.call('HGET', KEYS[1], ARGV[1])
 if not rec then return false end
@@ -225,6 +226,10 @@ async def check_pipeline(redis: Redis, alerting: Alerting, names: Sequence[str],
     elif missed is not None:
         await p.resolve("missed_webhooks", "")
     await announce(redis, alerting, prefix, p.now_ms)
+    async with redis.pipeline(transaction=False) as pipe:
+        for key in (*keys(prefix), f"{prefix}incidents:dead_seen"):
+            pipe.expire(key, KEPT_S)
+        await pipe.execute()
 
 
 async def announce(redis: Redis, alerting: Alerting, prefix: str, now_ms: int) -> None:
