@@ -28,10 +28,13 @@ from contract.redisbatch import BatchedRedis
 from contract.settings import Settings, environment
 from workers import health, observe, record
 from workers.alert.accounts import Outbox, outboxes
+from workers.alert.alerting import Alerting, alert_for, slack_only
+from workers.alert.alerting import from_settings as alerting_from_settings
 from workers.alert.config import policy_from_settings
+from workers.alert.incidents import note_dead_letter, run_incidents
 from workers.alert.notes import note_transcript
 from workers.alert.outbox import queue_alert, run_dispatcher
-from workers.alert.rules import Alert, DeliveryPolicy
+from workers.alert.rules import DeliveryPolicy
 from workers.alert.slack import Sender, sender_for
 from workers.deadletter import dead_letter
 from workers.deliver import health as destination_health
@@ -75,6 +78,7 @@ class Resources:
     redact_key: RedactKey | None = None  # REDACT_KEY: what `numbers: hash` and ALERT_REDACT hash with
     alert_outboxes: dict[str, Outbox] = field(default_factory=dict)  # accounts with their own channel
     number_index: index.NumberIndex | None = None  # which calls had a number, for erasure (workers/privacy/index.py)
+    alerting: Alerting = field(default_factory=slack_only)  # routes and the other channels (workers/alert/alerting.py)
 
     def transcript_job_id(self, call_id: str) -> str:
         """The one job id of a call's transcript work: the poll and Wavix's webhook share it."""
@@ -95,6 +99,7 @@ class Resources:
         await dead_letter(self.redis, self.settings.dead_letter_stream, kind=kind, reason=reason,
                           attempts=attempts, payload=payload, call_id=call_id,
                           retention_s=self.settings.dead_letter_retention)
+        await note_dead_letter(self.redis, self.settings.key_prefix, kind, reason)  # Wavix 401/403: an incident
         if kind == DELIVER:  # the destination's health counts it (workers/deliver/health.py)
             delivery = decode_delivery(payload)
             self.metrics.deliveries.labels(delivery.destination, "dead_lettered").inc()
@@ -103,18 +108,20 @@ class Resources:
 
     async def alert(self, event: CallCompletedEvent) -> None:
         """Queues one alert per reason; the dispatcher paces and groups them (workers/alert/outbox.py)."""
+        await self.alerting.call(self.redis, event)  # Teams, PagerDuty, e-mail, as ALERT_RULES routes them
         slack, policy = self.outbox(event.account)
         if slack is None:
             log.debug("alert.dropped", call_id=event.subject, reasons=",".join(event.data.alert_reasons))  # alert.off
             return
         event = redact_event(event, self.settings.alert_redaction(), self.redact_key)  # ALERT_REDACT
-        for reason in event.data.alert_reasons:
+        for reason in self.alerting.for_slack(event):
             if await queue_alert(self.redis, alert_for(event, reason), policy=policy):
                 self.metrics.alerts.labels(reason).inc()
                 observe.note_alert(reason)
 
     async def alert_transcript(self, event: CallTranscribedEvent) -> None:
         """An alerted call's transcript summary, replied in its alert's thread (workers/alert/notes.py)."""
+        await self.alerting.transcript(self.redis, event)  # what was said, as keyword rules hear it (#27)
         event = redact_event(event, self.settings.alert_redaction(), self.redact_key)  # ALERT_REDACT
         slack, policy = self.outbox(event.account)
         await note_transcript(self.redis, slack, event, policy=policy)
@@ -123,24 +130,6 @@ class Resources:
         """Where the account's alerts go: its own channel (workers/alert/accounts.py), else the deployment's."""
         own = self.alert_outboxes.get(account)
         return (own.sender, own.policy) if own is not None else (self.slack, self.alert_policy)
-
-
-def alert_for(event: CallCompletedEvent, reason: str) -> Alert:
-    data = event.data
-    return Alert(
-        call_id=data.call_id,
-        reason=reason,
-        occurred_at=event.time.isoformat(),
-        from_number=data.from_.number or "",
-        to_number=data.to.number or "",
-        direction=data.direction,
-        disposition=data.disposition or "",
-        answered_by=data.answered_by,
-        duration_s=str(data.duration_s or 0),
-        cost=str(data.charge or 0),
-        destination=data.destination or "",
-        recording_url=data.recording_url,
-    )
 
 
 def destinations_for(settings: Settings) -> tuple[Destination, ...]:
@@ -174,7 +163,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         policy=RetryPolicy.from_settings(settings),
         destinations=destinations, sinks=sinks,
         slack=slack, step_timeout_s=max(1.0, settings.job_timeout - 5.0),
-        alert_rules=frozenset(settings.alert_rules), metrics=metrics,
+        alert_rules=settings.alerting().call_reasons(), metrics=metrics,
         alert_policy=policy_from_settings(settings, slack),
         follow_ups=FollowUps(batch, queue=settings.queue_name, expiry_s=settings.job_expiry), batch=batch,
         ledger=Ledger(redis, settings.key_prefix, delivered_ttl_s=settings.webhook_dedup_ttl, lease_s=LEASE_S,
@@ -182,6 +171,8 @@ async def startup(ctx: dict[str, Any]) -> None:
         recorder=record.Writer(batch, settings.key_prefix, settings.record_retention),
     )
     resources.redact_key = forming.key_of(settings.redact_key)
+    resources.alerting = alerting_from_settings(settings, slack_http, resources.alert_policy, slack=slack is not None,
+                                                redact_key=resources.redact_key)
     resources.number_index = index.NumberIndex(batch, settings.key_prefix, index.life_s(settings))
     resources.sinks = forming.formed(sinks, resources, resources.redact_key)  # each destination's `redact:`
     resources.tasks.append(asyncio.create_task(connect_early(sinks.values())))  # PostgreSQL's migrations
@@ -197,6 +188,13 @@ async def startup(ctx: dict[str, Any]) -> None:
                 redis, sender, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
                 dead_letter_stream=settings.dead_letter_stream, policy=policy,
             )))
+    resources.tasks.extend(resources.alerting.dispatchers(  # Teams, PagerDuty, e-mail: one outbox each
+        redis, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
+        dead_letter_stream=settings.dead_letter_stream))
+    resources.tasks.append(asyncio.create_task(run_incidents(  # the pipeline's own incidents, auto-disable (#27)
+        redis, resources.alerting, lambda: [d.name for d in resources.destinations], prefix=settings.key_prefix,
+        failing_after_s=settings.pipeline_failing_after, disable_after_s=settings.destination_disable_after,
+        stop=resources.stop)))
     # Per account, one pass per its interval across all workers (workers/fetch/reconcile.py).
     resources.tasks.append(asyncio.create_task(run_reconciler(
         redis, accounts, settings, metrics, policy=resources.policy, stop=resources.stop)))

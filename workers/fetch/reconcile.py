@@ -42,6 +42,7 @@ from redis.exceptions import RedisError
 from contract import logs, redisurl
 from contract.accounts import DEFAULT, Account, at_start
 from contract.settings import Settings
+from workers.alert.incidents import missed_webhooks
 from workers.fetch.accounts import AccountClients
 from workers.fetch.listed import ListedCall, ListedIntake, read_listed, with_retries
 from workers.fetch.subaccounts import AccountApi, refresh_keys
@@ -156,6 +157,7 @@ async def run_once(redis: Redis, wavix: WavixClient, settings: Settings, metrics
     log.info("reconcile.pass", account=account, listed=report.listed, in_window=report.in_window, queued=report.queued,
              skipped=report.skipped, requests=report.requests, first_day=report.days[0], last_day=report.days[1],
              seconds=round(report.seconds, 3))
+    await missed_webhooks(redis, settings.key_prefix, report.queued)  # a pipeline incident (workers/alert/incidents.py)
     return report
 
 
