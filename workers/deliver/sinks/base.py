@@ -184,6 +184,7 @@ def ce_attributes(event: CloudEvent) -> dict[str, str]:
         "specversion": event.specversion, "id": event.id, "source": event.source, "type": event.type,
         "subject": event.subject, "time": str(msgspec.to_builtins(event.time)),
         "datacontenttype": event.datacontenttype, "dataschema": event.dataschema, "schema": event.schema,
+        "account": event.account,  # our extension, as every context attribute goes in the binding's headers
     }
     return attributes
 
