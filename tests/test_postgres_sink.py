@@ -59,7 +59,7 @@ async def test_each_event_type_lands_in_its_table_with_typed_columns() -> None:
         assert (call["charge"], call["per_minute"], call["forward_fee"]) == (Decimal("0.0189"), Decimal("0.027"), 0)
         assert (call["duration_s"], call["from_number"], call["to_number"]) == (42, "+14302287001", "+33170363950")
         assert (call["from_country"], call["to_country"], call["direction"]) == ("US", "FR", "outbound")
-        assert (call["outcome"], call["found_by"], call["account"]) == ("answered_human", "webhook", None)
+        assert (call["outcome"], call["found_by"], call["account"]) == ("answered_human", "webhook", "default")
         assert str(call["event_id"]) == completed.id and ev.decode_event(call["event"]) == completed
         [anomalous] = await s.rows("SELECT * FROM {s}.calls WHERE call_id = $1", odd.subject)
         assert (anomalous["outcome"], anomalous["charge"], anomalous["anomalies"]) == ("unknown", None, 2)

@@ -90,7 +90,7 @@ def call_row(event: ev.CallCompletedEvent, text: str) -> Row:
     """A `calls` row, in CALL_COLUMNS order."""
     d = event.data
     return (
-        d.call_id, event.id, event.time, d.date, d.parent_call_id, getattr(d, "account", None), d.direction,
+        d.call_id, event.id, event.time, d.date, d.parent_call_id, d.account, d.direction,
         d.from_.number, d.from_.country, d.to.number, d.to.country, d.outcome, d.disposition, d.answered_by,
         _whole_seconds(d.duration_s), d.currency, _decimal(d.per_minute), _decimal(d.charge), _decimal(d.forward_fee),
         d.destination, d.sip_trunk, d.recording_url, ",".join(d.alert_reasons), d.found_by, len(d.anomalies), text,
