@@ -53,11 +53,16 @@ def csrf_field(html: str) -> str:
     return found.group(1)
 
 
+async def try_log_in(client: Client) -> httpx.Response:
+    """The login form POSTed with the right token, whatever the answer (a 503 while Redis is away)."""
+    form = await client.get("/login")
+    return await client.post("/login", data={"token": TOKEN, "_csrf_token": csrf_field(form.text)},
+                             follow_redirects=False)
+
+
 async def log_in(client: Client) -> httpx.Response:
     """The login form POSTed with the right token; the answer is the redirect that sets the session cookie."""
-    form = await client.get("/login")
-    answer = await client.post("/login", data={"token": TOKEN, "_csrf_token": csrf_field(form.text)},
-                               follow_redirects=False)
+    answer = await try_log_in(client)
     assert answer.status_code in (302, 303) and COOKIE in answer.cookies, answer.headers
     return answer
 

@@ -148,7 +148,7 @@ async def test_a_webhook_no_replica_confirms_gets_503_and_its_repeat_200_once_on
 async def test_the_console_and_the_cli_follow_the_primary_through_a_failover(group: SentinelGroup) -> None:
     """The console (a login is a session kept in Redis) and `wavix-events dlq list` work through the Sentinel
     URL, and again after the primary is killed: the same console process logs in on the promoted replica."""
-    from tests.test_console_session import console, log_in
+    from tests.test_console_session import console, log_in, try_log_in
     from tests.test_startup_errors import wavix_events
 
     async with console(redis_url=group.url) as (client, settings):
@@ -157,7 +157,7 @@ async def test_the_console_and_the_cli_follow_the_primary_through_a_failover(gro
         await asyncio.to_thread(group.kill_primary)
         client.cookies.clear()
         deadline = time.monotonic() + 30
-        while (answer := await log_in(client)).status_code not in (302, 303):  # 503 until a primary answers
+        while (answer := await try_log_in(client)).status_code not in (302, 303):  # 503 until a primary answers
             assert answer.status_code == 503 and time.monotonic() < deadline, answer.status_code
             await asyncio.sleep(0.2)
         assert (await client.get("/")).status_code == 200
