@@ -4,8 +4,9 @@
 copy equal to this output and valid against the official AsyncAPI 3.0.0 JSON Schema. Nothing in it is
 written by hand twice: event types, envelope attributes and their schema come from `contract.events`
 (msgspec's JSON Schema of the envelope Structs), channel names, fields and headers from `contract.channels`,
-and the data of each event is a `$ref` into the committed data schema (`docs/schema/wavix.call.v1.json`,
-relative to this document), the same document each event's `dataschema` points to.
+and the data of each event is a `$ref` into the committed data schema of its family (`docs/schema/wavix.call.v1.json`
+or, for the pipeline's ops events, `docs/schema/wavix.ops.v1.json`: contract/ops.py), relative to this document,
+the same document each event's `dataschema` points to.
 
     servers      redis, rabbitmq, nats: the broker of a destination's URL; webhook: the consumer's endpoint
     channels     redisStream ({stream}), rabbitmqExchange (routing key {eventType}),
@@ -28,6 +29,7 @@ import yaml
 
 from contract import channels as ch
 from contract import events as ev
+from contract import ops
 
 ASYNCAPI_FILE = "docs/asyncapi.yaml"  # the committed copy, relative to the repository
 ASYNCAPI_VERSION = "3.0.0"
@@ -50,6 +52,10 @@ webhooks).
   dropped); the `id` is the same as the whole event's. The data schema's field descriptions give each form.
 - `wavix.call.erased` says an operator erased the call (`wavix-events forget`): delete your copies of the events
   whose ids `data.event_ids` lists. It comes once to each destination that received the call's events.
+- `wavix.ops.<kind>.opened` and `.resolved` tell about the pipeline itself (a destination failing, paused, or
+  dead-lettering; missed webhooks; Wavix refusing the key; transcription not provisioned), once each per incident.
+  Only destinations whose filter `types` names them receive them, never the destination an event is about.
+  `subject` is the incident id, `schema` is {ops_schema}, the data `PipelineIncident`.
 
 Versioning rules, compatibility checks and one real example per event type: docs/events.md.
 Consumers for every channel: examples/.
@@ -74,8 +80,9 @@ def event_type_of(cls: type[msgspec.Struct]) -> str:
 
 
 def _data_ref(name: str) -> str:
-    """A `$ref` from this document to a data type's definition in the committed schema file."""
-    schema = PurePosixPath(ev.SCHEMA_FILE).relative_to(PurePosixPath(ASYNCAPI_FILE).parent)
+    """A `$ref` from this document to a data type's definition in the committed schema file of its family."""
+    family = ops.OPS_SCHEMA_FILE if name == ops.PipelineIncident.__name__ else ev.SCHEMA_FILE
+    schema = PurePosixPath(family).relative_to(PurePosixPath(ASYNCAPI_FILE).parent)
     return f"{schema}#/$defs/{name}"
 
 
@@ -124,7 +131,7 @@ def header_schemas() -> dict[str, dict[str, Any]]:
         "RedisStreamFields": _object({
             ch.STREAM_ID_FIELD: _string("the event id (`id` of the CloudEvent)"),
             ch.STREAM_TYPE_FIELD: {**types, "description": "the event type"},
-            ch.STREAM_CALL_ID_FIELD: _string("the call id (`subject` of the CloudEvent)"),
+            ch.STREAM_CALL_ID_FIELD: _string("the call id (`subject` of the CloudEvent; an ops event's incident id)"),
         }, f"The stream entry's fields beside `{ch.STREAM_EVENT_FIELD}`, whose value is the message payload."),
         "AmqpHeaders": _object(
             {**amqp, ch.IDEMPOTENCY_HEADER: _string(key)},
@@ -146,8 +153,9 @@ def header_schemas() -> dict[str, dict[str, Any]]:
 
 
 def _message_id(cls: type[msgspec.Struct], transport: str) -> str:
-    name = event_type_of(cls).rpartition(".")[2]
-    camel = "call" + "".join(part.title() for part in name.split("_"))
+    """e.g. callCompletedRedis, opsDestinationFailingOpenedAmqp."""
+    _, family, *rest = event_type_of(cls).split(".")
+    camel = family + "".join(part.title() for name in rest for part in name.split("_"))
     return f"{camel}{TRANSPORTS[transport][2]}"
 
 
@@ -165,7 +173,8 @@ def messages() -> dict[str, dict[str, Any]]:
                 "contentType": ev.CONTENT_TYPE,
                 "headers": {"$ref": f"#/components/schemas/{headers}"},
                 "payload": {"$ref": f"#/components/schemas/{cls.__name__}"},
-                "correlationId": {"description": "the call id", "location": "$message.payload#/subject"},
+                "correlationId": {"description": "the incident id" if ops.is_ops(event_type) else "the call id",
+                                  "location": "$message.payload#/subject"},
             }
             if transport == "rabbitmq":
                 message["bindings"] = {"amqp": {"messageType": event_type, "bindingVersion": BINDING_VERSION}}
@@ -215,7 +224,8 @@ def channel_definitions() -> dict[str, dict[str, Any]]:
             "address": ch.amqp_routing_key("{eventType}"),
             "title": "RabbitMQ topic exchange",
             "description": f"Persistent messages to a durable {ch.EXCHANGE_TYPE} exchange (the URL's `exchange` "
-                           "parameter), routing key = event type: bind `wavix.call.#` for every event. "
+                           "parameter), routing key = event type: bind `wavix.call.#` for every call event, "
+                           "`wavix.ops.#` for the ops events. "
                            "RabbitMQ does not drop repeats: consumers drop repeated message ids.",
             "parameters": {"eventType": event_type},
             "bindings": {"amqp": {
@@ -269,7 +279,7 @@ def document() -> dict[str, Any]:
         "info": {
             "title": "wavix-events",
             "version": ev.SCHEMA.rpartition("/")[2],
-            "description": DESCRIPTION.format(schema=ev.SCHEMA),
+            "description": DESCRIPTION.format(schema=ev.SCHEMA, ops_schema=ops.OPS_SCHEMA),
         },
         "defaultContentType": ev.CONTENT_TYPE,
         "servers": servers(),

@@ -7,6 +7,8 @@ Every event is the same envelope (`specversion`, `id`, `source`, `type`, `subjec
     wavix.call.transcribed                 CallTranscribed: the transcript, with talk time and roles
     wavix.call.transcription_unavailable   TranscriptionUnavailable: why there will be no transcript
     wavix.call.erased                      CallErased: an operator erased the call's data; delete your copies
+    wavix.ops.<kind>.opened / .resolved    PipelineIncident: the pipeline's own trouble began, or ended
+                                           (contract/ops.py: its kinds, its data and its schema `wavix.ops/1`)
 
 The envelope's `type` is msgspec's tag, so `decode_event` picks the right Struct by itself. An event's
 `id` is a function of call id and type alone: a repeat (a retried job, a duplicate webhook) carries the
@@ -29,6 +31,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 import msgspec
 
 from contract.accounts import DEFAULT as DEFAULT_ACCOUNT
+from contract.ops import OPS_SCHEMA, OPS_SCHEMA_ID, PipelineIncident, ops_type
 
 SPECVERSION = "1.0"
 SOURCE = "wavix-events"
@@ -70,7 +73,8 @@ def event_id(call_id: str, event_type: str) -> str:
 
 def dataschema_for(data_type: type[msgspec.Struct]) -> str:
     """The `dataschema` URI: the schema document plus a JSON pointer to this data type's definition."""
-    return f"{SCHEMA_ID}#/$defs/{data_type.__name__}"
+    family = OPS_SCHEMA_ID if data_type is PipelineIncident else SCHEMA_ID
+    return f"{family}#/$defs/{data_type.__name__}"
 
 
 # A party's (or speaker's) number: E.164 ("+14302287001"), or the raw text when it does not parse; for a destination
@@ -233,7 +237,74 @@ class CallErasedEvent(_Envelope[CallErased], tag=ERASED, frozen=True, kw_only=Tr
     pass
 
 
-CloudEvent = CallCompletedEvent | CallTranscribedEvent | TranscriptionUnavailableEvent | CallErasedEvent
+class OpsEvent(_Envelope[PipelineIncident], frozen=True, kw_only=True):
+    """An ops event (contract/ops.py): `subject` is the incident id, `schema` is `wavix.ops/1`."""
+
+    schema: str = OPS_SCHEMA
+
+
+# One class per type, as msgspec's tagged union needs: wavix.ops.<kind>.opened and .resolved of each kind.
+class DestinationFailingOpenedEvent(OpsEvent, tag=ops_type("destination_failing", "opened"), frozen=True):
+    pass
+
+
+class DestinationFailingResolvedEvent(OpsEvent, tag=ops_type("destination_failing", "resolved"), frozen=True):
+    pass
+
+
+class DestinationPausedOpenedEvent(OpsEvent, tag=ops_type("destination_paused", "opened"), frozen=True):
+    pass
+
+
+class DestinationPausedResolvedEvent(OpsEvent, tag=ops_type("destination_paused", "resolved"), frozen=True):
+    pass
+
+
+class DeadLettersOpenedEvent(OpsEvent, tag=ops_type("dead_letters", "opened"), frozen=True):
+    pass
+
+
+class DeadLettersResolvedEvent(OpsEvent, tag=ops_type("dead_letters", "resolved"), frozen=True):
+    pass
+
+
+class MissedWebhooksOpenedEvent(OpsEvent, tag=ops_type("missed_webhooks", "opened"), frozen=True):
+    pass
+
+
+class MissedWebhooksResolvedEvent(OpsEvent, tag=ops_type("missed_webhooks", "resolved"), frozen=True):
+    pass
+
+
+class WavixAuthOpenedEvent(OpsEvent, tag=ops_type("wavix_auth", "opened"), frozen=True):
+    pass
+
+
+class WavixAuthResolvedEvent(OpsEvent, tag=ops_type("wavix_auth", "resolved"), frozen=True):
+    pass
+
+
+class TranscriptsNotProvisionedOpenedEvent(OpsEvent, tag=ops_type("transcripts_not_provisioned", "opened"),
+                                           frozen=True):
+    pass
+
+
+class TranscriptsNotProvisionedResolvedEvent(OpsEvent, tag=ops_type("transcripts_not_provisioned", "resolved"),
+                                             frozen=True):
+    pass
+
+
+OPS_EVENTS: dict[str, type[OpsEvent]] = {str(c.__struct_config__.tag): c for c in (
+    DestinationFailingOpenedEvent, DestinationFailingResolvedEvent, DestinationPausedOpenedEvent,
+    DestinationPausedResolvedEvent, DeadLettersOpenedEvent, DeadLettersResolvedEvent, MissedWebhooksOpenedEvent,
+    MissedWebhooksResolvedEvent, WavixAuthOpenedEvent, WavixAuthResolvedEvent, TranscriptsNotProvisionedOpenedEvent,
+    TranscriptsNotProvisionedResolvedEvent)}
+
+CloudEvent = (CallCompletedEvent | CallTranscribedEvent | TranscriptionUnavailableEvent | CallErasedEvent
+              | DestinationFailingOpenedEvent | DestinationFailingResolvedEvent | DestinationPausedOpenedEvent
+              | DestinationPausedResolvedEvent | DeadLettersOpenedEvent | DeadLettersResolvedEvent
+              | MissedWebhooksOpenedEvent | MissedWebhooksResolvedEvent | WavixAuthOpenedEvent | WavixAuthResolvedEvent
+              | TranscriptsNotProvisionedOpenedEvent | TranscriptsNotProvisionedResolvedEvent)
 
 encode_event = msgspec.json.Encoder(decimal_format="string").encode
 decode_event = msgspec.json.Decoder(CloudEvent).decode

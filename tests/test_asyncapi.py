@@ -21,7 +21,7 @@ import referencing
 import yaml
 from referencing.jsonschema import DRAFT7, DRAFT202012
 
-from contract import asyncapi
+from contract import asyncapi, ops
 from contract.events import SCHEMA_FILE, CloudEvent, data_schema, encode_event
 from tests.helpers.event_examples import real_events
 from tests.helpers.sinks import HARNESSES, Harness
@@ -30,7 +30,7 @@ from workers.deliver.sinks import idempotency_key, open_sink
 ROOT = Path(__file__).resolve().parents[1]
 VENDORED = Path(__file__).parent / "vendor" / "asyncapi" / "asyncapi-3.0.0.schema.json"
 EVENT_TYPES = {"wavix.call.completed", "wavix.call.transcribed", "wavix.call.transcription_unavailable",
-               "wavix.call.erased"}
+               "wavix.call.erased", *ops.OPS_TYPES}
 
 
 @cache
@@ -48,8 +48,10 @@ def schema_validator(schema_id: str) -> jsonschema.Draft7Validator:
     base = "https://wavix-events.test/"  # a hierarchical base, so the document's relative refs resolve
     data_uri = base + SCHEMA_FILE
     document_uri = base + asyncapi.ASYNCAPI_FILE
+    ops_uri = base + ops.OPS_SCHEMA_FILE
     registry: referencing.Registry[Any] = referencing.Registry().with_resources([
         (data_uri, DRAFT202012.create_resource({**data_schema(), "$id": data_uri})),
+        (ops_uri, DRAFT202012.create_resource({**ops.data_schema(), "$id": ops_uri})),
         (document_uri, DRAFT7.create_resource({**committed(), "$id": document_uri})),
     ])
     schema = {"$ref": f"{document_uri}#/components/schemas/{schema_id}"}
@@ -103,14 +105,16 @@ def test_every_ref_resolves_and_data_points_into_the_committed_schema() -> None:
 
     walk(document)
     schema = json.loads((ROOT / SCHEMA_FILE).read_text(encoding="utf-8"))
+    ops_schema = json.loads((ROOT / ops.OPS_SCHEMA_FILE).read_text(encoding="utf-8"))
     external = [r for r in refs if not r.startswith("#")]
     for ref in refs:
-        target: Any = document if ref.startswith("#") else schema
+        target: Any = document if ref.startswith("#") else ops_schema if "wavix.ops" in ref else schema
         for part in ref.partition("#")[2].strip("/").split("/"):
             target = target[part]
-    assert sorted({r.rpartition("/")[2] for r in external}) == sorted(schema["$defs"][n]["title"] for n in (
-        "CallCompleted", "CallTranscribed", "TranscriptionUnavailable", "CallErased"))
-    assert all(r.startswith("schema/wavix.call.v1.json#/$defs/") for r in external)
+    assert sorted({r.rpartition("/")[2] for r in external}) == sorted([*(schema["$defs"][n]["title"] for n in (
+        "CallCompleted", "CallTranscribed", "TranscriptionUnavailable", "CallErased")), "PipelineIncident"])
+    assert all(r.startswith(("schema/wavix.call.v1.json#/$defs/", "schema/wavix.ops.v1.json#/$defs/PipelineIncident"))
+               for r in external)
 
 
 @pytest.mark.parametrize("index", range(len(real_events())))

@@ -175,7 +175,7 @@ def test_route_keeps_configuration_order_and_needs_every_field_to_match() -> Non
      '(did you mean "wavix.call.completed"?)'),
     ('["wavix.calls.*"]', 'sinks.yaml:5: destination "crm": filter: no event type matches "wavix.calls.*" (known: '
                          'wavix.call.completed, wavix.call.transcribed, wavix.call.transcription_unavailable, '
-                         'wavix.call.erased)'),
+                         'wavix.call.erased, wavix.ops.<incident>.opened, wavix.ops.<incident>.resolved)'),
 ])
 def test_a_type_that_names_no_event_is_refused_with_a_suggestion(types: str, expected: str) -> None:
     """`types: [wavix.call.completd]` would leave its destination with nothing, ever: refused at load, with the

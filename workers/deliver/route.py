@@ -9,7 +9,7 @@ destination "redis", `default_destinations(url)`):
       - name: rabbit
         url: amqp://wavix:${RABBIT_PASSWORD}@mq.internal:5672/?exchange=wavix.events
         filter:
-          types: ["wavix.call.*"]             # globs on the event type; absent = every type
+          types: ["wavix.call.*"]             # globs on the event type; absent = every wavix.call.* type
       - name: crm
         url: https://crm.example.com/hooks/wavix
         secret_env: CRM_WEBHOOK_SECRET        # or `secret: whsec_...` in the file; webhooks need one
@@ -39,6 +39,12 @@ the fields of a filter must all match. Each of `types` must match an event type 
 would leave its destination with nothing, ever). A field the event does not carry (`disposition`, `answered_by`,
 `duration_s` exist only on `wavix.call.completed`) does not match: a filter on them selects completed events.
 
+The pipeline's own events (`wavix.ops.<incident>.opened` and `.resolved`, contract/ops.py) go only to destinations
+whose `types` names them (`[wavix.ops.*]`, `[wavix.ops.destination_*]`, or `["*"]` for everything): an absent
+`types` means every call event, so a destination made for calls (a CRM, the PostgreSQL tables) never receives an
+incident unasked, and `wavix.call.erased` still reaches every destination that is not filtered. The filter's
+other fields are about calls and do not apply to them, `accounts` included (an incident is the deployment's).
+
 Everything is checked at load: unknown or repeated fields, types, duplicate names, the URL's scheme and
 parameters, secrets. Errors name the file and line, e.g.
 `sinks.yaml:12: destination "crm": filter: unknown field "dispositon" (did you mean "disposition"?)`.
@@ -59,6 +65,7 @@ from typing import Any, get_args
 import yaml
 
 from contract.events import CallEssentials, CloudEvent
+from contract.ops import is_ops
 from contract.privacy import KEEP, Redaction, RulesError, parse_rules
 from workers.deliver.sinks.base import SinkError, check_url, redact
 from workers.retry import Schedule, parse_duration
@@ -70,6 +77,7 @@ _LIST_FIELDS = ("types", "disposition", "answered_by", "direction", "country", "
 _FILTER_FIELDS = (*_LIST_FIELDS, "min_duration_s", "max_duration_s")
 _DIRECTIONS = frozenset({"inbound", "outbound", "unknown"})
 EVENT_TYPES = tuple(str(kind.__struct_config__.tag) for kind in get_args(CloudEvent))  # what `types` can name
+_KNOWN = (*(t for t in EVENT_TYPES if not is_ops(t)), "wavix.ops.<incident>.opened", "wavix.ops.<incident>.resolved")
 _MISSING = object()
 
 Fields = dict[str, tuple[yaml.Node, yaml.Node]]  # field name -> (key node, value node), for line numbers
@@ -94,6 +102,8 @@ class Filter:
 
     def matches(self, event: CloudEvent) -> bool:
         data = event.data
+        if is_ops(event.type):  # the pipeline's own events go only where `types` names them, whatever else
+            return any(fnmatch.fnmatchcase(event.type, glob) for glob in self.types)
         if self.types and not any(fnmatch.fnmatchcase(event.type, glob) for glob in self.types):
             return False
         if self.accounts is not None and event.account not in self.accounts:
@@ -354,7 +364,7 @@ class _Reader:
             close = [] if any(c in glob for c in "*?[") else difflib.get_close_matches(glob, EVENT_TYPES, n=1)
             if close:
                 raise self.fail(item, where, f'no event type is "{glob}" (did you mean "{close[0]}"?)')
-            raise self.fail(item, where, f'no event type matches "{glob}" (known: {", ".join(EVENT_TYPES)})')
+            raise self.fail(item, where, f'no event type matches "{glob}" (known: {", ".join(_KNOWN)})')
 
     def strings(self, node: yaml.Node, where: str, name: str) -> frozenset[str]:
         """A list of non-empty strings (or one string), lower-cased except for `types` and `country`."""
