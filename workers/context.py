@@ -192,9 +192,9 @@ async def startup(ctx: dict[str, Any]) -> None:
         redis, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
         dead_letter_stream=settings.dead_letter_stream))
     resources.tasks.append(asyncio.create_task(run_incidents(  # the pipeline's own incidents, auto-disable (#27)
-        redis, resources.alerting, lambda: [d.name for d in resources.destinations], prefix=settings.key_prefix,
+        redis, resources.alerting, lambda: resources.destinations, prefix=settings.key_prefix,
         failing_after_s=settings.pipeline_failing_after, disable_after_s=settings.destination_disable_after,
-        stop=resources.stop)))
+        queue=settings.queue_name, expiry_s=settings.job_expiry, stop=resources.stop)))
     # Per account, one pass per its interval across all workers (workers/fetch/reconcile.py).
     resources.tasks.append(asyncio.create_task(run_reconciler(
         redis, accounts, settings, metrics, policy=resources.policy, stop=resources.stop)))

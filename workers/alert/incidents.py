@@ -5,7 +5,8 @@
                                                     ──> destination_paused   paused, by hand or auto-disabled
                                                     ──> dead_letters         deliveries dead-lettered (the count;
                                                                              resolved after an hour without more)
-      failing DESTINATION_DISABLE_AFTER (5 days) since it failed or was resumed: paused (auto-disable), and
+      failing its `disable_after` (routing file; default DESTINATION_DISABLE_AFTER, 5 days) since it failed or
+      was resumed: paused (auto-disable), and
       `wavix-events resume` delivers its backlog (workers/deliver/control.py)
       {prefix}transcripts:not_provisioned ─────────────> transcripts_not_provisioned   (set by workers/process.py)
       {prefix}signal:missed_webhooks (reconciliation) ─> missed_webhooks      (the count of its last pass)
@@ -15,6 +16,8 @@
     ──> {prefix}incidents:closed (HASH) moved there atomically when it ends, kept a day
     ──> each open incident's alert and each closed one's resolve, queued every pass: the outbox's once-per-key
         mark makes that one message each, and a worker that died between the two steps is made good by the next
+    ──> each incident's `wavix.ops.<kind>.opened` and `.resolved` CloudEvents, to the destinations that subscribe
+        (workers/alert/ops.py): once each, by the same reasoning
 
 An incident's alert is a `pipeline:<kind>` Alert whose call_id is the incident's id (`kind:subject:opened_ms`),
 routed by ALERT_RULES (`pipeline=pagerduty`, `pipeline:dead_letters=email`); PagerDuty's trigger and resolve share
@@ -27,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 
 import msgspec
@@ -35,9 +38,12 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from contract import logs
+from contract.ops import PipelineIncident
+from workers.alert import ops
 from workers.alert.alerting import Alerting
 from workers.alert.rules import Alert
 from workers.deliver import control, health
+from workers.deliver.route import Destination
 
 log = logs.get("workers.alert.incidents")
 
@@ -102,6 +108,11 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
 
 
+def _span(ms: int) -> str:
+    """A failing time as an operator reads it: 144 h, 25 min, 3 s."""
+    return f"{ms // 3_600_000} h" if ms >= 3_600_000 else f"{ms // 60_000} min" if ms >= 60_000 else f"{ms // 1000} s"
+
+
 def alert_of(incident: Incident, console_url: str = "", resolved: bool = False) -> Alert:
     detail = incident.detail if not resolved else f"Resolved. {incident.detail}".strip()
     link = f"{console_url.rstrip('/')}/destinations" if console_url and incident.subject else None
@@ -161,7 +172,7 @@ async def _destination(p: Pass, row: health.Health, failing_after_ms: int, disab
                      f"{row.streak} failed tries in a row; last error: {row.last_error[:200]}")
     else:
         await p.resolve("destination_failing", name)
-    # Auto-disable: failing all along for DESTINATION_DISABLE_AFTER (counted again from a `resume`).
+    # Auto-disable: failing all along for its disable_after (counted again from a `resume`).
     disabled = bool(disable_after_ms and since and p.now_ms - max(since, resumed_ms) >= disable_after_ms)
     paused = row.paused
     if disabled and not paused and await control.pause(p.redis, p.prefix, name):
@@ -169,7 +180,7 @@ async def _destination(p: Pass, row: health.Health, failing_after_ms: int, disab
         paused = True
     if paused and disabled:
         await p.open("destination_paused", name, f"Destination {name} disabled after failing for "
-                     f"{failing_ms // 3_600_000} h", f"Paused automatically; `wavix-events resume {name}` delivers "
+                     f"{_span(failing_ms)}", f"Paused automatically; `wavix-events resume {name}` delivers "
                      "its backlog once it answers again.")
     elif paused:
         await p.open("destination_paused", name, f"Destination {name} paused",
@@ -195,8 +206,12 @@ async def _dead_letters(p: Pass, name: str, dead: int, seen: int | None) -> None
 
 
 async def check_pipeline(redis: Redis, alerting: Alerting, names: Sequence[str], *, prefix: str,
-                         failing_after_s: float, disable_after_s: float) -> None:
-    """One look at the pipeline: incidents opened, updated and resolved, their alerts queued."""
+                         failing_after_s: float, disable_after_s: float,
+                         disable_after: Mapping[str, float] | None = None, teller: ops.Teller | None = None) -> None:
+    """One look at the pipeline: incidents opened, updated and resolved, their alerts queued, and their ops
+    events with `teller`. `disable_after`: a destination's own auto-disable threshold (its routing file's
+    `disable_after`), else `disable_after_s` (DESTINATION_DISABLE_AFTER)."""
+    own = disable_after or {}
     seconds, micros = await redis.time()
     p = Pass(redis, prefix, int(seconds) * 1000 + int(micros) // 1000)
     rows = await health.read(redis, prefix, list(names))
@@ -204,7 +219,7 @@ async def check_pipeline(redis: Redis, alerting: Alerting, names: Sequence[str],
     for row in rows:
         before = seen.get(row.name.encode())
         resumed = await redis.hget(health.keys(prefix, row.name).health, "resumed_ms")  # type: ignore[misc]
-        await _destination(p, row, int(failing_after_s * 1000), int(disable_after_s * 1000),
+        await _destination(p, row, int(failing_after_s * 1000), int(own.get(row.name, disable_after_s) * 1000),
                            int(before) if before is not None else None, int(resumed or 0))
     if await redis.exists(f"{prefix}transcripts:not_provisioned"):
         await p.open("transcripts_not_provisioned", "", "Transcripts paused: Wavix says transcription is not "
@@ -225,38 +240,59 @@ async def check_pipeline(redis: Redis, alerting: Alerting, names: Sequence[str],
                      "Calls whose webhook never came were found in Wavix's CDR list and processed.", int(missed))
     elif missed is not None:
         await p.resolve("missed_webhooks", "")
-    await announce(redis, alerting, prefix, p.now_ms)
+    await announce(redis, alerting, prefix, p.now_ms, teller)
     async with redis.pipeline(transaction=False) as pipe:
-        for key in (*keys(prefix), f"{prefix}incidents:dead_seen"):
+        for key in (*keys(prefix), f"{prefix}incidents:dead_seen", ops.told_key(prefix)):
             pipe.expire(key, KEPT_S)
         await pipe.execute()
 
 
-async def announce(redis: Redis, alerting: Alerting, prefix: str, now_ms: int) -> None:
+async def announce(redis: Redis, alerting: Alerting, prefix: str, now_ms: int,
+                   teller: ops.Teller | None = None) -> None:
     """Queues every open incident's alert and every recently closed one's resolve (once each, by the outbox's
-    marks); forgets closed incidents after a day."""
+    marks), and with `teller` their ops events (once each, workers/alert/ops.py); forgets closed incidents after a
+    day."""
     open_key, closed_key = keys(prefix)
+    pending: list[PipelineIncident] = []  # their ops events, opened before resolved
     for raw in (await redis.hgetall(open_key)).values():  # type: ignore[misc]
         incident = _decode(raw)
         alert = alert_of(incident, alerting.console_url)
         await alerting.queue(redis, alert, alerting.channels_for(alert.reason))
+        pending.append(data_of(incident))
     for field, raw in (await redis.hgetall(closed_key)).items():  # type: ignore[misc]
         incident = _decode(raw)
         if now_ms - incident.closed_ms > CLOSED_KEPT_MS:
             await redis.hdel(closed_key, field)  # type: ignore[misc]
+            await ops.forget(redis, prefix, incident.id)
             continue
         alert = alert_of(incident, alerting.console_url, resolved=True)
         await alerting.queue(redis, alert, alerting.channels_for(alert.reason))
+        pending.extend([data_of(msgspec.structs.replace(incident, closed_ms=0)), data_of(incident)])
+    if teller is not None:
+        await ops.tell(redis, prefix, teller, pending)
 
 
-async def run_incidents(redis: Redis, alerting: Alerting, names: Callable[[], Sequence[str]], *, prefix: str,
-                        failing_after_s: float, disable_after_s: float, stop: asyncio.Event) -> None:
+def data_of(incident: Incident) -> PipelineIncident:
+    """The incident as its ops event's data: opened, or resolved once it has `closed_ms`."""
+    return PipelineIncident(
+        incident_id=incident.id, kind=incident.kind, destination=incident.subject or None,  # type: ignore[arg-type]
+        opened_at=ops.at(incident.opened_ms), resolved_at=ops.at(incident.closed_ms) if incident.closed_ms else None,
+        title=incident.title, detail=incident.detail, count=incident.count)
+
+
+async def run_incidents(redis: Redis, alerting: Alerting, destinations: Callable[[], Sequence[Destination]], *,
+                        prefix: str, failing_after_s: float, disable_after_s: float, queue: str, expiry_s: int,
+                        stop: asyncio.Event) -> None:
     """The worker's background check, every few seconds (a quarter of the failing threshold, at most 15 s)."""
     interval = max(0.2, min(15.0, failing_after_s / 4))
+    teller = ops.Teller(destinations, queue=queue, expiry_s=expiry_s)
     while not stop.is_set():
         try:
-            await check_pipeline(redis, alerting, names(), prefix=prefix, failing_after_s=failing_after_s,
-                                 disable_after_s=disable_after_s)
+            current = destinations()
+            own = {d.name: d.disable_after_s for d in current if d.disable_after_s is not None}
+            await check_pipeline(redis, alerting, [d.name for d in current], prefix=prefix,
+                                 failing_after_s=failing_after_s, disable_after_s=disable_after_s,
+                                 disable_after=own, teller=teller)
         except (RedisError, OSError) as e:
             log.warning("incidents.unchecked", error=type(e).__name__)
         except Exception:  # a bug: say so, keep checking

@@ -26,6 +26,8 @@ destination "redis", `default_destinations(url)`):
           schedule: [5s, 5m, 30m, 2h, 5h, 10h, 10h]   # waits after each failed try (workers/retry.py)
           max_age: 2d                         # with it, the last wait repeats until this age
         max_per_second: 5                     # optional: a delivery rate held across all workers
+        disable_after: 2d                     # optional: paused after failing this long (30m, 2h, 5d; 0: never);
+                                              #   default DESTINATION_DISABLE_AFTER (5 days)
         redact:                               # optional: what this destination may not see (contract/privacy.py)
           numbers: hash                       # keep (default), mask (+1********01), hash (hmac:<key id>:<hex>,
                                               #   needs REDACT_KEY)
@@ -72,7 +74,8 @@ from workers.retry import Schedule, parse_duration
 
 NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
-_DESTINATION_FIELDS = ("name", "url", "secret", "secret_env", "filter", "retry", "max_per_second", "redact")
+_DESTINATION_FIELDS = ("name", "url", "secret", "secret_env", "filter", "retry", "max_per_second", "redact",
+                       "disable_after")
 _LIST_FIELDS = ("types", "disposition", "answered_by", "direction", "country", "accounts")
 _FILTER_FIELDS = (*_LIST_FIELDS, "min_duration_s", "max_duration_s")
 _DIRECTIONS = frozenset({"inbound", "outbound", "unknown"})
@@ -150,6 +153,7 @@ class Destination:
     retry: Schedule = field(default_factory=Schedule)
     max_per_second: float = 0.0  # 0: no limit
     redact: Redaction = KEEP  # the form its events take (contract/privacy.py), applied as each is sent
+    disable_after_s: float | None = None  # auto-disable after failing this long; None: DESTINATION_DISABLE_AFTER
 
     @property
     def where(self) -> str:
@@ -278,8 +282,10 @@ class _Reader:
         schedule = self.schedule(fields["retry"][1], where) if "retry" in fields else Schedule()
         rate = self.rate(fields["max_per_second"][1], where) if "max_per_second" in fields else 0.0
         redaction = self.redaction(fields["redact"][1], where) if "redact" in fields else KEEP
+        disable = self.duration(fields["disable_after"][1], where, "disable_after") if "disable_after" in fields \
+            else None
         return Destination(name=name, url=url, secret=secret, filter=rules, line=line, retry=schedule,
-                           max_per_second=rate, redact=redaction)
+                           max_per_second=rate, redact=redaction, disable_after_s=disable)
 
     def redaction(self, node: yaml.Node, where: str) -> Redaction:
         where = f"{where}redact: "
@@ -307,6 +313,15 @@ class _Reader:
             return Schedule(delays=delays, max_age=age)
         except ValueError as e:
             raise self.fail(node, where, str(e)) from e
+
+    def duration(self, node: yaml.Node, where: str, name: str) -> float:
+        value = self.scalar(node)
+        try:
+            if value is _MISSING or isinstance(value, bool):
+                raise ValueError("expected a duration (30m, 2h, 5d) or 0")
+            return parse_duration(value)
+        except ValueError as e:
+            raise self.fail(node, where, f"{name}: {e}") from e
 
     def rate(self, node: yaml.Node, where: str) -> float:
         value = self.scalar(node)
