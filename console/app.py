@@ -3,7 +3,8 @@
     /login           the form (CONSOLE_TOKEN); also `Authorization: Basic` (any user, the token as password)
                      or `Bearer <token>` for scripts
     /                overview: calls per minute by outcome, latency, recovered calls, dead letters (SVG)
-    /calls           the call index with filters; /calls/{id} a call's timeline (console/trace.py)
+    /calls           the call index with filters (the account among them); /calls/{id} a call's timeline
+                     (console/trace.py), its account named
     /calls/{id}/deliveries  each delivery attempt: HTTP status, response, payload scrubbed (console/attempts.py)
     /search          by call id, event id or phone number (console/search.py)
     every page       the banner: what is wrong now (console/banner.py); the lists and the overview reload
@@ -25,6 +26,7 @@ from __future__ import annotations
 import hmac
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
@@ -45,6 +47,7 @@ from console import privacy as console_privacy
 from console.web import BANNER, REFRESH_COOKIE, Form, PageNumber, page
 from console.web import ConsoleOptions as ConsoleOptions  # re-exported: console.asgi and the tests import it here
 from contract import logs, redisurl
+from contract.accounts import DEFAULT as DEFAULT_ACCOUNT
 from contract.jobs import job_deserializer, job_serializer
 from contract.record import without_query
 from contract.settings import Settings
@@ -174,7 +177,8 @@ async def overview_page(request: Request[Any, Any, Any], minutes: FromQuery[str]
 @get("/calls")
 async def calls_page(
     request: Request[Any, Any, Any], minutes: FromQuery[str] = "60", outcome: FromQuery[str] = "",
-    direction: FromQuery[str] = "", alerted: FromQuery[str] = "", number: PageNumber = "1",
+    direction: FromQuery[str] = "", alerted: FromQuery[str] = "", account: FromQuery[str] = "",
+    number: PageNumber = "1",
 ) -> Template:
     settings: Settings = request.app.state.settings
     form = Form()
@@ -182,17 +186,20 @@ async def calls_page(
                              outcome=form.choice("outcome", outcome, list(charts.COLOURS)),
                              direction=form.choice("direction", direction, ("inbound", "outbound", "unknown")),
                              alerted=form.choice("alerted", alerted, ("yes", "no")))
-    found = await data.filtered(request.app.state.redis, settings.key_prefix, chosen)
+    listed = await data.calls(request.app.state.redis, settings.key_prefix, data.now_ms() - chosen.minutes * 60_000)
+    accounts = data.accounts(request.app.state.account_names, (s.account for s in listed))
+    chosen = replace(chosen, account=form.choice("account", account, accounts))  # unknown: said, then any
+    found = [s for s in listed if chosen.keeps(s)]
     shown = paging.paged(found, form.whole("page", number, 1, 1, 10**6))
     return page("calls.html", request, form, calls=shown, link=paging.links(request),
-                capped=len(found) >= data.MAX_CALLS, filter=chosen, clock=trace.clock, colours=charts.COLOURS,
-                outcomes=list(charts.COLOURS))
+                capped=len(listed) >= data.MAX_CALLS, filter=chosen, clock=trace.clock, colours=charts.COLOURS,
+                outcomes=list(charts.COLOURS), accounts=accounts)
 
 
 @get("/calls/{call_id:str}")
 async def call_page(request: Request[Any, Any, Any], call_id: FromPath[str]) -> Template:
     settings: Settings = request.app.state.settings
-    timeline = await trace.read(request.app.state.redis, settings.key_prefix, call_id)
+    timeline = await trace.read(request.app.state.redis, settings.key_prefix, call_id, request.app.state.account_names)
     events = [s for s in timeline.steps if s.step == "event"]
     recording = without_query(timeline.summary.recording_url) if timeline.summary else ""
     erased = await console_privacy.erased_at(request.app.state.redis, settings.key_prefix, call_id)  # issue #25
@@ -200,7 +207,10 @@ async def call_page(request: Request[Any, Any, Any], call_id: FromPath[str]) -> 
                 erased=erased)
 
 
-def create_app(settings: Settings, options: ConsoleOptions, destination_names: tuple[str, ...] = ()) -> Litestar:
+def create_app(settings: Settings, options: ConsoleOptions, destination_names: tuple[str, ...] = (),
+               account_names: tuple[str, ...] = ()) -> Litestar:
+    """`account_names`: ACCOUNTS_FILE's (console/asgi.py), offered by the account filters; each account's webhook
+    lists of a call are read for its page. Empty: the `default` account alone."""
     @asynccontextmanager
     async def resources(app: Litestar) -> AsyncIterator[None]:
         redis = redisurl.client(settings.redis_url, socket_connect_timeout=2.0, socket_timeout=5.0)
@@ -232,4 +242,5 @@ def create_app(settings: Settings, options: ConsoleOptions, destination_names: t
     app.state.options = options
     app.state.outage = errors.Outage()
     app.state.destination_names = destination_names
+    app.state.account_names = account_names or (DEFAULT_ACCOUNT,)
     return app

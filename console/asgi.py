@@ -14,11 +14,12 @@ from litestar import Litestar
 
 from console.app import ConsoleOptions, create_app
 from console.web import Thresholds
-from contract import logs, tracing
+from contract import accounts, logs, tracing
 from contract.errors import SettingsError
 from contract.settings import Settings
 
 MIN_TOKEN = 16
+log = logs.get("console")
 
 
 @dataclass(frozen=True)
@@ -52,11 +53,22 @@ def destination_names(settings: Settings) -> tuple[str, ...]:
         return ()
 
 
+def account_names(settings: Settings) -> tuple[str, ...]:
+    """ACCOUNTS_FILE's account names only (the console holds none of their keys or tokens); () when it cannot be
+    read, which the receiver and workers report: the filters then offer the accounts the calls name."""
+    try:
+        return accounts.names(settings)
+    except accounts.AccountsError as e:
+        log.warning("console.accounts_unread", error=str(e))
+        return ()
+
+
 def app() -> Litestar:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
     tracing.setup(settings.otel_exporter_otlp_endpoint, "wavix-events-console")
-    return create_app(settings, options_from(settings, _tuning[0]), destination_names(settings))
+    return create_app(settings, options_from(settings, _tuning[0]), destination_names(settings),
+                      account_names(settings))
 
 
 def serve(settings: Settings, tuning: Tuning | None = None) -> int:

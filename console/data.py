@@ -5,18 +5,24 @@ the summaries in one MGET, the dead letters in one XREVRANGE of at most `MAX_LET
 replays in one pipelined ZCOUNT per kind. A call's figures are its summary's, written once (contract/record.py):
 a replay is counted on its own, and the webhook-to-event latency counts only calls found by a webhook. Nothing here
 writes; the actions (replay, purge) are in console/app.py and call workers/dlq.py.
+
+Accounts (issue #26): a call's account is its summary's; a dead letter's is read from its payload (`account_of`:
+a job's receipt names it, a delivery's event carries it), so neither costs a read. `accounts` is what a page
+offers to filter by: the configured names (ACCOUNTS_FILE, read by name only) and any other the listed items hold.
 """
 
 from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
 from redis.asyncio import Redis
 
-from contract.jobs import DELIVER
+from contract.accounts import DEFAULT
+from contract.jobs import DELIVER, FETCH_TRANSCRIPT, PROCESS_CALL
 from contract.record import REPLAY_KINDS, CallSummary, calls_key, decode_summary, latency_ms, replays_key, summary_key
 from workers.deadletter import DeadLetter, entry
 
@@ -32,9 +38,11 @@ class CallFilter:
     outcome: str = ""
     direction: str = ""
     alerted: str = ""  # "yes", "no" or ""
+    account: str = ""
 
     def keeps(self, s: CallSummary) -> bool:
-        return ((not self.outcome or s.outcome == self.outcome)
+        return ((not self.account or s.account == self.account)
+                and (not self.outcome or s.outcome == self.outcome)
                 and (not self.direction or s.direction == self.direction)
                 and (not self.alerted or s.alerted == (self.alerted == "yes")))
 
@@ -46,11 +54,6 @@ async def calls(redis: Redis, key_prefix: str, since_ms: int, limit: int = MAX_C
         return []
     raw = await redis.mget([summary_key(key_prefix, i.decode()) for i in ids])
     return [decode_summary(r) for r in raw if r]
-
-
-async def filtered(redis: Redis, key_prefix: str, f: CallFilter) -> list[CallSummary]:
-    found = await calls(redis, key_prefix, now_ms() - f.minutes * 60_000)
-    return [s for s in found if f.keeps(s)]
 
 
 @dataclass
@@ -115,6 +118,25 @@ def destination_of(letter: DeadLetter) -> str:
     except msgspec.DecodeError:
         return ""
     return str(payload.get("destination", "")) if isinstance(payload, dict) else ""
+
+
+def account_of(letter: DeadLetter) -> str:
+    """The account of a call's dead letter: its job's receipt, or its delivery's event, names it (`default` when
+    written before accounts); "" for the letters of no one call's account (alerts, notes)."""
+    if letter.kind not in (DELIVER, PROCESS_CALL, FETCH_TRANSCRIPT):
+        return ""
+    try:
+        payload = msgspec.msgpack.decode(letter.payload)
+        if letter.kind == DELIVER and isinstance(payload, dict):
+            payload = msgspec.json.decode(payload.get("event", b"{}"))
+    except msgspec.DecodeError:
+        return ""
+    return str(payload.get("account") or DEFAULT) if isinstance(payload, dict) else ""
+
+
+def accounts(configured: Sequence[str], seen: Iterable[str]) -> list[str]:
+    """The accounts a page offers: the configured ones in the file's order, then any other the items name."""
+    return list(dict.fromkeys([*configured, *sorted({a for a in seen if a} - set(configured))]))
 
 
 def dead_per_destination(letters: list[DeadLetter]) -> dict[str, int]:

@@ -1,7 +1,7 @@
 """The dead-letters page: filters, one letter's replay, and "replay / purge all matching (N)" behind a count.
 
-    GET  /dead-letters                 the letters the filters keep (destination, reason, type, since, until),
-                                       newest first, 50 a page, with "Replay all matching (N)" and "Purge all
+    GET  /dead-letters                 the letters the filters keep (destination, account, reason, type, since,
+                                       until), newest first, 50 a page, with "Replay all matching (N)" and "Purge all
                                        matching (N)" (links to the confirmation, never an action)
     GET  /dead-letters/confirm         what an action would touch: "Replay N dead letters matching ...?"
     POST /dead-letters/matching/{action}   replay or purge what the confirmation counted, and nothing newer
@@ -11,7 +11,8 @@ The decisions are workers/dlq.py's, the CLI's own: `Filters` and `select` choose
 (only where its event did not arrive: the ledger), `delete` purges. The confirmation carries the filters and the
 newest letter it counted (`upto`), so a letter that fails after the operator read the count is not touched by
 the click; the page after says how many were done of how many counted. Actions answer 403 unless
-CONSOLE_ALLOW_ACTIONS=1 and, like every POST, need the CSRF token.
+CONSOLE_ALLOW_ACTIONS=1 and, like every POST, need the CSRF token. The account (issue #26) is read from each
+letter's payload (console/data.py `account_of`) and filtered here, after workers/dlq.py's selection.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class Chosen(msgspec.Struct, kw_only=True):
     confirmation's bound and the count it showed."""
 
     destination: str = ""
+    account: str = ""
     reason: str = ""
     type: str = ""
     since: str = ""
@@ -57,12 +59,12 @@ class Chosen(msgspec.Struct, kw_only=True):
 
     def query(self, **extra: str) -> str:
         """The filters (and `extra`) as a query string, empty fields left out."""
-        fields = {k: getattr(self, k) for k in ("destination", "reason", "type", "since", "until", "id")}
+        fields = {k: getattr(self, k) for k in ("destination", "account", "reason", "type", "since", "until", "id")}
         return urlencode({k: v for k, v in {**fields, **extra}.items() if v})
 
     def described(self) -> str:
-        said = [f"{k} {getattr(self, k)!r}" for k in ("id", "destination", "type", "reason", "since", "until")
-                if getattr(self, k)]
+        said = [f"{k} {getattr(self, k)!r}" for k in ("id", "destination", "account", "type", "reason", "since",
+                                                          "until") if getattr(self, k)]
         return ", ".join(said) or "no filter: every dead letter"
 
 
@@ -89,31 +91,35 @@ async def matching(request: Request[Any, Any, Any], chosen: Chosen, form: Form) 
     letters = await dlq.select(request.app.state.arq, settings.dead_letter_stream, filters(chosen, form), MAX_MATCH)
     if chosen.upto:
         letters = [d for d in letters if _order(d.id) <= _order(chosen.upto)]
-    return letters
+    account = form.choice("account", chosen.account.strip(), data.accounts(
+        request.app.state.account_names, (data.account_of(d) for d in letters)))
+    return [d for d in letters if data.account_of(d) == account] if account else letters
 
 
 @get("/dead-letters")
 async def dead_letters_page(request: Request[Any, Any, Any], done: FromQuery[str] = "", number: PageNumber = "1",
-                            destination: FromQuery[str] = "", reason: FromQuery[str] = "",
-                            type: FromQuery[str] = "", since: FromQuery[str] = "",
+                            destination: FromQuery[str] = "", account: FromQuery[str] = "",
+                            reason: FromQuery[str] = "", type: FromQuery[str] = "", since: FromQuery[str] = "",
                             until: FromQuery[str] = "") -> Template:
     form = Form()
-    chosen = Chosen(destination=destination, reason=reason, type=type, since=since, until=until)
+    chosen = Chosen(destination=destination, account=account, reason=reason, type=type, since=since, until=until)
     letters = list(reversed(await matching(request, chosen, form)))
     shown = paging.paged(letters, form.whole("page", number, 1, 1, 10**6))
     names = sorted({*request.app.state.destination_names, *data.dead_per_destination(letters)})
+    accounts = data.accounts(request.app.state.account_names, (data.account_of(d) for d in letters))
     return page("dead_letters.html", request, form, letters=shown, link=paging.links(request), done=done,
                 chosen=chosen, kinds=KINDS, names=names, capped=len(letters) >= MAX_MATCH, clock=trace.clock,
-                destination_of=data.destination_of)
+                destination_of=data.destination_of, account_of=data.account_of, accounts=accounts)
 
 
 @get("/dead-letters/confirm")
 async def confirm_page(request: Request[Any, Any, Any], action: FromQuery[str] = "", destination: FromQuery[str] = "",
-                       reason: FromQuery[str] = "", type: FromQuery[str] = "", since: FromQuery[str] = "",
-                       until: FromQuery[str] = "", id: FromQuery[str] = "") -> Template:
+                       account: FromQuery[str] = "", reason: FromQuery[str] = "", type: FromQuery[str] = "",
+                       since: FromQuery[str] = "", until: FromQuery[str] = "", id: FromQuery[str] = "") -> Template:
     form = Form()
     verb = form.choice("action", action, ACTIONS) or "replay"
-    chosen = Chosen(destination=destination, reason=reason, type=type, since=since, until=until, id=id)
+    chosen = Chosen(destination=destination, account=account, reason=reason, type=type, since=since, until=until,
+                    id=id)
     letters = await matching(request, chosen, form)
     return page("confirm.html", request, form, verb=verb, chosen=chosen, count=len(letters),
                 upto=letters[-1].id if letters else "", capped=len(letters) >= MAX_MATCH)

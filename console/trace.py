@@ -13,7 +13,9 @@ again, after how long: "fetch_transcript try 1 failed after 8 ms: ...; next try 
 numbered as their destination counts them, the count a dead letter gives.
 
 One read of two lists and the summary (a pipelined round trip), merged by time. `wavix-events trace CALL_ID`
-prints it (`--json` for machines); the console's call page shows the same `Step`s.
+prints it (`--json` for machines); the console's call page shows the same `Step`s. The call's account (issue
+#26) is its summary's; before there is one, the account of its webhooks' receipts (several, comma-separated,
+when another account's token posted the call too).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Timeline(msgspec.Struct, frozen=True, kw_only=True):
     call_id: str
     steps: list[Step]
     summary: CallSummary | None = None
+    account: str = ""  # "" when nothing of the call is kept
 
 
 async def read(redis: Redis, key_prefix: str, call_id: str, accounts: Sequence[str] = ()) -> Timeline:
@@ -64,7 +67,10 @@ async def read(redis: Redis, key_prefix: str, call_id: str, accounts: Sequence[s
     steps = webhook_steps([w for webhooks in lists for w in webhooks]) + [entry_step(decode_entry(raw))
                                                                           for raw in entries]
     steps.sort(key=lambda s: s.at_ms)
-    return Timeline(call_id=call_id, steps=steps, summary=decode_summary(summary) if summary else None)
+    indexed = decode_summary(summary) if summary else None
+    posted = dict.fromkeys(s.fields["account"] for s in steps if s.step == "webhook")
+    account = indexed.account if indexed is not None else ", ".join(posted)
+    return Timeline(call_id=call_id, steps=steps, summary=indexed, account=account)
 
 
 def webhook_steps(raw: list[bytes]) -> list[Step]:
@@ -86,7 +92,8 @@ def webhook_steps(raw: list[bytes]) -> list[Step]:
         elif webhook is not None and webhook.starts_work:
             status = "duplicate" if webhook.dedup_key in seen else "accepted"
             seen.add(webhook.dedup_key)
-        fields = {"kind": str(receipt.kind), "event": receipt.event, "source": receipt.source, "status": status}
+        fields = {"kind": str(receipt.kind), "event": receipt.event, "source": receipt.source, "status": status,
+                  "account": receipt.account}
         text = f"{receipt.kind} {receipt.event or '-'} via {receipt.source}: {status}"
         steps.append(Step(at_ms=receipt.received_at_ms, step="webhook", ok=True, text=text, fields=fields))
     return steps
@@ -178,7 +185,7 @@ def render_text(timeline: Timeline) -> str:
     if not timeline.steps:
         return f"call {timeline.call_id}: nothing kept (never seen here, or older than WEBHOOK_DEDUP_TTL)\n"
     first = timeline.steps[0].at_ms
-    lines = [f"call {timeline.call_id}"]
+    lines = [f"call {timeline.call_id}" + (f" (account {timeline.account})" if timeline.account else "")]
     if timeline.summary is not None:
         lines.append("  " + summary_line(timeline.summary))
     for step in timeline.steps:

@@ -149,6 +149,27 @@ def at_start(settings: Settings, env: Mapping[str, str] | None = None) -> Accoun
         raise SettingsError("ACCOUNTS_FILE", str(e)) from e
 
 
+def names(settings: Settings) -> tuple[str, ...]:
+    """The accounts' names alone, for the roles that hold none of their secrets (the console, `trace`, `forget`):
+    the file's well-formed `name`s in order, nothing else read or checked (the receiver and workers check the
+    file); (`default`,) without ACCOUNTS_FILE. An unreadable file, or one naming no account, is an `AccountsError`."""
+    if not settings.accounts_file:
+        return (DEFAULT,)
+    source = Path(settings.accounts_file)
+    try:
+        loaded = yaml.safe_load(source.read_text(encoding="utf-8"))
+    except OSError as e:
+        raise AccountsError(f"{source}: cannot read the accounts file ({e.strerror})") from e
+    except yaml.YAMLError as e:
+        raise AccountsError(f"{source.name}: not valid YAML") from e
+    items = loaded.get("accounts") if isinstance(loaded, dict) else None
+    found = [a["name"] for a in items if isinstance(a, dict) and NAME.match(str(a.get("name", "")))] \
+        if isinstance(items, list) else []
+    if not found:
+        raise AccountsError(f'{source.name}: names no account (the file lists "accounts", each with a "name")')
+    return tuple(dict.fromkeys(str(n) for n in found))
+
+
 def load_accounts(path: str | Path, env: Mapping[str, str], *, master_key: bool = False) -> Accounts:
     """The file's accounts. `master_key`: whether WAVIX_MASTER_API_KEY is set (`sub_account` keys need it)."""
     source = Path(path)

@@ -13,7 +13,9 @@ RECORD_RETENTION (contract/settings.py; docs/keys.md):
 and the index, written by the worker that first publishes `wavix.call.completed`, and never again:
 
     {prefix}calls                a sorted set, call id by the time of the call's first webhook (ms)
-    {prefix}summary:{call_id}    a msgpack `CallSummary`: what the console's list and charts need
+    {prefix}summary:{call_id}    a msgpack `CallSummary`: what the console's list and charts need, the call's
+                                 account included (issue #26: the console filters by it; written in the same
+                                 script as before, no round trip added)
 
 History is immutable (issue #23): the summary and the call's place in the index are written once (SET NX,
 ZADD NX), so a call's first-seen time, its event's publish time and its latency never change after the
@@ -36,6 +38,8 @@ texts, recording links lose their query.
 from __future__ import annotations
 
 import msgspec
+
+from contract.accounts import DEFAULT as DEFAULT_ACCOUNT
 
 RECORD_KEPT = 200  # entries per call: a call takes about 15; a destination failing for days about 40 more
 STEPS = ("webhook", "job", "fetch", "event", "delivery", "alert", "dead_letter", "replay")
@@ -81,6 +85,7 @@ class CallSummary(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True)
     published_at_ms: int = 0  # when `wavix.call.completed` was handed to its destinations
     recording_url: str = ""  # never with a query string (contract/events: the envelope's promise)
     event_id: str = ""
+    account: str = DEFAULT_ACCOUNT  # the call's Wavix account (its events'); a summary older than accounts: default
 
 
 encode_entry = msgspec.msgpack.Encoder().encode

@@ -117,6 +117,7 @@ def summarize(event: CallCompletedEvent, at_ms: int, published_at_ms: int) -> Ca
         found_by=data.found_by, alerted=bool(data.alert_reasons), alert_reasons=data.alert_reasons,
         from_number=data.from_.number or "", to_number=data.to.number or "", duration_s=data.duration_s or "",
         published_at_ms=published_at_ms, recording_url=without_query(data.recording_url or ""), event_id=event.id,
+        account=event.account,
     )
 
 
