@@ -13,8 +13,11 @@ only. Between the phases `INFO commandstats`, `INFO cpu` and `used_memory` are r
                times (24 with the defaults), so a pass's cost per call is multiplied by that in `per_call`
 
 Commands are counted as Redis counts them: a script's own commands (`redis.call`) are included, and the
-script call itself (EVALSHA) too. A second run of the same calls with MONITOR attached splits them into
-what clients sent (network round trips) and what ran inside scripts; its CPU is not used (MONITOR costs).
+script call itself (EVALSHA) too. A second run of the same calls with MONITOR attached splits them, phase by
+phase (an ECHO marks each boundary), into what clients sent and what ran inside scripts; its CPU is not used
+(MONITOR costs). What clients sent per call is `round_trips_per_call_<phase>` (receiver, worker, reconcile):
+every command a client sent counts once, an EVALSHA as one whatever its script runs, and each command of a
+pipeline or MULTI/EXEC block as one, though the block shares one network round trip.
 INFO, SCAN, MEMORY and MONITOR (the benchmark's own) and arq's one INFO at start are left out. CPU is the
 redis-server process's (used_cpu_user + used_cpu_sys, AOF thread included) and its main thread's, which
 runs every command and is what one Redis saturates first. Memory: `used_memory` after each phase, and
@@ -117,29 +120,55 @@ def settings_for(redis_url: str, wavix_url: str, config: SandboxConfig) -> Setti
         "LOG_LEVEL": "WARNING"})
 
 
+class Monitor:
+    """MONITOR's counts of (phase, source, command) while a block runs: source `client` (a round trip: what a
+    client sent, EVALSHA included) or `lua` (run inside a script). `phase(name)` sends an ECHO that the reader
+    sees after everything that ran before it, and counts what follows under `name`."""
+
+    def __init__(self, redis: Redis | None) -> None:
+        self.counts: Counter[tuple[str, str, str]] = Counter()
+        self._redis = redis
+        self._marker = f"redis-cost-{time.monotonic_ns()}"
+
+    async def phase(self, name: str) -> None:
+        if self._redis is not None:
+            await self._redis.echo(f"{self._marker}:{name}")  # another connection: seen after all that ran before
+
+    def per_call(self, phase: str, source: str, calls: int) -> float:
+        return round(sum(n for (p, s, _), n in self.counts.items() if p == phase and s == source) / calls, 2)
+
+    def commands(self, phase: str, source: str, calls: int) -> dict[str, float]:
+        return {command: round(n / calls, 2) for (p, s, command), n in self.counts.most_common()
+                if p == phase and s == source}
+
+
 @asynccontextmanager
-async def monitored(redis: Redis | None) -> AsyncIterator[Counter[tuple[str, str]]]:
-    """Counts (source, command) of every command MONITOR reports while the block runs: source `client`
-    or `lua`. Ends by sending an ECHO and reading until it is seen, so nothing is left unread. No client:
-    counts nothing."""
-    counts: Counter[tuple[str, str]] = Counter()
+async def monitored(redis: Redis | None, first: str) -> AsyncIterator[Monitor]:
+    """A Monitor counting from phase `first` while the block runs; ends by sending an ECHO and reading until it
+    is seen, so nothing is left unread. No client: counts nothing."""
+    counter = Monitor(redis)
     if redis is None:
-        yield counts
+        yield counter
         return
-    marker = f"redis-cost-end-{time.monotonic_ns()}"
+    end = f"{counter._marker}:end"
     async with redis.monitor() as monitor:
         async def read() -> None:
+            phase = first
             async for line in monitor.listen():
                 words = line["command"].split()
-                if words and words[0].lower() == "echo" and marker in line["command"]:
-                    return
+                if words and words[0].lower() == "echo" and counter._marker in line["command"]:
+                    if end in line["command"]:
+                        return
+                    phase = line["command"].rpartition(":")[2].strip('"')
+                    continue
                 if words and words[0].lower() not in OURS:
-                    counts["lua" if line.get("client_type") == "lua" else "client", words[0].lower()] += 1
+                    counter.counts[phase, "lua" if line.get("client_type") == "lua" else "client",
+                                   words[0].lower()] += 1
         reader = asyncio.create_task(read())
         try:
-            yield counts
+            yield counter
         finally:
-            await redis.echo(marker)  # on another connection: MONITOR shows it after all that ran before it
+            await redis.echo(end)
             await asyncio.wait_for(reader, 60)
 
 
@@ -149,7 +178,7 @@ class Phases:
     (empty unless asked for) and the worker's job runs."""
 
     snapshots: list[Snapshot]
-    counts: Counter[tuple[str, str]]
+    monitor: Monitor
     jobs: int
 
 
@@ -164,19 +193,21 @@ async def run_calls(redis_url: str, profile: str, calls: int, redis: Redis, *, m
         async with AsyncTestClient(app=create_app(settings)) as receiver:
             placed = sandbox.place(calls)
             snapshots = [await Snapshot.take(redis)]
-            async with monitored(watcher) as counts:
+            async with monitored(watcher, PHASES[0]) as counter:
                 results = await send_webhooks(placed, f"/webhooks/wavix/{TOKEN}", client=receiver, rate=5000.0,
                                               on_first_send=sandbox.mark_sent, **send_options)
                 refused = [r for r in results if r.status != 200]
                 assert not refused, f"{len(refused)} webhooks not accepted, e.g. {refused[0]}"
                 snapshots.append(await Snapshot.take(redis))
+                await counter.phase(PHASES[1])
                 jobs = await work(settings)
                 snapshots.append(await Snapshot.take(redis))
+                await counter.phase(PHASES[2])
                 await reconcile_once(settings, redis, calls)
                 snapshots.append(await Snapshot.take(redis))
     if watcher is not None:
         await watcher.aclose()
-    return Phases(snapshots, counts, jobs)
+    return Phases(snapshots, counter, jobs)
 
 
 async def work(settings: Settings, *, idle_s: float = 0.0) -> int:
@@ -279,13 +310,16 @@ async def measure(profile: str, calls: int, directory: Path) -> dict[str, Any]:
     with PrivateRedis(directory / f"{profile}-monitored") as server:
         redis = Redis.from_url(server.url)
         try:
-            counts = (await run_calls(server.url, profile, calls, redis, monitor=True)).counts
+            monitor = (await run_calls(server.url, profile, calls, redis, monitor=True)).monitor
         finally:
             await redis.aclose()
-    out["sent_by_clients"] = round(sum(n for (source, _), n in counts.items() if source == "client") / calls, 2)
-    out["run_in_scripts"] = round(sum(n for (source, _), n in counts.items() if source == "lua") / calls, 2)
-    out["client_commands"] = {command: round(n / calls, 2) for (source, command), n in counts.most_common()
-                              if source == "client"}
+    for phase in PHASES:  # round trips: the commands clients sent (EVALSHA one), per call, phase by phase
+        out[f"round_trips_per_call_{phase}"] = monitor.per_call(phase, "client", calls)
+        out[phase]["round_trips"] = monitor.per_call(phase, "client", calls)
+        out[phase]["run_in_scripts"] = monitor.per_call(phase, "lua", calls)
+        out[phase]["client_commands"] = monitor.commands(phase, "client", calls)
+    out["sent_by_clients"] = round(sum(monitor.per_call(phase, "client", calls) for phase in PHASES), 2)
+    out["run_in_scripts"] = round(sum(monitor.per_call(phase, "lua", calls) for phase in PHASES), 2)
     return summarise(out)
 
 
@@ -313,8 +347,10 @@ def report(profile: str, out: dict[str, Any]) -> str:
                      f" {p['memory_bytes']:>8} {p['seconds']:>6}  {top}")
     lines.append(f"  total      {per['commands']:>9} {per['cpu_us']:>8} {per['main_thread_cpu_us']:>8}"
                  f" {per['memory_bytes']:>8}  (reconcile x {per['reconcile_passes_per_call']:g} passes)")
-    lines.append(f"  sent by clients {out['sent_by_clients']}, run in scripts {out['run_in_scripts']}:"
-                 f" {out['client_commands']}")
+    lines.append(f"  round trips (commands clients sent) {out['sent_by_clients']}, run in scripts"
+                 f" {out['run_in_scripts']}; by phase:")
+    lines += [f"    {phase:<10} {out[phase]['round_trips']:>6} round trips  {out[phase]['client_commands']}"
+              for phase in PHASES]
     lines.append(f"  {out['jobs']} job runs a call; one Redis main thread at 100 %:"
                  f" ~{per['calls_per_s_one_core']} calls/s (estimate)")
     lines += [f"  key {shape:<48} {v['bytes_per_call']:>6} B/call  ttl {v['ttl_s']} s"
@@ -344,9 +380,12 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     results = asyncio.run(main_async(args))
     floor = results.get("post_call", results.get("full", {}))["per_call"]
+    floor_profile = results.get("post_call", results.get("full", {}))
     record("redis_cost", {**results, "commands_per_call": floor["commands"], "cpu_us_per_call": floor["cpu_us"],
                           "bytes_per_call": floor["memory_bytes"],
-                          "calls_per_s_one_core": floor["calls_per_s_one_core"]})
+                          "calls_per_s_one_core": floor["calls_per_s_one_core"],
+                          **{f"round_trips_per_call_{phase}": floor_profile[f"round_trips_per_call_{phase}"]
+                             for phase in PHASES}})
     print(f"  [{time.monotonic() - started:.0f}s]")
     return 0
 
