@@ -11,6 +11,7 @@ import pytest
 
 from contract import events as ev
 from contract import ops
+from tests.helpers.event_examples import EVENTS_DOC, ops_examples
 from tests.helpers.sinks import make_event
 from workers.alert.ops import event_of
 from workers.deliver.route import parse_destinations, route
@@ -103,3 +104,16 @@ def test_a_misspelt_ops_type_is_refused_with_the_closest_one() -> None:
            "wavix.ops.destination_failing.open]}\n"
     with pytest.raises(ValueError, match=r'sinks.yaml:4: .*did you mean "wavix.ops.destination_failing.opened"'):
         parse_destinations(text, {})
+
+
+def test_docs_show_an_opened_and_a_resolved_ops_event_as_the_code_forms_them() -> None:
+    """docs/events.md carries both ops examples exactly as `event_of` encodes them, and each is valid data."""
+    text = EVENTS_DOC.read_text(encoding="utf-8")
+    validator = jsonschema.Draft202012Validator({"$ref": "#/$defs/PipelineIncident", **ops.data_schema()})
+    examples = ops_examples()
+    assert [event.type for _, event in examples] == ["wavix.ops.destination_failing.opened",
+                                                      "wavix.ops.destination_failing.resolved"]
+    for _, event in examples:
+        body = json.loads(ev.encode_event(event))
+        assert json.dumps(body, indent=2) in text
+        validator.validate(body["data"])

@@ -68,10 +68,24 @@ def erased_example() -> tuple[str, CloudEvent]:
             erased_event("7d1f4c2e-5a0b-4f6e-9c3d-2b8a1e6f0c94", NOW))
 
 
+def ops_examples() -> list[tuple[str, CloudEvent]]:
+    """(caption, event): a destination's failing incident told when it opens and when it resolves."""
+    from contract.ops import PipelineIncident
+    from workers.alert.ops import event_of
+
+    opened = PipelineIncident(
+        incident_id="destination_failing:crm:1782907200000", kind="destination_failing", destination="crm",
+        opened_at=NOW, resolved_at=None, title="Destination crm failing for 10 min",
+        detail="37 failed tries in a row; last error: crm: http_503")
+    resolved = msgspec.structs.replace(opened, resolved_at=datetime(2026, 7, 1, 12, 42, tzinfo=UTC))
+    return [("Destination crm failing past PIPELINE_FAILING_AFTER", event_of(opened)),
+            ("It answers again", event_of(resolved))]
+
+
 def examples_block() -> str:
     """The markdown between (and including) the markers: a heading and a JSON block per event."""
     parts = [BEGIN, ""]
-    for caption, event in [*real_events(), erased_example()]:
+    for caption, event in [*real_events(), erased_example(), *ops_examples()]:
         text = json.dumps(json.loads(encode_event(event)), indent=2)
         parts += [f"### `{event.type}`: {caption}", "", "```json", text, "```", ""]
     return "\n".join([*parts, END])
