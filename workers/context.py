@@ -167,7 +167,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         alert_policy=policy_from_settings(settings, slack),
         follow_ups=FollowUps(batch, queue=settings.queue_name, expiry_s=settings.job_expiry), batch=batch,
         ledger=Ledger(redis, settings.key_prefix, delivered_ttl_s=settings.webhook_dedup_ttl, lease_s=LEASE_S,
-                      backlog_horizon_s=settings.job_expiry, scripts=batch),
+                      backlog_horizon_s=settings.job_expiry, scripts=batch, url=settings.redis_url),
         recorder=record.Writer(batch, settings.key_prefix, settings.record_retention),
     )
     resources.redact_key = forming.key_of(settings.redact_key)

@@ -120,8 +120,9 @@ async def attempt_once(resources: Resources, delivery: Delivery, event: CloudEve
         await asyncio.sleep(claim.wait_ms / 1000)
     heard = attempts.listen()  # what the sink hears back, for the console (workers/deliver/attempts.py)
     try:
-        async with asyncio.timeout(ATTEMPT_LIMIT_S):
-            await publish(resources, sink, event, delivery.tries + 1)
+        with book.offer(claim, event=event.id, first_at_ms=delivery.first_at_ms) as offer:  # a stream on this Redis
+            async with asyncio.timeout(ATTEMPT_LIMIT_S):
+                await publish(resources, sink, event, delivery.tries + 1)
     except CallError as e:
         await book.settle(claim, delivered=False, event=event.id, reason=e.reason, first_at_ms=delivery.first_at_ms)
         await _noted(resources, delivery, event, heard, e)
@@ -130,7 +131,8 @@ async def attempt_once(resources: Resources, delivery: Delivery, event: CloudEve
         error = Transient(f"{name}: no outcome within {ATTEMPT_LIMIT_S:.0f}s")
         await _noted(resources, delivery, event, heard, error)
         raise error from e
-    await book.settle(claim, delivered=True, event=event.id, first_at_ms=delivery.first_at_ms)  # waits out an outage
+    if offer is None or not offer.taken:  # taken: settled in the sink's own script (workers/deliver/ledger.py)
+        await book.settle(claim, delivered=True, event=event.id, first_at_ms=delivery.first_at_ms)  # rides outages
     await _noted(resources, delivery, event, heard, None)
     resources.metrics.deliveries.labels(name, "delivered").inc()
     resources.metrics.delivery_seconds.labels(name).observe(max(now_ms() - delivery.first_at_ms, 0) / 1000)

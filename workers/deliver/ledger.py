@@ -24,6 +24,14 @@ says when one is free; `settle` also updates the destination's health and backlo
 appended first (workers/deliver/eventlog.py): a job's first attempts cost one round trip before the sends,
 where an XADD and one claim per destination were made before (docs/benchmarks.md, worker section).
 
+**Settled with the write.** A destination on the ledger's own Redis (a Redis Stream there: the default
+EVENTS_STREAM) needs no settle call of its own: `offer` puts the try's delivered settle in a context variable
+while the sink publishes, and the sink runs it in its append's script (`WITH_SETTLE`, `Offer.taken`). Entry,
+publish mark, delivered mark, health and the lease given back are then one atomic step, so a worker killed
+around it leaves all or nothing, and a try costs the claim and the append: one round trip less a delivery
+(workers/deliver/sinks/redis_stream.py; "Redis round trips per call" in docs/benchmarks.md). Every other sink
+leaves the offer, and `settle` runs after it as before.
+
 **An outage in the middle.** Redis may run a claim or a settle and the answer never come back (a connection
 reset, a restart). Each then waits the outage out and asks again with the same token, for as long as it
 lasts (the job's own timeout, JOB_TIMEOUT, bounds the wait); a claim that finds a lease holding its own
@@ -37,7 +45,9 @@ and a settle sets the same mark (the destination's delivered/failed counters may
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
@@ -100,10 +110,18 @@ for i = 0, tonumber(ARGV[1]) - 1 do
 end
 return out
 """
-_SETTLE = _NOW + """
+# One settle, a Lua function (as `claim` above), so a sink writing to this Redis runs it in its own script
+# (`WITH_SETTLE`, `Offer`): KEYS the mark, the lease, the health hash, the backlog; ARGV as `Ledger.settle` sends.
+_SETTLE_ONE = """
+local function settle(KEYS, ARGV)
 if ARGV[2] == '1' then redis.call('SET', KEYS[1], '1', 'EX', ARGV[3]) end
 """ + health.ON_SETTLE + """
 if redis.call('GET', KEYS[2]) == ARGV[1] then redis.call('DEL', KEYS[2]) end
+end
+"""
+WITH_SETTLE = _NOW + _SETTLE_ONE  # defines `settle(KEYS, ARGV)`: 4 keys, 7 arguments (`Offer.keys`, `Offer.args`)
+_SETTLE = WITH_SETTLE + """
+settle(KEYS, ARGV)
 return 1
 """
 
@@ -122,6 +140,26 @@ class Claim:
     wait_ms: int = 0  # the slot taken is this many ms ahead: sleep, then send
 
 
+@dataclass
+class Offer:
+    """A try's delivered settle, offered to its sink (`Ledger.offer`): a sink that writes to the ledger's own Redis
+    (`url`, as REDIS_URL names it) runs `settle(keys, args)` in its write's script (`WITH_SETTLE`) and says so
+    (`taken`); any other sink leaves it, and `Ledger.settle` runs as ever."""
+
+    url: str
+    keys: list[str]
+    args: list[str | int]
+    taken: bool = False
+
+
+_offered: ContextVar[Offer | None] = ContextVar("wavix_events_settle_offer", default=None)
+
+
+def offered() -> Offer | None:
+    """The running try's settle offer, if any (a context variable: the sink's signature stays the same)."""
+    return _offered.get()
+
+
 def _claim(keys: tuple[str, str], token: str, d: health.Keys, code: int, ms: int) -> Claim:
     return Claim(keys, token, d, delivered=code == -1, paused=code == -2, throttled_ms=ms if code == -3 else 0,
                  busy_ms=ms if code == 1 else 0, wait_ms=ms if code == 0 else 0)
@@ -131,9 +169,10 @@ class Ledger:
     """The delivery state of events at destinations, shared by every worker through Redis."""
 
     def __init__(self, redis: Redis, prefix: str, *, delivered_ttl_s: int, lease_s: float,
-                 backlog_horizon_s: int = 7 * 86400, scripts: Scripting | None = None) -> None:
-        """`scripts`: the client that runs `claim` and `settle` (a worker's batching one), else `redis`."""
-        self._redis, self._prefix = redis, prefix
+                 backlog_horizon_s: int = 7 * 86400, scripts: Scripting | None = None, url: str = "") -> None:
+        """`scripts`: the client that runs `claim` and `settle` (a worker's batching one), else `redis`. `url`: the
+        Redis of these keys as REDIS_URL names it; given, a try offers its settle to a sink writing there."""
+        self._redis, self._prefix, self._url = redis, prefix, url
         self._ttl_s, self._lease_ms = delivered_ttl_s, int(lease_s * 1000)
         self._horizon_ms = backlog_horizon_s * 1000
         host = scripts if scripts is not None else redis
@@ -168,10 +207,29 @@ class Ledger:
                      first_at_ms: int = 0) -> None:
         """Records the outcome (the mark only when delivered), the destination's health and backlog, and gives
         the lease back if still ours."""
+        keys, args = self._settling(claim, delivered, event, reason, first_at_ms)
+        await _until_answered(self._settle, keys, args, "settle", event)
+
+    @contextmanager
+    def offer(self, claim: Claim, *, event: str, first_at_ms: int) -> Iterator[Offer | None]:
+        """While the block runs (the try's publish), offers its delivered settle to a sink on this ledger's Redis
+        (`Offer`); None without a `url`. Whoever runs the block settles after it unless the offer was `taken`."""
+        if not self._url:
+            yield None
+            return
+        offer = Offer(self._url, *self._settling(claim, True, event, "", first_at_ms))
+        token = _offered.set(offer)
+        try:
+            yield offer
+        finally:
+            _offered.reset(token)
+
+    def _settling(self, claim: Claim, delivered: bool, event: str, reason: str,
+                  first_at_ms: int) -> tuple[list[str], list[str | int]]:
         keys = [*claim.keys, claim.destination.health, claim.destination.backlog]
         args: list[str | int] = [claim.token, int(delivered), self._ttl_s, event, reason[:300], first_at_ms,
                                  self._horizon_ms]
-        await _until_answered(self._settle, keys, args, "settle", event)
+        return keys, args
 
     async def keep(self, call_id: str, destinations: Iterable[str], *, ttl_s: int) -> int:
         """Lengthens the delivered marks of `call_id`'s events to `ttl_s` (never below their own TTL), as long

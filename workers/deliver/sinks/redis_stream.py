@@ -6,6 +6,14 @@ approximate cap (`MAXLEN ~`, default 1,000,000). The mark `{key_prefix}published
 roll back, so a mark set before a refused XADD (WRONGTYPE, NOPERM) would outlive the failure and make the
 dead letter's replay report success while appending nothing; set after, it exists only beside its entry.
 
+On the ledger's own Redis (the default destination: EVENTS_STREAM beside the queue), a try's delivered settle
+comes with the append (workers/deliver/ledger.py `Offer`): `_PUBLISH_SETTLED` appends, sets the mark, and
+settles (delivered mark, health, lease back) in the same script, so a delivery there costs the claim and this
+one call, where the append and the settle were two (docs/benchmarks.md, "Redis round trips per call"). A worker
+killed around it leaves either nothing (the lease runs out, the next try appends) or all of it (the next try's
+claim answers "delivered"). A sink whose URL names another Redis, or the same one spelled differently, appends
+alone and the ledger settles after it, as before.
+
 Entry fields: `event` (the CloudEvents JSON), `id` (the event id), `type`, `call_id`.
 
 Errors: connection refused/reset, timeouts, LOADING/BUSY/OOM/READONLY/MASTERDOWN/TRYAGAIN replies are
@@ -21,6 +29,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from contract import logs
 from contract.events import CloudEvent, encode_event
 from contract.redisbatch import BatchedRedis
+from workers.deliver import ledger
 from workers.deliver.sinks.base import SinkOptions, permanent, query_params, transient, without_params
 from workers.retry import CallError
 
@@ -35,6 +44,18 @@ if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
                          'event', ARGV[3], 'id', ARGV[4], 'type', ARGV[5], 'call_id', ARGV[6])
 redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+return entry
+"""
+# The same, then the ledger's settle (`ledger.WITH_SETTLE`): KEYS[3..6] and ARGV[7..13] are the offer's. A repeat
+# (the mark there already) appends nothing and still settles: the entry is in the stream.
+_PUBLISH_SETTLED = ledger.WITH_SETTLE + """
+local entry = false
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  entry = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*',
+                     'event', ARGV[3], 'id', ARGV[4], 'type', ARGV[5], 'call_id', ARGV[6])
+  redis.call('SET', KEYS[1], '1', 'EX', ARGV[1])
+end
+settle({KEYS[3], KEYS[4], KEYS[5], KEYS[6]}, {ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11], ARGV[12], ARGV[13]})
 return entry
 """
 
@@ -53,6 +74,7 @@ class RedisStreamSink:
         timeout = options.timeout_s  # connects on first use, and again after a lost connection
         self._redis = BatchedRedis(self._url, connect_timeout=timeout, timeout=timeout)
         self._script = self._redis.register_script(_PUBLISH)
+        self._settled = self._redis.register_script(_PUBLISH_SETTLED)
 
     async def connect(self) -> None:
         try:
@@ -62,9 +84,15 @@ class RedisStreamSink:
 
     async def publish(self, event: CloudEvent, *, idempotency_key: str) -> None:
         keys = [f"{self._options.key_prefix}published:{idempotency_key}", self.stream]
-        args = [self._options.mark_ttl_s, self._maxlen, encode_event(event), event.id, event.type, event.subject]
+        args: list[str | int | bytes] = [self._options.mark_ttl_s, self._maxlen, encode_event(event), event.id,
+                                         event.type, event.subject]
+        offer = ledger.offered()  # settled here when the ledger's Redis is this one
         try:
-            entry = await self._script(keys=keys, args=args)
+            if offer is not None and without_params(offer.url, _OUR_PARAMS) == self._url:
+                entry = await self._settled(keys=[*keys, *offer.keys], args=[*args, *offer.args])
+                offer.taken = True
+            else:
+                entry = await self._script(keys=keys, args=args)
         except RedisError as e:
             raise self._error(e, event) from e
         if entry is None:
