@@ -191,6 +191,7 @@ class CallErased(msgspec.Struct, frozen=True, kw_only=True):
     call_id: str
     erased_at: datetime  # when the erasure ran, UTC
     event_ids: tuple[str, ...]  # the ids of the call's events (completed, transcribed, unavailable) a copy may hold
+    account: Account = DEFAULT_ACCOUNT  # the erased call's account, as in its events (and the envelope's `account`)
 
 
 DATA_TYPES: tuple[type[msgspec.Struct], ...] = (CallCompleted, CallTranscribed, TranscriptionUnavailable, CallErased)
