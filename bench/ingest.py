@@ -5,6 +5,11 @@ of body to each in alternating rounds (baseline, webhook, baseline, webhook, ...
 call id so the webhook does real work each time. The figure is the ratio of the medians of the rounds'
 throughputs: what our auth + atomic dedup/enqueue costs on top of serving a request at all.
 
+The server's CPU time (bench/cpu.py) is read before and after each round, so each route also gets its CPU
+per request (`cpu_us_per_webhook`, `cpu_us_per_baseline`, medians of the rounds) and `cpu_ratio`, their
+ratio: the same question as `ratio`, answered by what the process spent rather than by what it served in
+a wall-clock second, which is far steadier on a shared machine (wrk and Redis share its two cores).
+
 The server is `serve`'s default (uvicorn, chosen for its HTTP framing: service/serve.py). What that
 choice costs is measured in the same run: a second receiver process on the other server (Granian),
 same app and settings, gets a short webhook round right after each webhook round of the first (it idles
@@ -31,6 +36,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.cpu import cpu_ms
 from bench.results import record
 from contract import redisurl
 from service.serve import SERVERS
@@ -40,18 +46,23 @@ TOKEN = "bench-token-" + "b" * 24
 HERE = Path(__file__).resolve().parent
 
 
-def wrk(url: str, seconds: float, connections: int, prefix: str) -> dict[str, float]:
-    """Runs wrk once and returns requests/s and latency percentiles (ms)."""
+def wrk(url: str, seconds: float, connections: int, prefix: str, pid: int | None = None) -> dict[str, float]:
+    """Runs wrk once and returns requests/s and latency percentiles (ms); with `pid`, the server's CPU per
+    request over the round (µs)."""
     script = str(HERE / "wrk_post.lua")
     command = ["wrk", "-t1", f"-c{connections}", f"-d{int(seconds)}s", "--latency", "-s", script, url]
+    cpu_before = cpu_ms(pid) if pid else 0.0
     out = subprocess.run(
         command, capture_output=True, text=True, check=True, env={**os.environ, "BENCH_PREFIX": prefix}
     ).stdout
+    cpu_spent = cpu_ms(pid) - cpu_before if pid else 0.0
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     latency = {p: _ms(re.search(rf"^\s+{p}%\s+([\d.]+\w+)", out, re.M).group(1)) for p in ("50", "99")}  # type: ignore[union-attr]
     non_2xx = int(errors.group(1)) if errors else 0
-    return {"rps": rps, "p50_ms": latency["50"], "p99_ms": latency["99"], "non_2xx": non_2xx}
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    return {"rps": rps, "p50_ms": latency["50"], "p99_ms": latency["99"], "non_2xx": non_2xx,
+            "cpu_us": round(cpu_spent * 1000 / max(requests, 1), 2)}
 
 
 def _ms(text: str) -> float:
@@ -88,15 +99,15 @@ def measure(
     other: list[dict[str, float]] = []
     try:
         with contextlib.ExitStack() as stack:
-            base = _serve(stack, server, env)
-            other_base = _serve(stack, compare, env) if compare else ""
+            base, pid = _serve(stack, server, env)
+            other_base = _serve(stack, compare, env)[0] if compare else ""
             for name, path in (("baseline", "/bench/decode/"), ("webhook", "/webhooks/wavix/")):
                 wrk(base + path + TOKEN, 2, connections, f"{prefix}w{name}")  # warm-up
             if compare:
                 wrk(other_base + "/webhooks/wavix/" + TOKEN, 2, connections, f"{prefix}wother")
             for r in range(rounds):
                 for name, path in (("baseline", "/bench/decode/"), ("webhook", "/webhooks/wavix/")):
-                    runs[name].append(wrk(base + path + TOKEN, seconds, connections, f"{prefix}{r}{name}"))
+                    runs[name].append(wrk(base + path + TOKEN, seconds, connections, f"{prefix}{r}{name}", pid))
                 if compare:
                     other.append(wrk(other_base + "/webhooks/wavix/" + TOKEN, compare_seconds, connections,
                                      f"{prefix}{r}other"))
@@ -108,13 +119,13 @@ def measure(
     return result
 
 
-def _serve(stack: contextlib.ExitStack, server: str, env: dict[str, str]) -> str:
-    """Starts a receiver on `server` serving bench/ingest_app.py; its base URL. Stopped with the stack."""
+def _serve(stack: contextlib.ExitStack, server: str, env: dict[str, str]) -> tuple[str, int]:
+    """Starts a receiver on `server` serving bench/ingest_app.py; its base URL and pid. Stopped with the stack."""
     port = free_port()
     args = ["serve", "--host", "127.0.0.1", "--port", str(port), "--server", server, "--app", "bench.ingest_app:app"]
     base = f"http://127.0.0.1:{port}"
-    stack.enter_context(running(args, env, f"{base}/healthz"))
-    return base
+    process = stack.enter_context(running(args, env, f"{base}/healthz"))
+    return base, process.pid
 
 
 def compared(other: str, runs: list[dict[str, float]], seconds: float, webhook_rps: float) -> dict[str, Any]:
@@ -133,10 +144,13 @@ def summarize(server: str, runs: dict[str, list[dict[str, float]]], seconds: flo
         return round(statistics.median(r[key] for r in runs[name]), 3)
 
     webhook, baseline = median("webhook", "rps"), median("baseline", "rps")
+    cpu_webhook, cpu_baseline = median("webhook", "cpu_us"), median("baseline", "cpu_us")
     failures = sum(r["non_2xx"] for rs in runs.values() for r in rs)
     return {
         "server": server, "seconds_per_round": seconds, "rounds": len(runs["webhook"]), "connections": connections,
         "webhook_rps": webhook, "baseline_rps": baseline, "ratio": round(webhook / baseline, 3),
+        "cpu_us_per_webhook": cpu_webhook, "cpu_us_per_baseline": cpu_baseline,
+        "cpu_ratio": round(cpu_baseline / cpu_webhook, 3) if cpu_webhook else None,
         "p50_ms": median("webhook", "p50_ms"), "p99_ms": median("webhook", "p99_ms"),
         "baseline_p50_ms": median("baseline", "p50_ms"), "baseline_p99_ms": median("baseline", "p99_ms"),
         "non_2xx": failures, "rounds_rps": {k: [r["rps"] for r in v] for k, v in runs.items()},
@@ -165,7 +179,9 @@ def main(argv: list[str] | None = None) -> int:
         f"  p99 {result['p99_ms']:.2f} ms\n"
         f"  baseline  {result['baseline_rps']:>9.0f} req/s  p50 {result['baseline_p50_ms']:.2f} ms"
         f"  p99 {result['baseline_p99_ms']:.2f} ms\n"
-        f"  ratio     {result['ratio']:.3f}  (target >= 0.8)   non-2xx answers: {result['non_2xx']}"
+        f"  ratio     {result['ratio']:.3f}  (target >= 0.8)   non-2xx answers: {result['non_2xx']}\n"
+        f"  CPU       {result['cpu_us_per_webhook']:.1f} µs a webhook, {result['cpu_us_per_baseline']:.1f} µs a"
+        f" decode-only request: ratio {result['cpu_ratio']}"
     )
     failures = result["non_2xx"]
     if compare:

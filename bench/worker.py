@@ -11,6 +11,9 @@
    the late growth (halfway -> end) is the leak check (the target's 50,000 -> 100,000 does not fit `make bench`).
 5. The floor job (bench/floor_worker.py: the GET and one script only) and the real job without
    `workers.observe` (bench/unobserved_worker.py), over as many jobs as the no-op job.
+6. CPU: the worker process's CPU time (bench/cpu.py) from the warm-up to the last job, over the jobs run in
+   between: `cpu_ms_per_call` for each job of steps 1, 2 and 5, and `cpu_ratio` (no-op / real) and
+   `cpu_floor_ratio` (floor / real), the throughput ratios' steadier twins.
 
     python -m bench.worker [--calls 20000] [--noop-calls 5000] [--slow-calls 3000] [--rate 100] [--seconds 10]
 """
@@ -32,6 +35,7 @@ from typing import Any
 from arq.constants import result_key_prefix
 from redis.asyncio import Redis
 
+from bench.cpu import cpu_ms
 from bench.results import record
 from contract import redisurl
 from contract.jobs import job_deserializer
@@ -123,13 +127,14 @@ async def work(run: Run, env: dict[str, str], module: str, job_ids: Sequence[str
     process = subprocess.Popen([sys.executable, "-m", module, *(["worker"] if module == "wavix_events.cli" else [])],
                                env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rss_warm = rss_mid = 0
+    cpu_warm, done_warm = 0.0, 0  # CPU from the warm-up on: the imports and start are not a call's cost
     try:
         deadline, waiting = time.monotonic() + 240, list(job_ids)
         while time.monotonic() < deadline:
             waiting = await count_finished(redis, waiting)  # only the unfinished ones are asked about again
             done_count = len(job_ids) - len(waiting)
             if not rss_warm and done_count >= warmup:
-                rss_warm = rss_kib(process.pid)
+                rss_warm, cpu_warm, done_warm = rss_kib(process.pid), cpu_ms(process.pid), done_count
             if not rss_mid and done_count >= len(job_ids) // 2:
                 rss_mid = rss_kib(process.pid)
             if not waiting:
@@ -137,7 +142,7 @@ async def work(run: Run, env: dict[str, str], module: str, job_ids: Sequence[str
             if process.poll() is not None:
                 raise RuntimeError(f"{module} exited with {process.returncode}")
             await asyncio.sleep(0.25)
-        rss_end = rss_kib(process.pid)
+        rss_end, cpu_end = rss_kib(process.pid), cpu_ms(process.pid)
         done = await finished(redis, job_ids)
     finally:
         process.terminate()
@@ -145,8 +150,10 @@ async def work(run: Run, env: dict[str, str], module: str, job_ids: Sequence[str
         await redis.aclose()
     failures = sum(1 for d in done if not d.get("s"))
     span = (max(d["ft"] for d in done) - min(d["st"] for d in done)) / 1000
+    counted = len(done) - done_warm
     return {"jobs": len(done), "failed": failures, "seconds": round(span, 3), "per_s": round(len(done) / span, 1),
-            "rss_warm_kib": rss_warm, "rss_mid_kib": rss_mid, "rss_end_kib": rss_end}
+            "rss_warm_kib": rss_warm, "rss_mid_kib": rss_mid, "rss_end_kib": rss_end,
+            "cpu_ms_per_call": round((cpu_end - cpu_warm) / counted, 3) if counted > 0 else None}
 
 
 async def throughput(calls: int, latency_s: float, *, noop_calls: int = 0) -> dict[str, Any]:
@@ -225,6 +232,10 @@ def report(fast: dict[str, Any], slow: dict[str, Any], lat: dict[str, Any]) -> d
         "rss_growth_pct": round(growth, 1), "calls": real["jobs"],
         "failed": real["failed"] + slow_real["failed"] + floor["failed"] + plain["failed"],
         "published": real["published"], "concurrency": int(os.environ.get("WORKER_CONCURRENCY", "64")),
+        "cpu_ms_per_call": real["cpu_ms_per_call"], "cpu_ms_per_noop_job": noop["cpu_ms_per_call"],
+        "cpu_ms_per_floor_call": floor["cpu_ms_per_call"], "cpu_ms_per_call_at_100ms": slow_real["cpu_ms_per_call"],
+        "cpu_ratio": round(noop["cpu_ms_per_call"] / real["cpu_ms_per_call"], 3),
+        "cpu_floor_ratio": round(floor["cpu_ms_per_call"] / real["cpu_ms_per_call"], 3),
     }
     print(
         f"worker (one process, {out['concurrency']} jobs at once, {out['calls']} calls, {noop['jobs']} no-op jobs):\n"
@@ -234,6 +245,8 @@ def report(fast: dict[str, Any], slow: dict[str, Any], lat: dict[str, Any]) -> d
         f" / floor {out['floor_ratio']:.3f} (target >= 0.85)\n"
         f"  without observe  {plain['per_s']:>8.0f} calls/s   (record + tracing cost {out['observe_cost_pct']:+.1f}%)\n"
         f"  real job, 100 ms {slow_real['per_s']:>8.0f} calls/s   (target >= 500)\n"
+        f"  CPU per call     {real['cpu_ms_per_call']:.3f} ms (no-op job {noop['cpu_ms_per_call']:.3f},"
+        f" floor {floor['cpu_ms_per_call']:.3f}, at 100 ms {slow_real['cpu_ms_per_call']:.3f})\n"
         f"  webhook->event   p50 {lat['p50_ms']:.0f} ms  p99 {lat['p99_ms']:.0f} ms at {lat['rate']:g}/s"
         f" (target p99 < 100)\n"
         f"  worker RSS       {real['rss_warm_kib'] / 1024:.1f} MiB after warm-up"
