@@ -48,6 +48,7 @@ def create_app(settings: Settings) -> Litestar:
             key_prefix=settings.key_prefix,
             dedup_ttl_s=settings.webhook_dedup_ttl,
             job_expiry_s=settings.job_expiry,
+            on_written=app.state.metrics.enqueue_seconds.observe,
         )
         log.info("receiver.started", accounts=len(app.state.gate.accounts.all),
                  allowlist=len(settings.webhook_allowed_ips))

@@ -18,12 +18,16 @@ answer each), not one `ENQUEUE_ONE` per webhook in a pipeline. Measured under wr
 Redis runs one script call instead of N, and the receiver packs one command and reads one reply per batch.
 The batch is atomic as a whole, in arrival order, so two deliveries of one call in a batch still queue once.
 A batch holds at most `MAX_BATCH` webhooks; an error reply fails every webhook of its batch (a 503 each).
+The batch's time in Redis is observed once per batch (`on_written`, the receiver's `wavix_enqueue_seconds`),
+not once per webhook: the same figure (every webhook of a batch waits for the same write) for one histogram
+observation and two clock reads per batch instead of per webhook, ~1.5 µs of a webhook's ~120 µs of CPU.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 
 from arq.constants import in_progress_key_prefix, job_key_prefix, result_key_prefix
 from redis.exceptions import ResponseError
@@ -64,8 +68,9 @@ _Pending = list[tuple[list[bytes], list[bytes], "asyncio.Future[bool]"]]
 class _Batcher:
     """Runs ENQUEUE_MANY for the webhooks gathered while the previous batch was in Redis."""
 
-    def __init__(self, script: Script) -> None:
+    def __init__(self, script: Script, on_written: Callable[[float], None] | None) -> None:
         self._script = script
+        self._on_written = on_written
         self._pending: _Pending = []
         self._flusher: asyncio.Task[None] | None = None
 
@@ -93,8 +98,11 @@ class _Batcher:
         for k, a, _ in batch:
             keys += k
             args += a
+        started = time.perf_counter()
         try:
             answers = await self._script(keys, args)
+            if self._on_written is not None:
+                self._on_written(time.perf_counter() - started)
             if not isinstance(answers, list) or len(answers) != len(batch):
                 raise ResponseError(f"ENQUEUE_MANY answered {answers!r:.80} for {len(batch)} webhooks")
         except Exception as e:
@@ -115,10 +123,12 @@ class Enqueuer:
     """Turns an accepted webhook into a queued job, once per dedup key, and records every webhook of a call."""
 
     def __init__(
-        self, redis: BatchedRedis, *, queue_name: str, key_prefix: str, dedup_ttl_s: int, job_expiry_s: int
+        self, redis: BatchedRedis, *, queue_name: str, key_prefix: str, dedup_ttl_s: int, job_expiry_s: int,
+        on_written: Callable[[float], None] | None = None,
     ) -> None:
+        """`on_written`: called with each batch's seconds in Redis (a metric), when it was written."""
         self._prefix = key_prefix
-        self._enqueue = _Batcher(redis.register_script(ENQUEUE_MANY))
+        self._enqueue = _Batcher(redis.register_script(ENQUEUE_MANY), on_written)
         self._record = redis.register_script(_RECORD)
         self._queue = queue_name.encode()
         self._ttl = b"%d" % dedup_ttl_s

@@ -52,13 +52,17 @@ async def test_one_turn_of_webhooks_is_one_call_and_each_gets_its_own_answer(nam
 
 
 async def test_more_than_a_batch_at_once_is_split_and_every_call_is_answered(names: tuple[str, str]) -> None:
+    """MAX_BATCH + 3 webhooks at once are two script calls, and the write time is observed once per batch."""
     prefix, queue = names
     redis = _Counting(REDIS_URL)
-    enqueuer = Enqueuer(redis, queue_name=queue, key_prefix=prefix, dedup_ttl_s=60, job_expiry_s=60)
+    written: list[float] = []
+    enqueuer = Enqueuer(redis, queue_name=queue, key_prefix=prefix, dedup_ttl_s=60, job_expiry_s=60,
+                        on_written=written.append)
     bodies = [payloads.encode(payloads.post_call(call_id())) for _ in range(MAX_BATCH + 3)]
     try:
         assert all(await asyncio.gather(*(enqueuer.enqueue(classify(b), b) for b in bodies)))
         assert redis.commands == [b"EVALSHA", b"EVALSHA"]
+        assert len(written) == 2 and all(0 < seconds < 5 for seconds in written), written  # once per batch
     finally:
         await redis.aclose()
 
