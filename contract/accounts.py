@@ -170,6 +170,14 @@ def names(settings: Settings) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(n) for n in found))
 
 
+def names_at_start(settings: Settings) -> tuple[str, ...]:
+    """`names` for a command that is starting (`trace`, `forget`): an unreadable file is a `SettingsError`."""
+    try:
+        return names(settings)
+    except AccountsError as e:
+        raise SettingsError("ACCOUNTS_FILE", str(e)) from e
+
+
 def load_accounts(path: str | Path, env: Mapping[str, str], *, master_key: bool = False) -> Accounts:
     """The file's accounts. `master_key`: whether WAVIX_MASTER_API_KEY is set (`sub_account` keys need it)."""
     source = Path(path)

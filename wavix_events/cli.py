@@ -144,15 +144,7 @@ def _trace(args: argparse.Namespace) -> int:
     from console.trace import run
 
     return asyncio.run(run(settings.redis_url, settings.key_prefix, args.call_id, as_json=args.json,
-                           accounts=account_names(settings)))  # each account's webhooks of the call
-
-
-def account_names(settings: Settings) -> tuple[str, ...]:
-    """ACCOUNTS_FILE's names alone: an operator's command needs none of the accounts' keys or tokens."""
-    try:
-        return accounts.names(settings)
-    except accounts.AccountsError as e:
-        raise SettingsError("ACCOUNTS_FILE", str(e)) from e
+                           accounts=accounts.names_at_start(settings)))  # each account's webhooks (names only)
 
 
 def _console(args: argparse.Namespace) -> int:

@@ -4,7 +4,9 @@
     wavix-events forget --number +E164 [--from DATE] [--to DATE] [--dry-run] [--by NAME]
 
 DATE is a day (2026-06-01: --from at its start, --to at its end, UTC) or an ISO 8601 time. `--by` names who
-asked, for the audit line (default: this machine's user). The summary names no phone number.
+asked, for the audit line (default: this machine's user). The summary names no phone number, and says how many
+of the erased calls were of each account when there are several (issue #26: each account's destinations are told
+of their own).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import sys
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from contract import logs, redisurl
+from contract import accounts, logs, redisurl
 from contract.settings import Settings
 from workers.privacy.erase import Eraser, Report, Request, normal_number
 from workers.privacy.forming import key_of
@@ -47,17 +49,19 @@ def run(args: argparse.Namespace) -> int:
         return 2
     request = Request(call_id=args.call, number=normal_number(args.number) if args.number else None,
                       since_ms=args.since, until_ms=args.until, dry_run=args.dry_run, by=args.by or _user())
-    report = asyncio.run(_erase(settings, request))
+    names = accounts.names_at_start(settings)  # each account's keys of a call are erased; its secrets are not needed
+    report = asyncio.run(_erase(settings, request, names))
     print(summary(request, report))
     return 1 if report.busy else 0
 
 
-async def _erase(settings: Settings, request: Request) -> Report:
+async def _erase(settings: Settings, request: Request, names: tuple[str, ...]) -> Report:
     from workers.context import destinations_for
 
     redis = redisurl.client(settings.redis_url)
     try:
-        return await Eraser(redis, settings, destinations_for(settings), key_of(settings.redact_key)).run(request)
+        return await Eraser(redis, settings, destinations_for(settings), key_of(settings.redact_key),
+                            names).run(request)
     finally:
         await redisurl.close(redis)
 
@@ -66,6 +70,8 @@ def summary(request: Request, report: Report) -> str:
     """What the run did, in a few lines, with no number."""
     verb = "would erase" if request.dry_run else "erased"
     lines = [f"{verb} {len(report.calls)} call(s)" + (f": {', '.join(report.calls)}" if request.call_id else "")]
+    if set(report.accounts) - {accounts.DEFAULT}:
+        lines.append("  of account(s) " + ", ".join(f"{a} ({n})" for a, n in sorted(report.accounts.items())))
     if report.counts:
         lines.append("  " + ", ".join(f"{store}: {n}" for store, n in sorted(report.counts.items())))
     if report.told:

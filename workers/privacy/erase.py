@@ -8,19 +8,27 @@ we own, every destination that had the call told to do the same. The operator's 
     erase    the call's keys, jobs, outbox entries (callkeys.py); its event log entries, dead letters and entries
              in Redis Stream destinations (streams.py); its PostgreSQL rows; its entries in the number index
     bury     its id in the tombstone (tombstone.py): reconciliation and backfill never import it again
-    tell     `wavix.call.erased` (no number: the call id and its event ids) queued as a `deliver` job to each
-             destination that received the call's events (the ledger's marks, the call's record, the rows and
-             entries just found; when none is known any more, every destination), so it goes out through the
-             normal delivery: retries, the ledger, dead letters
+    tell     `wavix.call.erased` (no number: the call id, its event ids and its account) queued as a `deliver` job
+             to each destination that received the call's events (the ledger's marks, the call's record, the rows
+             and entries just found; when none is known any more, every destination whose filter takes the
+             call's account), so it goes out through the normal delivery: retries, the ledger, dead letters
     audit    one line in {prefix}erasures: who, when, which kind of request, how many calls; no number
 
 Idempotent: a second run finds nothing left and tells no one (each destination gets `wavix.call.erased` once:
 its id is a function of the call, and the ledger drops a repeat). `--dry-run` finds and counts, and changes
-nothing. Calls are found by their id as every key names it (a deployment's `default` account).
+nothing.
+
+Accounts (issue #26): one erasure event per call, carrying the call's account in its envelope and data as the
+call's own events did, so a route's `filter: {accounts: [...]}` takes the erasures of its accounts' calls only,
+and an erasure of calls of several accounts tells each account's destinations of their own. A call's account is
+its summary's, else its events' (event log, PostgreSQL rows), else the account whose webhooks of it are kept
+(callkeys.accounts_of); the receiver's keys of a call are under its account, so each configured account's are
+erased (`accounts`: ACCOUNTS_FILE's names).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -28,6 +36,7 @@ from redis.asyncio import Redis
 
 from contract import events as ev
 from contract import logs, redisurl
+from contract.accounts import DEFAULT
 from contract.privacy import RedactKey
 from contract.settings import Settings
 from contract.values import party
@@ -67,6 +76,7 @@ class Report:
     busy: list[str] = field(default_factory=list)
     counts: dict[str, int] = field(default_factory=dict)
     told: dict[str, int] = field(default_factory=dict)  # destination -> calls it is told were erased
+    accounts: dict[str, int] = field(default_factory=dict)  # account -> its calls among `calls`
     audit_id: str = ""
 
     def add(self, store: str, n: int) -> None:
@@ -81,30 +91,35 @@ class _Found:
     letters: streams.Matches | None = None
     streams: dict[str, streams.Matches] = field(default_factory=dict)  # destination -> its entries
     rows: dict[str, list[str]] = field(default_factory=dict)  # PostgreSQL destination -> its call ids
+    accounts: dict[str, str] = field(default_factory=dict)  # call id -> its account
 
 
 class Eraser:
     """An erasure over one deployment: its Redis, its destinations, REDACT_KEY (to find hashed numbers)."""
 
     def __init__(self, redis: Redis, settings: Settings, destinations: tuple[Destination, ...],
-                 key: RedactKey | None = None) -> None:
+                 key: RedactKey | None = None, accounts: Sequence[str] = ()) -> None:
         self.redis, self.settings, self.destinations, self.key = redis, settings, destinations, key
         self.prefix = settings.key_prefix
         self.names = [d.name for d in destinations]
+        self.accounts = tuple(accounts) or (DEFAULT,)  # the configured accounts' names
 
     async def run(self, request: Request) -> Report:
         report = Report()
         found = await self._find(request)
-        busy = await callkeys.busy(self.redis, self.prefix, list(found.calls), self.names)
+        busy = await callkeys.busy(self.redis, self.prefix, list(found.calls), self.names, self.accounts)
         report.busy = sorted(busy)
         calls = {c: t for c, t in found.calls.items() if c not in busy}
         report.calls = sorted(calls)
+        for call_id in report.calls:
+            account = found.accounts.get(call_id, DEFAULT)
+            report.accounts[account] = report.accounts.get(account, 0) + 1
         if request.dry_run:
             await self._count(found, set(calls), report)
         elif calls:
             told = await self._erase(found, set(calls), report)
             await tombstone.bury(self.redis, self.prefix, calls)
-            await self._tell(told, report)
+            await self._tell(told, found.accounts, report)
         if not request.dry_run:
             report.audit_id = await self._audit(request, report)
         return report
@@ -160,8 +175,10 @@ class Eraser:
             store = PostgresStore(destination)
             if request.number:
                 since, until = (_moment(request.since_ms), _moment(request.until_ms))
-                for call_id in await store.find([request.number, *self._hashed(request.number)], since, until):
+                for call_id, account in (await store.find([request.number, *self._hashed(request.number)], since,
+                                                          until)).items():
                     found.calls.setdefault(call_id, None)
+                    found.accounts.setdefault(call_id, account)
             found.rows[destination.name] = list(found.calls)
 
     async def _find_in_destinations(self, request: Request, found: _Found) -> None:
@@ -177,7 +194,7 @@ class Eraser:
 
     async def _held(self, request: Request, found: _Found) -> _Found:
         """Keeps the calls that still have something, or whose number asked for them; notes their numbers."""
-        keys = await callkeys.held(self.redis, self.prefix, list(found.calls))
+        keys = await callkeys.held(self.redis, self.prefix, list(found.calls), self.accounts)
         streamed = set().union(*(m.calls for m in found.streams.values())) if found.streams else set()
         elsewhere = (found.log.calls if found.log else set()) | (found.letters.calls if found.letters else set())
         for call_id in list(found.calls):
@@ -186,12 +203,16 @@ class Eraser:
             else:
                 found.numbers |= await callkeys.numbers_in_summary(self.redis, self.prefix, call_id)
                 found.numbers |= _numbers_of(found.log.bodies.get(call_id, b"") if found.log else b"")
+        logged = {c: e.account for c, body in (found.log.bodies.items() if found.log else ())
+                  if (e := _decoded(body)) is not None}
+        found.accounts = await callkeys.accounts_of(self.redis, self.prefix, list(found.calls), self.accounts,
+                                                    known={**found.accounts, **logged})
         return found
 
     # --- count, erase, tell, audit ---
 
     async def _count(self, found: _Found, calls: set[str], report: Report) -> None:
-        held = await callkeys.held(self.redis, self.prefix, list(calls))
+        held = await callkeys.held(self.redis, self.prefix, list(calls), self.accounts)
         report.add("call keys", sum(held.values()))
         report.add("event log", sum(1 for c in found.log.entries.values() if c in calls) if found.log else 0)
         report.add("dead letters", sum(1 for c in found.letters.entries.values() if c in calls) if found.letters else 0)
@@ -207,7 +228,7 @@ class Eraser:
             for call_id in matches.calls & calls:
                 told[call_id].add(name)
         report.add("call keys", await callkeys.delete(self.redis, self.prefix, calls, queue=self.settings.queue_name,
-                                                      destinations=self.names))
+                                                      destinations=self.names, accounts=self.accounts))
         if found.log:
             report.add("event log", await streams.delete(self.redis, found.log, calls))
         if found.letters:
@@ -236,24 +257,31 @@ class Eraser:
                     for call_id in calls:
                         told[call_id].add(destination.name)
 
-    async def _tell(self, told: dict[str, set[str]], report: Report) -> None:
-        """Queues `wavix.call.erased` to each destination that had the call (every one when none is known)."""
+    async def _tell(self, told: dict[str, set[str]], accounts: dict[str, str], report: Report) -> None:
+        """Queues `wavix.call.erased` to each destination that had the call (when none is known, every one whose
+        filter takes the call's account)."""
         deliveries = []
         for call_id, names in sorted(told.items()):
-            event = erased_event(call_id, datetime.now(UTC))
+            account = accounts.get(call_id, DEFAULT)
+            event = erased_event(call_id, datetime.now(UTC), account)
             body = ev.encode_event(event)
-            for name in sorted(names or self.names):
+            for name in sorted(names or self._of_account(account)):
                 deliveries.append(Delivery(destination=name, call_id=call_id, event_id=event.id, event=body,
                                            first_at_ms=now_ms(), tries=0))
                 report.told[name] = report.told.get(name, 0) + 1
         await requeue(self.redis, deliveries, prefix=self.prefix, queue=self.settings.queue_name,
                       expiry_s=self.settings.job_expiry)
 
+    def _of_account(self, account: str) -> list[str]:
+        """The destinations whose filter does not leave the account out: those that may have had its calls."""
+        return [d.name for d in self.destinations if d.filter.accounts is None or account in d.filter.accounts]
+
     async def _audit(self, request: Request, report: Report) -> str:
         fields: dict[str, str | int] = {
             "at_ms": now_ms(), "by": request.by or "unknown", "request": request.kind, "calls": len(report.calls),
             "busy": len(report.busy), "stores": ", ".join(f"{k}={v}" for k, v in sorted(report.counts.items())),
             "told": ", ".join(f"{k}={v}" for k, v in sorted(report.told.items())),
+            "accounts": ", ".join(f"{k}={v}" for k, v in sorted(report.accounts.items())),
             "window": f"{request.since_ms or ''}..{request.until_ms or ''}",
         }
         entry = await tombstone.audit(self.redis, self.prefix, fields)
@@ -261,12 +289,13 @@ class Eraser:
         return entry
 
 
-def erased_event(call_id: str, at: datetime) -> ev.CallErasedEvent:
-    """`wavix.call.erased` for the call: its id is a function of the call, so a repeat is the same event."""
+def erased_event(call_id: str, at: datetime, account: str = DEFAULT) -> ev.CallErasedEvent:
+    """`wavix.call.erased` for the call, of its account: its id is a function of the call, so a repeat is the same
+    event."""
     ids = tuple(sorted(callkeys.event_ids(call_id)))
-    return ev.CallErasedEvent(id=callkeys.erased_event_id(call_id), subject=call_id, time=at,
+    return ev.CallErasedEvent(id=callkeys.erased_event_id(call_id), subject=call_id, time=at, account=account,
                               dataschema=ev.dataschema_for(ev.CallErased),
-                              data=ev.CallErased(call_id=call_id, erased_at=at, event_ids=ids))
+                              data=ev.CallErased(call_id=call_id, erased_at=at, event_ids=ids, account=account))
 
 
 def normal_number(text: str) -> str | None:

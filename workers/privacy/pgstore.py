@@ -1,6 +1,6 @@
 """Erasure in a PostgreSQL destination: its rows are ours to delete (workers/deliver/sinks/postgres.py writes them).
 
-    find    SELECT call_id FROM <schema>.calls WHERE from_number/to_number is the number (in clear, or in the
+    find    SELECT call_id, account FROM <schema>.calls WHERE from_number/to_number is the number (in clear, or in the
             destination's hashed form when it hashes numbers), within the call dates asked
     delete  DELETE FROM <schema>.call_transcripts, calls, events WHERE call_id = ANY($1), in one transaction
 
@@ -17,6 +17,7 @@ from datetime import datetime
 
 import asyncpg
 
+from contract.accounts import DEFAULT
 from workers.deliver.route import Destination
 from workers.deliver.sinks.base import scheme_of
 from workers.deliver.sinks.postgres_schema import check_url
@@ -44,17 +45,18 @@ class PostgresStore:
     async def _migrated(self, conn: asyncpg.Connection) -> bool:
         return await conn.fetchval("SELECT to_regclass('calls') IS NOT NULL") is True
 
-    async def find(self, numbers: list[str], since: datetime | None, until: datetime | None) -> list[str]:
-        """The call ids whose `from` or `to` is one of `numbers` (each form the destination may hold)."""
+    async def find(self, numbers: list[str], since: datetime | None, until: datetime | None) -> dict[str, str]:
+        """The calls whose `from` or `to` is one of `numbers` (each form the destination may hold): call id ->
+        its account (`default` for a row written before events carried one)."""
         conn = await self._connect()
         try:
             if not await self._migrated(conn):
-                return []
+                return {}
             rows = await conn.fetch(
-                "SELECT call_id FROM calls WHERE (from_number = ANY($1) OR to_number = ANY($1)) "
+                "SELECT call_id, account FROM calls WHERE (from_number = ANY($1) OR to_number = ANY($1)) "
                 "AND ($2::timestamptz IS NULL OR date >= $2) AND ($3::timestamptz IS NULL OR date <= $3)",
                 numbers, since, until)
-            return [r["call_id"] for r in rows]
+            return {r["call_id"]: r["account"] or DEFAULT for r in rows}
         finally:
             await conn.close()
 
