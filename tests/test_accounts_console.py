@@ -37,7 +37,8 @@ Client = AsyncTestClient[Litestar]
 async def console_of(d: TwoAccounts) -> AsyncIterator[Client]:
     """The console on the deployment's settings, its accounts read from ACCOUNTS_FILE as `wavix-events console`
     reads them (names only); actions on, so the confirmation shows its form."""
-    app = create_app(d.p.settings, ConsoleOptions(token=TOKEN, allow_actions=True), ("redis",), account_names(d.p.settings))
+    options = ConsoleOptions(token=TOKEN, allow_actions=True)
+    app = create_app(d.p.settings, options, ("redis",), account_names(d.p.settings))
     async with AsyncTestClient(app=app) as client:
         yield client
 
