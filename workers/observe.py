@@ -132,8 +132,16 @@ def observed(function: JobFunction) -> JobFunction:
 
 
 async def _flush(ctx: dict[str, Any], notes: record.Notes) -> None:
+    """The job's notes: left for the supervised worker to write with the job's end, in its finish script (one
+    round trip for both, workers/supervise.py), else written now."""
     resources = ctx.get("resources")
     if resources is None or not notes.call_id:
+        return
+    at_finish = ctx.get("record_at_finish")
+    if at_finish is not None and ctx.get("job_id"):
+        parts = resources.recorder.parts(notes)
+        if parts is not None:
+            at_finish[ctx["job_id"]] = parts
         return
     await resources.recorder.flush(notes)
 

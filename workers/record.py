@@ -1,9 +1,11 @@
 """The workers' half of the per-call record (contract/record.py): a job's notes, batched, written once.
 
 A job opens its `Notes` (`begin`), every step it takes adds an entry in memory (`note`: a msgpack encode,
-about 2 us, no I/O), and `Writer.flush` writes them all at the end of the job in ONE script call, sent
-through the worker's batching client (contract/redisbatch.py) with the other jobs' commands of the same
-loop turn:
+about 2 us, no I/O), and at the end of the job they are all written in ONE script call: under the supervised
+worker, its finish script (workers/supervise.py), which ends the job and runs `WRITE` too, so the record costs
+no round trip of its own (one less a job run: "Redis round trips per call" in docs/benchmarks.md); elsewhere
+`Writer.flush`, through the worker's batching client (contract/redisbatch.py) with the other jobs' commands of
+the same loop turn:
 
     RPUSH record:{call} <entries...>; LTRIM to RECORD_KEPT; EXPIRE ttl
     and, when the job handed `wavix.call.completed` to its destinations (an operator's replay never does):
@@ -121,47 +123,67 @@ def summarize(event: CallCompletedEvent, at_ms: int, published_at_ms: int) -> Ca
     )
 
 
-# KEYS: the record, the summary, the calls index; ARGV: ttl s, RECORD_KEPT, the summary ('' none), its at_ms,
-# the call id, the index's cut-off (ms), then the entries.
-_FLUSH = """
-if #ARGV > 6 then
-  for i = 7, #ARGV, 1000 do redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
-  redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
-  redis.call('EXPIRE', KEYS[1], ARGV[1])
+# One job's notes, a Lua function, so the supervised worker writes them in its finish script (workers/supervise.py):
+# KEYS the record, the summary, the calls index; ARGV from `o` + 1: ttl s, RECORD_KEPT, the summary ('' none), its
+# at_ms, the call id, the index's cut-off (ms), then the entries.
+WRITE = """
+local function record(KEYS, o)
+if #ARGV > o + 6 then
+  for i = o + 7, #ARGV, 1000 do redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+  redis.call('LTRIM', KEYS[1], -tonumber(ARGV[o + 2]), -1)
+  redis.call('EXPIRE', KEYS[1], ARGV[o + 1])
 end
-if ARGV[3] ~= '' then
-  if redis.call('SET', KEYS[2], ARGV[3], 'NX', 'EX', ARGV[1]) then
-    redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
+if ARGV[o + 3] ~= '' then
+  if redis.call('SET', KEYS[2], ARGV[o + 3], 'NX', 'EX', ARGV[o + 1]) then
+    redis.call('ZADD', KEYS[3], 'NX', ARGV[o + 4], ARGV[o + 5])
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], 0, ARGV[6])
-  redis.call('EXPIRE', KEYS[3], ARGV[1])
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], 0, ARGV[o + 6])
+  redis.call('EXPIRE', KEYS[3], ARGV[o + 1])
+end
 end
 """
+FLUSH = WRITE + "record(KEYS, 0)\n"
+Parts = tuple[list[str], list[Any]]
 
 
 class Writer:
     """Writes a job's notes in one script call; `scripts` is the worker's batching client (or redis-py's)."""
 
     def __init__(self, scripts: Scripting, key_prefix: str, ttl_s: int) -> None:
-        self._script = scripts.register_script(_FLUSH)
+        self._script = scripts.register_script(FLUSH)
         self._prefix, self._ttl_s = key_prefix, ttl_s
+
+    def parts(self, notes: Notes) -> Parts | None:
+        """The notes as `WRITE`'s keys and arguments, taken out of `notes`; None when there is nothing to write."""
+        if not notes.entries and notes.summary is None:
+            return None
+        summary, ttl_s = notes.summary, self._ttl_s
+        keys = [record_key(self._prefix, notes.call_id), summary_key(self._prefix, notes.call_id),
+                calls_key(self._prefix)]
+        args = [ttl_s, RECORD_KEPT, encode_summary(summary) if summary is not None else "",
+                summary.at_ms if summary is not None else 0, notes.call_id, now_ms() - ttl_s * 1000, *notes.entries]
+        notes.entries.clear()
+        return keys, args
 
     async def flush(self, notes: Notes) -> bool:
         """False (logged) when Redis refused: the record must never fail or retry a job."""
-        if not notes.entries and notes.summary is None:
-            return True
-        summary, ttl_s = notes.summary, self._ttl_s
-        keys = (record_key(self._prefix, notes.call_id), summary_key(self._prefix, notes.call_id),
-                calls_key(self._prefix))
-        args = (ttl_s, RECORD_KEPT, encode_summary(summary) if summary is not None else "",
-                summary.at_ms if summary is not None else 0, notes.call_id, now_ms() - ttl_s * 1000, *notes.entries)
-        try:
-            await self._script(keys=keys, args=args)
-        except (RedisError, OSError) as e:
-            log.warning("record.unwritten", call_id=notes.call_id, entries=len(notes.entries), error=type(e).__name__)
-            return False
-        notes.entries.clear()
-        return True
+        parts = self.parts(notes)
+        return True if parts is None else await write(self._script, parts, notes.call_id)
+
+
+async def write(script: Any, parts: Parts, call_id: str) -> bool:
+    """Runs `FLUSH` (`script`) with a job's `parts`; False (logged) when Redis refused."""
+    keys, args = parts
+    try:
+        await script(keys=keys, args=args)
+    except (RedisError, OSError) as e:
+        unwritten(call_id, len(args) - 6, type(e).__name__)
+        return False
+    return True
+
+
+def unwritten(call_id: str, entries: int, error: str) -> None:
+    log.warning("record.unwritten", call_id=call_id, entries=entries, error=error)
 
 
 async def replayed(redis: Redis, key_prefix: str, kind: str, steps: Sequence[tuple[str, Entry]]) -> None:

@@ -22,7 +22,9 @@ outage no one ran them for five minutes. `SupervisedWorker` is arq's Worker with
   script (`_FINISH`, the commands of arq's `finish_job` transaction, atomically), and both scripts go
   through the batching client the jobs' own scripts use (contract/redisbatch.py): arq's transaction through
   redis-py cost ~82 µs of the worker's CPU a job, the script ~7-8 µs (64 concurrent callers, this
-  machine), about 5% of a real job's CPU.
+  machine), about 5% of a real job's CPU. The job's notes for the per-call record (workers/record.py) ride in
+  the same script (`_FINISH_RECORDED`: workers/observe.py leaves them in `ctx["record_at_finish"]`), the
+  record's part under pcall so a refused record never keeps a job from ending: one round trip a job run less.
 - **Start-up.** Redis unreachable at start is one error (the CLI prints one line, exit 1), not five
   retries and a traceback. `/readyz` on the worker's health port answers 503 during an outage (from the
   first failed poll or lease renewal, so within RENEW_S even while every slot is busy), while `/healthz`
@@ -51,7 +53,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contract import logs, redisurl
 from contract.redisbatch import BatchedRedis
-from workers import queue
+from workers import queue, record
 
 log = logs.get("workers.supervise")
 T = TypeVar("T")
@@ -107,8 +109,14 @@ elseif ARGV[6] ~= '' then
   redis.call('ZINCRBY', KEYS[6], ARGV[6], job_id)
 end
 if #gone > 0 then redis.call('DEL', unpack(gone)) end
-return 1
 """
+# The job's end and its notes for the per-call record (workers/record.py `WRITE`: KEYS[7..9], ARGV from 7) in one
+# call; the record's part under pcall, so a record Redis refuses never keeps a job from finishing (0: unwritten).
+_FINISH_RECORDED = record.WRITE + _FINISH + """
+if pcall(record, {KEYS[7], KEYS[8], KEYS[9]}, 6) then return 1 end
+return 0
+"""
+_FINISH += "return 1\n"
 
 
 async def until_answered(attempt: Callable[[], Awaitable[T]], *, what: str, **fields: Any) -> T:
@@ -160,8 +168,12 @@ class SupervisedWorker(Worker):
         self._batch = (BatchedRedis(redis_url, connect_timeout=REDIS_TIMEOUT_S, timeout=REDIS_TIMEOUT_S)
                        if redis_url else None)
         self._finish = self._batch.register_script(_FINISH) if self._batch is not None else None
+        self._recorded: dict[str, record.Parts] = {}  # job id -> its notes, written with its end (`finish_job`)
         if self._batch is not None:
             self.ctx["batch"] = self._batch  # the jobs' scripts share it (workers/context.py); closed in `close`
+            self.ctx["record_at_finish"] = self._recorded  # workers/observe.py leaves a job's notes here
+            self._finish_recorded = self._batch.register_script(_FINISH_RECORDED)
+            self._flush = self._batch.register_script(record.FLUSH)
         self.in_progress_timeout_s = LEASE_S
         self.redis_ready = False
         self._lost: set[str] = set()  # jobs whose end could not be written: released once Redis answers
@@ -250,8 +262,13 @@ class SupervisedWorker(Worker):
         keys = [in_progress_key_prefix + job_id, result_key_prefix + job_id, retry_key_prefix + job_id,
                 job_key_prefix + job_id, abort_jobs_ss, self.queue_name]
         kept = "" if keep_in_progress is None else to_ms(keep_in_progress)
-        await self._finish(keys=keys, args=[job_id, kept, "1" if finish else "", result_data or "",
-                                            "" if lifetime is None else lifetime, incr_score or ""])
+        args = [job_id, kept, "1" if finish else "", result_data or "", "" if lifetime is None else lifetime,
+                incr_score or ""]
+        notes = self._recorded.pop(job_id, None)
+        if notes is None:
+            await self._finish(keys=keys, args=args)
+        elif not await self._finish_recorded(keys=[*keys, *notes[0]], args=[*args, *notes[1]]):
+            record.unwritten(str(notes[1][4]), len(notes[1]) - 6, "refused")
 
     async def close(self) -> None:
         pool = self._pool
@@ -271,6 +288,10 @@ class SupervisedWorker(Worker):
         except OUTAGE as e:
             self._lost.add(job_id)
             log.warning("worker.job_bookkeeping_lost", job_id=job_id, error=str(e) or type(e).__name__)
+        finally:
+            notes = self._recorded.pop(job_id, None)  # the job never reached its finish: its notes alone
+            if notes is not None:
+                await record.write(self._flush, notes, str(notes[1][4]))
 
     async def _release_lost(self) -> None:
         if not self._lost:
