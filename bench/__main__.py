@@ -12,7 +12,7 @@ import json
 import sys
 import time
 
-from bench import accounts, ack, clients, ingest, reconcile, sinks, worker
+from bench import accounts, ack, clients, ingest, reconcile, redis_cost, sinks, worker
 from bench.results import RESULTS
 
 ROWS = (
@@ -20,6 +20,9 @@ ROWS = (
     ("ingest", "baseline_rps", "decode-only requests per second, same process", None),
     ("ingest", "ratio", "webhook / baseline", ">= 0.8"),
     ("ingest", "p99_ms", "webhook p99 latency under that load, ms", None),
+    ("ingest", "cpu_us_per_webhook", "receiver CPU per webhook, µs", None),
+    ("ingest", "cpu_us_per_baseline", "receiver CPU per decode-only request, µs", None),
+    ("ingest", "cpu_ratio", "decode-only CPU / webhook CPU", None),
     ("ingest", "granian_webhooks_per_s", "webhooks per second on Granian instead, same run", None),
     ("ingest", "server_cost_pct", "uvicorn's webhooks/s below Granian's, % (framing)", None),
     ("ack", "ack0_rps", "webhooks per second, ACK_REPLICAS=0 (primary + 1 replica)", None),
@@ -32,7 +35,12 @@ ROWS = (
     ("worker", "floor_calls_per_s", "floor job (the GET + one script) per second", None),
     ("worker", "floor_ratio", "real / floor", ">= 0.85"),
     ("worker", "observe_cost_pct", "real job without / with workers.observe, % faster", None),
+    ("worker", "calls_per_s_at_20ms", "real calls per second, sandbox at 20 ms", None),
     ("worker", "calls_per_s_at_100ms", "real calls per second, sandbox at 100 ms", ">= 500"),
+    ("worker", "cpu_ms_per_call", "worker CPU per call, ms (sandbox at 0 ms)", None),
+    ("worker", "cpu_ms_per_call_at_20ms", "worker CPU per call, ms (sandbox at 20 ms)", None),
+    ("worker", "cpu_ms_per_noop_job", "worker CPU per arq no-op job, ms", None),
+    ("worker", "cpu_ratio", "no-op job CPU / real call CPU", None),
     ("worker", "e2e_p50_ms", "webhook -> stream entry p50 at 100 calls/s, ms", None),
     ("worker", "e2e_p99_ms", "webhook -> stream entry p99 at 100 calls/s, ms", "< 100"),
     ("worker", "rss_growth_pct", "worker memory growth over the calls, %", "< 10"),
@@ -44,6 +52,8 @@ ROWS = (
     ("reconcile", "pass_s_10k_seen", "reconcile pass over 10,000 calls all seen before, s", "<= 10"),
     ("reconcile", "api_requests_per_pass_10k_per_day", "list requests per pass, 10,000 calls a day", None),
     ("redis_cost", "commands_per_call", "Redis commands per call (post-call only, scripts' own counted)", None),
+    ("redis_cost", "round_trips_per_call_receiver", "Redis round trips per call, receiver (batches: less)", None),
+    ("redis_cost", "round_trips_per_call_worker", "Redis round trips per call, worker", None),
     ("redis_cost", "cpu_us_per_call", "Redis CPU per call, µs (private redis-server)", None),
     ("redis_cost", "bytes_per_call", "Redis memory per call kept after it, bytes", None),
     ("redis_cost", "calls_per_s_one_core", "calls/s one Redis main thread carries (estimate)", None),
@@ -77,7 +87,7 @@ def main() -> int:
     started = time.monotonic()
     RESULTS.unlink(missing_ok=True)  # only this run's figures count
     status = max(clients.main([]), ingest.main([]), ack.main([]), worker.main([]), accounts.main([]),
-                 reconcile.main([]))
+                 reconcile.main([]), redis_cost.main([]))
     asyncio.run(sinks.main(1500, 2))
     results = json.loads(RESULTS.read_text())
     print(f"\nmake bench: {results.get('machine')} at {results.get('measured_at')}"
