@@ -1,5 +1,6 @@
-"""A job's notes for the per-call record go out with the job's end: one script call for both (workers/supervise.py
-`_FINISH_RECORDED`), and a record Redis refuses never keeps the job from finishing."""
+"""A job's notes for the per-call record, and its delivery tries for the console, go out with the job's end: one
+script call for all (workers/supervise.py `_FINISH_RECORDED`), and a record Redis refuses never keeps the job from
+finishing."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from contract.record import decode_entry, record_key
 from contract.settings import Settings
 from tests.conftest import REDIS_URL, TOKEN, forget
 from workers import observe, record
+from workers.deliver import attempts
 from workers.settings import create_worker
 
 
@@ -29,6 +31,10 @@ async def _run_one_job(prefix: str, queue: str, call_id: str, watcher: Redis) ->
 
     async def job(ctx: dict[str, Any], arg: Any) -> str:
         record.note("fetch", what="cdr", status="200")
+        notes = record.current()
+        assert notes is not None
+        tried = attempts.Attempt(at_ms=record.now_ms(), destination="crm", event_id=f"event-{call_id}")
+        assert notes.hold(attempts.parts(prefix, 60, tried))  # as workers/deliver/delivery.py does for a try
         return "published"
 
     async def startup(ctx: dict[str, Any]) -> None:
@@ -62,8 +68,9 @@ async def _run_one_job(prefix: str, queue: str, call_id: str, watcher: Redis) ->
 
 
 async def test_a_jobs_record_and_its_end_are_one_script_call() -> None:
-    """The job's notes are in the call's record once it has finished, and no command of their own was sent: the
-    job's end (result kept, queue entry and marks gone) and the record went in the finish script."""
+    """The job's notes are in the call's record once it has finished, and its delivery try in the console's list,
+    with no command of their own: the job's end (result kept, queue entry and marks gone), the record and the try
+    went in the finish script."""
     run = uuid.uuid4().hex
     prefix, queue, call_id = f"test:{run}:", f"test:queue:{run}", f"call-{run}"
     redis, watcher = Redis.from_url(REDIS_URL), Redis.from_url(REDIS_URL)
@@ -75,6 +82,10 @@ async def test_a_jobs_record_and_its_end_are_one_script_call() -> None:
         writes = [c for c in sent if record_key(prefix, call_id) in c]
         assert len(writes) == 1 and writes[0].startswith("EVALSHA"), sent
         assert in_progress_key_prefix + job_id in writes[0], "the record went with the job's end"
+        assert attempts.attempts_key(prefix, f"event-{call_id}") in writes[0], "and the try with them"
+        tries = [attempts.decode_attempt(raw) for raw in
+                 await redis.lrange(attempts.attempts_key(prefix, f"event-{call_id}"), 0, -1)]
+        assert [(t.destination, t.ok) for t in tries] == [("crm", True)]
         assert await redis.exists(result_key_prefix + job_id) == 1
         assert await redis.exists(job_key_prefix + job_id, in_progress_key_prefix + job_id) == 0
         assert await redis.zcard(queue) == 0

@@ -1,9 +1,10 @@
 """The workers' half of the per-call record (contract/record.py): a job's notes, batched, written once.
 
 A job opens its `Notes` (`begin`), every step it takes adds an entry in memory (`note`: a msgpack encode,
-about 2 us, no I/O), and at the end of the job they are all written in ONE script call: under the supervised
-worker, its finish script (workers/supervise.py), which ends the job and runs `WRITE` too, so the record costs
-no round trip of its own (one less a job run: "Redis round trips per call" in docs/benchmarks.md); elsewhere
+about 2 us, no I/O), so does every delivery try for the console (`Notes.hold`, workers/deliver/attempts.py),
+and at the end of the job they are all written in ONE script call: under the supervised worker, its finish
+script (workers/supervise.py), which ends the job and runs `WRITE` too, so neither the record nor the tries cost
+a round trip of their own (two less a job run: "Redis round trips per call" in docs/benchmarks.md); elsewhere
 `Writer.flush`, through the worker's batching client (contract/redisbatch.py) with the other jobs' commands of
 the same loop turn:
 
@@ -53,6 +54,7 @@ from contract.record import (
     without_query,
 )
 from contract.redisbatch import Scripting
+from workers.deliver import attempts
 
 log = logs.get("workers.record")
 
@@ -64,7 +66,8 @@ def now_ms() -> int:
 class Notes:
     """One job's entries for one call, kept in memory until `flush`."""
 
-    __slots__ = ("attempt", "began_ms", "call_id", "delivery_try", "entries", "events", "source", "summary")
+    __slots__ = ("attempt", "began_ms", "call_id", "closed", "delivery_try", "entries", "events", "source",
+                 "summary", "tries")
 
     def __init__(self, call_id: str, began_ms: int, attempt: int = 1, *, delivery_try: int = 1,
                  source: str = "") -> None:
@@ -76,6 +79,15 @@ class Notes:
         self.entries: list[bytes] = []
         self.events: set[str] = set()
         self.summary: CallSummary | None = None
+        self.tries: list[attempts.Parts] = []  # the job's delivery tries for the console, written with the notes
+        self.closed = False  # taken for writing: a try made later (one that outlived its job) writes on its own
+
+    def hold(self, attempt: attempts.Parts) -> bool:
+        """Keeps one try's write (workers/deliver/attempts.py) for the job's end; False once the notes are taken."""
+        if self.closed or not self.call_id:
+            return False
+        self.tries.append(attempt)
+        return True
 
     def add(self, step: str, **fields: Any) -> None:
         self.entries.append(encode_entry(Entry(at_ms=now_ms(), step=step, **fields)))
@@ -123,22 +135,30 @@ def summarize(event: CallCompletedEvent, at_ms: int, published_at_ms: int) -> Ca
     )
 
 
-# One job's notes, a Lua function, so the supervised worker writes them in its finish script (workers/supervise.py):
-# KEYS the record, the summary, the calls index; ARGV from `o` + 1: ttl s, RECORD_KEPT, the summary ('' none), its
-# at_ms, the call id, the index's cut-off (ms), then the entries.
-WRITE = """
-local function record(KEYS, o)
-if #ARGV > o + 6 then
-  for i = o + 7, #ARGV, 1000 do redis.call('RPUSH', KEYS[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
-  redis.call('LTRIM', KEYS[1], -tonumber(ARGV[o + 2]), -1)
-  redis.call('EXPIRE', KEYS[1], ARGV[o + 1])
+# One job's notes and delivery tries, a Lua function, so the supervised worker writes them in its finish script
+# (workers/supervise.py): K the record, the summary, the calls index, then 3 keys a try; ARGV from `o` + 1: ttl s,
+# RECORD_KEPT, the summary ('' none), its at_ms, the call id, the index's cut-off (ms), the number of tries, 6
+# arguments a try (workers/deliver/attempts.py `WRITE_ONE`), then the entries.
+WRITE = attempts.WRITE_ONE + """
+local function record(K, o)
+local tries = tonumber(ARGV[o + 7])
+for j = 0, tries - 1 do
+  local a = o + 8 + 6 * j
+  attempt({K[4 + 3 * j], K[5 + 3 * j], K[6 + 3 * j]},
+          {ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5]})
+end
+local first = o + 8 + 6 * tries
+if #ARGV >= first then
+  for i = first, #ARGV, 1000 do redis.call('RPUSH', K[1], unpack(ARGV, i, math.min(i + 999, #ARGV))) end
+  redis.call('LTRIM', K[1], -tonumber(ARGV[o + 2]), -1)
+  redis.call('EXPIRE', K[1], ARGV[o + 1])
 end
 if ARGV[o + 3] ~= '' then
-  if redis.call('SET', KEYS[2], ARGV[o + 3], 'NX', 'EX', ARGV[o + 1]) then
-    redis.call('ZADD', KEYS[3], 'NX', ARGV[o + 4], ARGV[o + 5])
+  if redis.call('SET', K[2], ARGV[o + 3], 'NX', 'EX', ARGV[o + 1]) then
+    redis.call('ZADD', K[3], 'NX', ARGV[o + 4], ARGV[o + 5])
   end
-  redis.call('ZREMRANGEBYSCORE', KEYS[3], 0, ARGV[o + 6])
-  redis.call('EXPIRE', KEYS[3], ARGV[o + 1])
+  redis.call('ZREMRANGEBYSCORE', K[3], 0, ARGV[o + 6])
+  redis.call('EXPIRE', K[3], ARGV[o + 1])
 end
 end
 """
@@ -154,36 +174,43 @@ class Writer:
         self._prefix, self._ttl_s = key_prefix, ttl_s
 
     def parts(self, notes: Notes) -> Parts | None:
-        """The notes as `WRITE`'s keys and arguments, taken out of `notes`; None when there is nothing to write."""
-        if not notes.entries and notes.summary is None:
+        """The notes and tries as `WRITE`'s keys and arguments, taken out of `notes` (closed: a later try writes on
+        its own); None when there is nothing to write."""
+        notes.closed = True
+        if not notes.entries and notes.summary is None and not notes.tries:
             return None
         summary, ttl_s = notes.summary, self._ttl_s
         keys = [record_key(self._prefix, notes.call_id), summary_key(self._prefix, notes.call_id),
-                calls_key(self._prefix)]
+                calls_key(self._prefix), *(k for try_keys, _ in notes.tries for k in try_keys)]
         args = [ttl_s, RECORD_KEPT, encode_summary(summary) if summary is not None else "",
-                summary.at_ms if summary is not None else 0, notes.call_id, now_ms() - ttl_s * 1000, *notes.entries]
+                summary.at_ms if summary is not None else 0, notes.call_id, now_ms() - ttl_s * 1000, len(notes.tries),
+                *(a for _, try_args in notes.tries for a in try_args), *notes.entries]
         notes.entries.clear()
+        notes.tries.clear()
         return keys, args
 
     async def flush(self, notes: Notes) -> bool:
         """False (logged) when Redis refused: the record must never fail or retry a job."""
         parts = self.parts(notes)
-        return True if parts is None else await write(self._script, parts, notes.call_id)
+        return True if parts is None else await write(self._script, parts)
 
 
-async def write(script: Any, parts: Parts, call_id: str) -> bool:
+async def write(script: Any, parts: Parts) -> bool:
     """Runs `FLUSH` (`script`) with a job's `parts`; False (logged) when Redis refused."""
     keys, args = parts
     try:
         await script(keys=keys, args=args)
     except (RedisError, OSError) as e:
-        unwritten(call_id, len(args) - 6, type(e).__name__)
+        unwritten(parts, type(e).__name__)
         return False
     return True
 
 
-def unwritten(call_id: str, entries: int, error: str) -> None:
-    log.warning("record.unwritten", call_id=call_id, entries=entries, error=error)
+def unwritten(parts: Parts, error: str) -> None:
+    """Logs a job's notes that Redis refused: the call, its entries and tries."""
+    args = parts[1]
+    tries = int(args[6])
+    log.warning("record.unwritten", call_id=str(args[4]), entries=len(args) - 7 - 6 * tries, tries=tries, error=error)
 
 
 async def replayed(redis: Redis, key_prefix: str, kind: str, steps: Sequence[tuple[str, Entry]]) -> None:

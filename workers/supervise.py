@@ -110,10 +110,10 @@ elseif ARGV[6] ~= '' then
 end
 if #gone > 0 then redis.call('DEL', unpack(gone)) end
 """
-# The job's end and its notes for the per-call record (workers/record.py `WRITE`: KEYS[7..9], ARGV from 7) in one
+# The job's end and its notes for the per-call record (workers/record.py `WRITE`: KEYS from 7, ARGV from 7) in one
 # call; the record's part under pcall, so a record Redis refuses never keeps a job from finishing (0: unwritten).
 _FINISH_RECORDED = record.WRITE + _FINISH + """
-if pcall(record, {KEYS[7], KEYS[8], KEYS[9]}, 6) then return 1 end
+if pcall(record, {unpack(KEYS, 7)}, 6) then return 1 end
 return 0
 """
 _FINISH += "return 1\n"
@@ -268,7 +268,7 @@ class SupervisedWorker(Worker):
         if notes is None:
             await self._finish(keys=keys, args=args)
         elif not await self._finish_recorded(keys=[*keys, *notes[0]], args=[*args, *notes[1]]):
-            record.unwritten(str(notes[1][4]), len(notes[1]) - 6, "refused")
+            record.unwritten(notes, "refused")
 
     async def close(self) -> None:
         pool = self._pool
@@ -291,7 +291,7 @@ class SupervisedWorker(Worker):
         finally:
             notes = self._recorded.pop(job_id, None)  # the job never reached its finish: its notes alone
             if notes is not None:
-                await record.write(self._flush, notes, str(notes[1][4]))
+                await record.write(self._flush, notes)
 
     async def _release_lost(self) -> None:
         if not self._lost:

@@ -11,9 +11,11 @@
 
 The delivery step (workers/deliver/delivery.py `attempt_once`) opens a `Heard` with `listen()` before it
 publishes; a sink that speaks HTTP tells it what it heard (`heard(...)`: workers/deliver/sinks/webhook.py), in a
-context variable, so no sink signature changes; then `Recorder.write` stores the try in ONE script call through
-the worker's batching client (contract/redisbatch.py), with the other commands of its loop turn. A try that
-never reached the destination (paused, busy, throttled, delivered before) writes nothing.
+context variable, so no sink signature changes; then the try is stored by ONE script: inside a job, the job's own
+record script at its end (workers/record.py: the try waits in the job's notes, and costs no round trip of its
+own), else (a first attempt that outlived its job) `write`, through the worker's batching client
+(contract/redisbatch.py), with the other commands of its loop turn. A try that never reached the destination
+(paused, busy, throttled, delivered before) writes nothing.
 
 Nothing secret is written: the request is described by its header names with the signature masked (never the
 URL), the response body has URLs' user, password and query removed and anything like a signing secret or a
@@ -133,18 +135,35 @@ def series_key(prefix: str, destination: str, hour_ms: int) -> str:
     return f"{prefix}attempt-series:{destination}:{hour_ms}"
 
 
-# KEYS: the attempts list, the series hash, the event key; ARGV: the attempt, KEPT, ttl s, the series field,
-# SERIES_S, the event JSON ('' none).
-_WRITE = """
+# One try's write, a Lua function, so the per-call record's script writes a job's tries with its notes at the
+# job's end (workers/record.py `WRITE`). KEYS: the attempts list, the series hash, the event key; ARGV: the
+# attempt, KEPT, ttl s, the series field, SERIES_S, the event JSON ('' none).
+WRITE_ONE = """
+local function attempt(KEYS, ARGV)
 redis.call('RPUSH', KEYS[1], ARGV[1])
 redis.call('LTRIM', KEYS[1], -tonumber(ARGV[2]), -1)
 redis.call('EXPIRE', KEYS[1], ARGV[3])
 redis.call('HINCRBY', KEYS[2], ARGV[4], 1)
 redis.call('EXPIRE', KEYS[2], ARGV[5])
 if ARGV[6] ~= '' then redis.call('SET', KEYS[3], ARGV[6], 'NX', 'EX', ARGV[3]) end
+end
+"""
+_WRITE = WRITE_ONE + """
+attempt(KEYS, ARGV)
 return 1
 """
 _scripts: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+Parts = tuple[list[str], list[Any]]
+
+
+def parts(prefix: str, ttl_s: int, attempt: Attempt, event_json: bytes = b"") -> Parts:
+    """`WRITE_ONE`'s keys and arguments for one try (the event's JSON kept only when it failed)."""
+    minute = attempt.at_ms // 60_000 * 60_000
+    keys = [attempts_key(prefix, attempt.event_id), series_key(prefix, attempt.destination, minute // 3_600_000 *
+                                                               3_600_000), event_key(prefix, attempt.event_id)]
+    args = [encode_attempt(attempt), KEPT, ttl_s, f"{minute}:{'ok' if attempt.ok else 'fail'}", SERIES_S,
+            event_json if not attempt.ok else b""]
+    return keys, args
 
 
 async def write(scripts: Any, prefix: str, ttl_s: int, attempt: Attempt, event_json: bytes = b"") -> bool:
@@ -152,11 +171,7 @@ async def write(scripts: Any, prefix: str, ttl_s: int, attempt: Attempt, event_j
     script = _scripts.get(scripts)
     if script is None:
         script = _scripts[scripts] = scripts.register_script(_WRITE)
-    minute = attempt.at_ms // 60_000 * 60_000
-    keys = (attempts_key(prefix, attempt.event_id), series_key(prefix, attempt.destination, minute // 3_600_000 *
-                                                               3_600_000), event_key(prefix, attempt.event_id))
-    args = (encode_attempt(attempt), KEPT, ttl_s, f"{minute}:{'ok' if attempt.ok else 'fail'}", SERIES_S,
-            event_json if not attempt.ok else b"")
+    keys, args = parts(prefix, ttl_s, attempt, event_json)
     try:
         await script(keys=keys, args=args)
     except (RedisError, OSError) as e:

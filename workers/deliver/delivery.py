@@ -40,7 +40,7 @@ from arq.constants import job_key_prefix, retry_key_prefix
 from contract import logs
 from contract.events import CloudEvent, decode_event, encode_event
 from contract.jobs import DELIVER
-from workers import deadletter
+from workers import deadletter, record
 from workers.deliver import attempts, control, eventlog, inflight
 from workers.deliver.jobs import Delivery, encode_delivery, now_ms
 from workers.deliver.jobs import job_id as _job_id
@@ -148,8 +148,11 @@ async def _noted(resources: Resources, delivery: Delivery, event: CloudEvent, he
         attempt=delivery.tries + 1, outcome=outcome, ok=error is None, status=heard.status, response=heard.response,
         request=heard.request, reason=attempts.scrub_text(error.reason[:300]) if error else "",
         ms=round((time.perf_counter() - heard.started) * 1000, 2))
-    await attempts.write(resources.batch, resources.settings.key_prefix, resources.settings.webhook_dedup_ttl,
-                         attempt, delivery.event)
+    settings, notes = resources.settings, record.current()
+    if notes is not None and notes.hold(attempts.parts(settings.key_prefix, settings.webhook_dedup_ttl, attempt,
+                                                       delivery.event)):
+        return  # written with the job's record at its end: no round trip of its own (workers/record.py)
+    await attempts.write(resources.batch, settings.key_prefix, settings.webhook_dedup_ttl, attempt, delivery.event)
 
 
 async def _first_attempt(resources: Resources, event: CloudEvent, body: bytes, where: Destination,
