@@ -16,6 +16,14 @@ give-up decided while handling an error is dead-lettered there too, a dead lette
 retries the job, and a job re-run past `TRY_LIMIT` (crashes, shutdowns) is dead-lettered before arq's own
 `max_tries` could drop it unrun.
 
+Redis round trips per call (bench/redis_cost.py, post_call profile: 1.61 job runs a call, one event each to
+EVENTS_STREAM; commands clients sent, an EVALSHA as one): the worker 23.22 before issue #29, 18.36 after; the
+receiver 1.0 both. A job run is now arq's job read (one MULTI block), the call's reads, the ledger's claim, the
+stream's append with its settle (workers/deliver/ledger.py `offer`), and the finish script, which also writes the
+per-call record and the console's delivery tries (workers/supervise.py, workers/record.py); `process_call` adds
+the number index and the transcript poll's enqueue, the transcript job the transcript state. docs/benchmarks.md,
+"Redis round trips per call", has the list and what is left.
+
 One transcript outcome per call (`{KEY_PREFIX}transcript_state:{call_id}`, kept as long as the dedup mark):
 
     (nothing) -> transcribed                         the usual way
