@@ -18,7 +18,6 @@ Tests: `async with serve(standin) as base: url = base + PATH`. Demo: `python -m 
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -27,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from sandbox import standin
 from sandbox.api import read_body
 from sandbox.slack import Answer, Received, serve
 
@@ -178,20 +178,14 @@ class PagerDutyStandIn:
 
 
 def run(host: str = "127.0.0.1", port: int = 8098, *, echo: bool = True) -> None:
-    import uvicorn
-
-    print(f"PagerDuty stand-in: PAGERDUTY_URL=http://{host}:{port}{PATH} PAGERDUTY_ROUTING_KEY={ROUTING_KEY}",
-          flush=True)
-    uvicorn.run(PagerDutyStandIn(echo=echo), host=host, port=port, log_level="warning", lifespan="off")
+    """Runs the stand-in in the foreground, printing each event it accepts."""
+    standin.run_forever(PagerDutyStandIn(echo=echo), host, port,
+                        f"PagerDuty stand-in: PAGERDUTY_URL=http://{host}:{port}{PATH}"
+                        f" PAGERDUTY_ROUTING_KEY={ROUTING_KEY}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="A local stand-in for PagerDuty's Events API v2")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8098)
-    parser.add_argument("--quiet", action="store_true", help="do not print the events received")
-    args = parser.parse_args(argv)
-    run(args.host, args.port, echo=not args.quiet)
+    standin.main(argv, "A local stand-in for PagerDuty's Events API v2", 8098, "the events received", run)
 
 
 if __name__ == "__main__":

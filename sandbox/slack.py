@@ -17,7 +17,6 @@ Tests: `async with serve(standin) as base_url: ...`. Demo: `python -m sandbox.sl
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import hashlib
@@ -30,6 +29,7 @@ from typing import Any
 
 import msgspec
 
+from sandbox import standin
 from sandbox.api import read_body
 
 WEBHOOK_PATH = "/services/T000/B000/XXXX"
@@ -287,20 +287,13 @@ async def serve(standin: Callable[..., Awaitable[None]], host: str = "127.0.0.1"
 
 def run(host: str = "127.0.0.1", port: int = 8099, *, echo: bool = True) -> None:
     """Runs the stand-in in the foreground for the demo, printing each alert it receives."""
-    import uvicorn
-
-    print(f"Slack stand-in: SLACK_WEBHOOK_URL=http://{host}:{port}{WEBHOOK_PATH}", flush=True)
-    print(f"                SLACK_API_URL=http://{host}:{port}/api (bot token xoxb-test-token)", flush=True)
-    uvicorn.run(SlackStandIn(echo=echo), host=host, port=port, log_level="warning", lifespan="off")
+    standin.run_forever(SlackStandIn(echo=echo), host, port,
+                        f"Slack stand-in: SLACK_WEBHOOK_URL=http://{host}:{port}{WEBHOOK_PATH}",
+                        f"                SLACK_API_URL=http://{host}:{port}/api (bot token xoxb-test-token)")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="A local stand-in for Slack webhooks and chat.postMessage")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8099)
-    parser.add_argument("--quiet", action="store_true", help="do not print the alerts received")
-    args = parser.parse_args(argv)
-    run(args.host, args.port, echo=not args.quiet)
+    standin.main(argv, "A local stand-in for Slack webhooks and chat.postMessage", 8099, "the alerts received", run)
 
 
 if __name__ == "__main__":

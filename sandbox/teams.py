@@ -22,7 +22,6 @@ Tests: `async with serve(standin) as base: url = standin.url(base)`. Demo: `pyth
 
 from __future__ import annotations
 
-import argparse
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -31,6 +30,7 @@ from urllib.parse import parse_qs
 
 import msgspec
 
+from sandbox import standin
 from sandbox.api import read_body
 from sandbox.slack import Answer, Received, serve
 
@@ -203,20 +203,12 @@ def _code(answer: Answer) -> str:
 
 def run(host: str = "127.0.0.1", port: int = 8097, *, echo: bool = True) -> None:
     """Runs the stand-in in the foreground, printing each card it accepts."""
-    import uvicorn
-
-    standin = TeamsStandIn(echo=echo)
-    print(f"Teams stand-in: TEAMS_WEBHOOK_URL={standin.url(f'http://{host}:{port}')}", flush=True)
-    uvicorn.run(standin, host=host, port=port, log_level="warning", lifespan="off")
+    teams = TeamsStandIn(echo=echo)
+    standin.run_forever(teams, host, port, f"Teams stand-in: TEAMS_WEBHOOK_URL={teams.url(f'http://{host}:{port}')}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="A local stand-in for a Teams Workflows webhook")
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=8097)
-    parser.add_argument("--quiet", action="store_true", help="do not print the cards received")
-    args = parser.parse_args(argv)
-    run(args.host, args.port, echo=not args.quiet)
+    standin.main(argv, "A local stand-in for a Teams Workflows webhook", 8097, "the cards received", run)
 
 
 if __name__ == "__main__":
