@@ -20,7 +20,6 @@ The envelope's attributes are all required here: msgspec encodes defaults too, s
 
 from __future__ import annotations
 
-import typing
 from pathlib import PurePosixPath
 from typing import Any
 
@@ -71,8 +70,8 @@ TRANSPORTS = {
 
 
 def event_classes() -> tuple[type[msgspec.Struct], ...]:
-    """The event Structs of the `CloudEvent` union, in its order."""
-    return typing.get_args(ev.CloudEvent)
+    """The event Structs, one per `type`, in the wire union's order."""
+    return ev.EVENT_CLASSES
 
 
 def event_type_of(cls: type[msgspec.Struct]) -> str:

@@ -23,15 +23,18 @@ backward compatible needs a new `SCHEMA` version and a new schema file.
 from __future__ import annotations
 
 import json
+import operator
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from functools import reduce
+from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 
 import msgspec
 
 from contract.accounts import DEFAULT as DEFAULT_ACCOUNT
-from contract.ops import OPS_SCHEMA, OPS_SCHEMA_ID, PipelineIncident, ops_type
+from contract.ops import OPS_PREFIX, OPS_SCHEMA, OPS_SCHEMA_ID, OPS_TYPES, PipelineIncident
 
 SPECVERSION = "1.0"
 SOURCE = "wavix-events"
@@ -244,71 +247,25 @@ class OpsEvent(_Envelope[PipelineIncident], frozen=True, kw_only=True):
     schema: str = OPS_SCHEMA
 
 
-# One class per type, as msgspec's tagged union needs: wavix.ops.<kind>.opened and .resolved of each kind.
-class DestinationFailingOpenedEvent(OpsEvent, tag=ops_type("destination_failing", "opened"), frozen=True):
-    pass
+def _ops_event(type_: str) -> type[OpsEvent]:
+    """The Struct of one ops event type, as msgspec's tagged union needs a class per tag:
+    wavix.ops.destination_failing.opened -> DestinationFailingOpenedEvent."""
+    words = type_.removeprefix(OPS_PREFIX).replace(".", "_").split("_")
+    name = "".join(word.title() for word in words) + "Event"
+    return cast(type[OpsEvent], msgspec.defstruct(name, [], bases=(OpsEvent,), tag=type_, frozen=True,
+                                                  module=__name__))
 
 
-class DestinationFailingResolvedEvent(OpsEvent, tag=ops_type("destination_failing", "resolved"), frozen=True):
-    pass
+OPS_EVENTS: dict[str, type[OpsEvent]] = {type_: _ops_event(type_) for type_ in OPS_TYPES}
+EVENT_CLASSES: tuple[type[msgspec.Struct], ...] = (
+    CallCompletedEvent, CallTranscribedEvent, TranscriptionUnavailableEvent, CallErasedEvent, *OPS_EVENTS.values())
 
-
-class DestinationPausedOpenedEvent(OpsEvent, tag=ops_type("destination_paused", "opened"), frozen=True):
-    pass
-
-
-class DestinationPausedResolvedEvent(OpsEvent, tag=ops_type("destination_paused", "resolved"), frozen=True):
-    pass
-
-
-class DeadLettersOpenedEvent(OpsEvent, tag=ops_type("dead_letters", "opened"), frozen=True):
-    pass
-
-
-class DeadLettersResolvedEvent(OpsEvent, tag=ops_type("dead_letters", "resolved"), frozen=True):
-    pass
-
-
-class MissedWebhooksOpenedEvent(OpsEvent, tag=ops_type("missed_webhooks", "opened"), frozen=True):
-    pass
-
-
-class MissedWebhooksResolvedEvent(OpsEvent, tag=ops_type("missed_webhooks", "resolved"), frozen=True):
-    pass
-
-
-class WavixAuthOpenedEvent(OpsEvent, tag=ops_type("wavix_auth", "opened"), frozen=True):
-    pass
-
-
-class WavixAuthResolvedEvent(OpsEvent, tag=ops_type("wavix_auth", "resolved"), frozen=True):
-    pass
-
-
-class TranscriptsNotProvisionedOpenedEvent(OpsEvent, tag=ops_type("transcripts_not_provisioned", "opened"),
-                                           frozen=True):
-    pass
-
-
-class TranscriptsNotProvisionedResolvedEvent(OpsEvent, tag=ops_type("transcripts_not_provisioned", "resolved"),
-                                             frozen=True):
-    pass
-
-
-OPS_EVENTS: dict[str, type[OpsEvent]] = {str(c.__struct_config__.tag): c for c in (
-    DestinationFailingOpenedEvent, DestinationFailingResolvedEvent, DestinationPausedOpenedEvent,
-    DestinationPausedResolvedEvent, DeadLettersOpenedEvent, DeadLettersResolvedEvent, MissedWebhooksOpenedEvent,
-    MissedWebhooksResolvedEvent, WavixAuthOpenedEvent, WavixAuthResolvedEvent, TranscriptsNotProvisionedOpenedEvent,
-    TranscriptsNotProvisionedResolvedEvent)}
-
-CloudEvent = (CallCompletedEvent | CallTranscribedEvent | TranscriptionUnavailableEvent | CallErasedEvent
-              | DestinationFailingOpenedEvent | DestinationFailingResolvedEvent | DestinationPausedOpenedEvent
-              | DestinationPausedResolvedEvent | DeadLettersOpenedEvent | DeadLettersResolvedEvent
-              | MissedWebhooksOpenedEvent | MissedWebhooksResolvedEvent | WavixAuthOpenedEvent | WavixAuthResolvedEvent
-              | TranscriptsNotProvisionedOpenedEvent | TranscriptsNotProvisionedResolvedEvent)
+CloudEvent = CallCompletedEvent | CallTranscribedEvent | TranscriptionUnavailableEvent | CallErasedEvent | OpsEvent
+"""Every event as the code types it; the wire's union is EVENT_CLASSES, one Struct per `type`."""
 
 encode_event = msgspec.json.Encoder(decimal_format="string").encode
-decode_event = msgspec.json.Decoder(CloudEvent).decode
+_decoder = msgspec.json.Decoder(reduce(operator.or_, EVENT_CLASSES))
+decode_event = cast(Callable[[bytes | str], CloudEvent], _decoder.decode)
 
 
 def data_schema() -> dict[str, Any]:

@@ -62,11 +62,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
 import yaml
 
-from contract.events import CallEssentials, CloudEvent
+from contract.events import EVENT_CLASSES, CallEssentials, CloudEvent
 from contract.ops import is_ops
 from contract.privacy import KEEP, Redaction, RulesError, parse_rules
 from workers.deliver.sinks.base import SinkError, check_url, redact
@@ -79,7 +79,7 @@ _DESTINATION_FIELDS = ("name", "url", "secret", "secret_env", "filter", "retry",
 _LIST_FIELDS = ("types", "disposition", "answered_by", "direction", "country", "accounts")
 _FILTER_FIELDS = (*_LIST_FIELDS, "min_duration_s", "max_duration_s")
 _DIRECTIONS = frozenset({"inbound", "outbound", "unknown"})
-EVENT_TYPES = tuple(str(kind.__struct_config__.tag) for kind in get_args(CloudEvent))  # what `types` can name
+EVENT_TYPES = tuple(str(kind.__struct_config__.tag) for kind in EVENT_CLASSES)  # what `types` can name
 _KNOWN = (*(t for t in EVENT_TYPES if not is_ops(t)), "wavix.ops.<incident>.opened", "wavix.ops.<incident>.resolved")
 _MISSING = object()
 
