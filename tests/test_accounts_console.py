@@ -57,7 +57,8 @@ async def deployment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIt
 async def test_the_calls_page_shows_each_calls_account_and_filters_by_it(deployment: TwoAccounts) -> None:
     """Calls of alpha and beta are listed with their account, and the page offers both accounts; `?account=beta`
     lists beta's calls only, `?account=alpha` alpha's only; an account that is neither configured nor among the
-    calls is a 400 that names it and the accounts there are, listing every call (never a 500)."""
+    calls is a 400 that names it and the accounts there are, listing every call (never a 500). A search by number
+    lists the call with its account too."""
     d = deployment
     alpha, beta = await d.send("alpha", 3), await d.send("beta", 2)
     await d.p.run_worker()
@@ -78,6 +79,11 @@ async def test_the_calls_page_shows_each_calls_account_and_filters_by_it(deploym
         assert unknown.status_code == 400
         assert "account: &#39;zeta&#39; is not one of alpha, beta; showing any" in unknown.text, unknown.text
         assert listed(unknown.text) == everything
+
+        number = alpha[0].to if alpha[0].direction == "outbound" else alpha[0].from_
+        found = await console.get(f"/search?q={number.lstrip('+')}", headers=AUTH)
+        rows = dict(re.findall(r'<tr class="call" data-call="([^"]+)" data-account="([^"]*)"', found.text))
+        assert rows.get(alpha[0].call_id) == "alpha", found.text
 
 
 async def test_a_calls_page_and_trace_name_its_account(deployment: TwoAccounts) -> None:
