@@ -22,7 +22,6 @@ backward compatible needs a new `SCHEMA` version and a new schema file.
 
 from __future__ import annotations
 
-import json
 import operator
 import uuid
 from collections.abc import Callable
@@ -33,6 +32,7 @@ from typing import Annotated, Any, Generic, Literal, TypeVar, cast
 
 import msgspec
 
+from contract import dataschema
 from contract.accounts import DEFAULT as DEFAULT_ACCOUNT
 from contract.ops import OPS_PREFIX, OPS_SCHEMA, OPS_SCHEMA_ID, OPS_TYPES, PipelineIncident
 
@@ -274,21 +274,14 @@ def data_schema() -> dict[str, Any]:
     One document: `$defs` holds each data type (the target of its events' `dataschema` pointer) and
     the top level accepts any of them.
     """
-    refs, defs = msgspec.json.schema_components(DATA_TYPES, ref_template="#/$defs/{name}")
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": SCHEMA_ID,
-        "title": f"Data of the {SCHEMA} events",
-        "description": f"`data` of {COMPLETED}, {TRANSCRIBED}, {UNAVAILABLE} and {ERASED}; money is a decimal "
-                       "string.",
-        "anyOf": list(refs),
-        "$defs": defs,
-    }
+    return dataschema.document(
+        DATA_TYPES, schema_id=SCHEMA_ID, title=f"Data of the {SCHEMA} events",
+        description=f"`data` of {COMPLETED}, {TRANSCRIBED}, {UNAVAILABLE} and {ERASED}; money is a decimal string.")
 
 
 def schema_json() -> str:
     """`data_schema()` as the text committed in `SCHEMA_FILE` (stable key order, final newline)."""
-    return json.dumps(data_schema(), indent=2, sort_keys=True) + "\n"
+    return dataschema.text(data_schema())
 
 
 if __name__ == "__main__":

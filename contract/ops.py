@@ -24,11 +24,12 @@ destination. This module imports nothing of ours: contract/events.py builds the 
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Any, Literal, get_args
 
 import msgspec
+
+from contract import dataschema
 
 OPS_SCHEMA = "wavix.ops/1"  # the `schema` extension attribute of the ops events
 OPS_SCHEMA_ID = "urn:wavix-events:schema:wavix.ops:1"
@@ -71,20 +72,13 @@ class PipelineIncident(msgspec.Struct, frozen=True, kw_only=True):
 
 def data_schema() -> dict[str, Any]:
     """The JSON Schema (2020-12) of the ops events' `data`."""
-    refs, defs = msgspec.json.schema_components((PipelineIncident,), ref_template="#/$defs/{name}")
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": OPS_SCHEMA_ID,
-        "title": f"Data of the {OPS_SCHEMA} events",
-        "description": f"`data` of every {OPS_PREFIX}<kind>.opened and .resolved event.",
-        "anyOf": list(refs),
-        "$defs": defs,
-    }
+    return dataschema.document((PipelineIncident,), schema_id=OPS_SCHEMA_ID, title=f"Data of the {OPS_SCHEMA} events",
+                               description=f"`data` of every {OPS_PREFIX}<kind>.opened and .resolved event.")
 
 
 def schema_json() -> str:
     """`data_schema()` as the text committed in `OPS_SCHEMA_FILE`."""
-    return json.dumps(data_schema(), indent=2, sort_keys=True) + "\n"
+    return dataschema.text(data_schema())
 
 
 if __name__ == "__main__":
