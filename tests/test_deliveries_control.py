@@ -128,7 +128,7 @@ async def test_destinations_table_shows_health(tmp_path: Path) -> None:
         await p.place_and_send(2)
         await p.run_worker(max_burst_jobs=2)  # the first tries only; the retries are an hour out
         out = io.StringIO()
-        await admin.show(p.settings, p.redis, Console(file=out, width=200))
+        await admin.show(p.settings, p.redis, Console(file=out, width=240))
         lines = {line.split("│")[1].strip(): line for line in out.getvalue().splitlines() if line.count("│") > 5}
         assert "ok" in lines["events"] and "failing" in lines["crm"]
         assert "│ 2 " in lines["crm"] and "1h" in lines["crm"]
@@ -142,7 +142,8 @@ async def test_destinations_fit_80_columns_and_json_has_every_field(
     """At 80 columns (a terminal's default) `destinations` shows each destination as a block whose values are
     whole (no column squeezed to `…` or broken across lines); `destinations --json` prints every field."""
     receiver = WebhookReceiver(status=503)
-    async with routed(tmp_path, receiver, crm="    retry: {schedule: [1h]}\n    max_per_second: 5\n") as p:
+    routing = "    retry: {schedule: [1h]}\n    max_per_second: 5\n    disable_after: 36h\n"
+    async with routed(tmp_path, receiver, crm=routing) as p:
         await p.place_and_send(2)
         await p.run_worker(max_burst_jobs=2)  # the first tries only; the retries are an hour out
         out = io.StringIO()
@@ -151,7 +152,7 @@ async def test_destinations_fit_80_columns_and_json_has_every_field(
         assert max(len(line) for line in text.splitlines()) <= 80 and "…" not in text, text
         crm = text[text.index("\ncrm ") + 1:]
         assert crm.startswith("crm") and "failing" in crm.splitlines()[0] and "2 failures" in crm.splitlines()[0]
-        assert "backlog 2" in crm and "retry 1h" in crm and "max 5/s" in crm
+        assert "backlog 2" in crm and "retry 1h" in crm and "max 5/s" in crm and "disable after 36h" in crm
         assert "last error: crm: POST -> 503" in crm
 
         assert await admin.main(p.settings, "destinations", as_json=True) == 0
@@ -160,6 +161,7 @@ async def test_destinations_fit_80_columns_and_json_has_every_field(
         assert (rows["crm"]["failures"], rows["crm"]["backlog"], rows["crm"]["max_per_second"]) == (2, 2, 5.0)
         assert rows["crm"]["retry_schedule"] == "1h" and rows["crm"]["last_error"] == "crm: POST -> 503"
         assert rows["crm"]["failing_since"].endswith("Z") and rows["events"]["failing_since"] is None
+        assert (rows["crm"]["disable_after_s"], rows["events"]["disable_after_s"]) == (36 * 3600, 5 * 86400)
         await p.redis.delete(p.settings.queue_name)
 
 

@@ -1,6 +1,6 @@
 """How `wavix-events destinations` shows each destination's health (workers/deliver/health.py): three ways.
 
-    a table            when the terminal is wide enough for it whole (about 130-200 columns, by name and values)
+    a table            when the terminal is wide enough for it whole (about 140-220 columns, by name and values)
     a block each       otherwise, one value a line, so 80 columns read as well as 200; no cell squeezed to `…`
     JSON (`--json`)    every field, times as ISO 8601 UTC (null: never), for scripts
 
@@ -44,15 +44,26 @@ def _rate(d: Destination) -> str:
     return f"{d.max_per_second:g}" if d.max_per_second else "-"
 
 
+def span(seconds: float | None) -> str:
+    """A destination's `disable_after` as the routing file writes it: `5d`, `36h`, `90s`; `never` for 0."""
+    if not seconds:
+        return "never"
+    whole = int(seconds)
+    for unit, size in (("d", 86_400), ("h", 3_600), ("m", 60)):
+        if whole >= size and whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{seconds:g}s"
+
+
 def table(rows: Sequence[Health], destinations: Sequence[Destination], now: int) -> Table:
     out = Table(title="destinations", title_justify="left")
     for column in ("destination", "state", "failing since", "failures", "last success", "backlog", "oldest",
-                   "parked", "dead letters", "retry schedule", "max/s"):
+                   "parked", "dead letters", "retry schedule", "max/s", "disable"):
         out.add_column(column, no_wrap=column in ("destination", "state"))
     for h, d in zip(rows, destinations, strict=True):
         out.add_row(h.name, f"[{_COLOUR[state(h)]}]{state(h)}[/]", when(h.failing_since_ms, now), str(h.streak),
                     when(h.last_success_ms, now), str(h.backlog), when(h.oldest_ms, now), str(h.parked),
-                    str(h.dead_letters), d.retry.describe(), _rate(d))
+                    str(h.dead_letters), d.retry.describe(), _rate(d), span(d.disable_after_s))
     return out
 
 
@@ -67,7 +78,7 @@ def block(h: Health, d: Destination, now: int) -> list[str]:
     rate = f" · max {_rate(d)}/s" if d.max_per_second else ""
     lines = [head, f"  last success {when(h.last_success_ms, now)}",
              f"  backlog {h.backlog}{oldest} · parked {h.parked} · dead letters {h.dead_letters}",
-             f"  retry {d.retry.describe()}{rate}"]
+             f"  retry {d.retry.describe()}{rate} · disable after {span(d.disable_after_s)}"]
     return lines + ([f"  last error: {h.last_error}"] if h.streak and h.last_error else [])
 
 
@@ -93,4 +104,5 @@ def as_json(rows: Sequence[Health], destinations: Sequence[Destination]) -> list
         "delivered": h.delivered, "failed": h.failed, "dead_letters": h.dead_letters,
         "paused_since": iso(h.paused_since_ms), "backlog": h.backlog, "oldest": iso(h.oldest_ms), "parked": h.parked,
         "retry_schedule": d.retry.describe(), "max_per_second": d.max_per_second or None,
+        "disable_after_s": d.disable_after_s or None,
     } for h, d in zip(rows, destinations, strict=True)]
