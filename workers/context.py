@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -27,7 +28,7 @@ from contract.privacy import RedactKey, redact_event
 from contract.redisbatch import BatchedRedis
 from contract.settings import Settings, environment
 from workers import health, observe, record
-from workers.alert.accounts import Outbox, outboxes
+from workers.alert.accounts import AccountOutboxes
 from workers.alert.alerting import Alerting, alert_for, slack_only
 from workers.alert.alerting import from_settings as alerting_from_settings
 from workers.alert.config import policy_from_settings
@@ -76,7 +77,7 @@ class Resources:
     health: asyncio.Server | None = None
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     redact_key: RedactKey | None = None  # REDACT_KEY: what `numbers: hash` and ALERT_REDACT hash with
-    alert_outboxes: dict[str, Outbox] = field(default_factory=dict)  # accounts with their own channel
+    alert_outboxes: AccountOutboxes | None = None  # accounts with their own channel (workers/alert/accounts.py)
     number_index: index.NumberIndex | None = None  # which calls had a number, for erasure (workers/privacy/index.py)
     alerting: Alerting = field(default_factory=slack_only)  # routes and the other channels (workers/alert/alerting.py)
 
@@ -128,7 +129,7 @@ class Resources:
 
     def outbox(self, account: str) -> tuple[Sender | None, DeliveryPolicy]:
         """Where the account's alerts go: its own channel (workers/alert/accounts.py), else the deployment's."""
-        own = self.alert_outboxes.get(account)
+        own = self.alert_outboxes.get(account) if self.alert_outboxes is not None else None
         return (own.sender, own.policy) if own is not None else (self.slack, self.alert_policy)
 
 
@@ -180,14 +181,14 @@ async def startup(ctx: dict[str, Any]) -> None:
         ctx.get("health_socket"),  # bound by workers/settings.create_worker
         {"/healthz": lambda: (200, "text/plain", b"ok\n"), "/metrics": metrics.page, **ctx.get("health_pages", {})},
     )
-    resources.alert_outboxes = outboxes(accounts.configured, settings, slack_http, resources.alert_policy)
-    for sender, policy in [(slack, resources.alert_policy), *((o.sender, o.policy)
-                                                              for o in resources.alert_outboxes.values())]:
-        if sender is not None:
-            resources.tasks.append(asyncio.create_task(run_dispatcher(
-                redis, sender, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
-                dead_letter_stream=settings.dead_letter_stream, policy=policy,
-            )))
+    def dispatch(sender: Sender, policy: DeliveryPolicy) -> Coroutine[Any, Any, None]:
+        return run_dispatcher(redis, sender, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
+                              dead_letter_stream=settings.dead_letter_stream, policy=policy)
+
+    if slack is not None:
+        resources.tasks.append(asyncio.create_task(dispatch(slack, resources.alert_policy)))
+    resources.alert_outboxes = AccountOutboxes(settings, slack_http, resources.alert_policy, dispatch)
+    resources.alert_outboxes.apply(accounts.configured)  # and again on each SIGHUP reload (_reloaded)
     resources.tasks.extend(resources.alerting.dispatchers(  # Teams, PagerDuty, e-mail: one outbox each
         redis, stop=resources.stop, digest_threshold=settings.alert_digest_threshold,
         dead_letter_stream=settings.dead_letter_stream))
@@ -213,7 +214,8 @@ async def startup(ctx: dict[str, Any]) -> None:
 def _reloaded(routing_ok: bool, resources: Resources) -> None:
     """After SIGHUP's routing reload: its count, then ACCOUNTS_FILE again (workers/fetch/accounts.py)."""
     resources.metrics.routing_reloads.labels("applied" if routing_ok else "refused").inc()
-    reload_accounts(resources.accounts, resources.settings)
+    if reload_accounts(resources.accounts, resources.settings) and resources.alert_outboxes is not None:
+        resources.alert_outboxes.apply(resources.accounts.configured)  # channels set, moved or dropped
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -223,7 +225,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
         if resources.health is not None:
             resources.health.close()
         resources.stop.set()
-        for task in resources.tasks:
+        outboxes = resources.alert_outboxes.tasks() if resources.alert_outboxes is not None else []
+        for task in [*resources.tasks, *outboxes]:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.wait_for(task, 10)
         await inflight.settle(10)  # first attempts still running in the background land before sinks close
