@@ -56,11 +56,18 @@ async def completed_counts(redis: object, stream: str) -> dict[str, int]:
 
 @asynccontextmanager
 async def worker_process(env: dict[str, str], log: Path) -> AsyncIterator[asyncio.subprocess.Process]:
+    """A worker process, yielded once it has started (its `worker.started` line): a fault injected while it
+    is still importing would hit its start, where an unreachable Redis is a one-line exit by design."""
     with log.open("wb") as out:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "wavix_events.cli", "worker", env={**os.environ, **env},
             stdout=asyncio.subprocess.DEVNULL, stderr=out)
     try:
+        deadline = time.monotonic() + 60
+        while b"worker.started" not in log.read_bytes():
+            assert process.returncode is None, log.read_text()[-2000:]
+            assert time.monotonic() < deadline, "the worker did not start within 60 s"
+            await asyncio.sleep(0.1)
         yield process
     finally:
         if process.returncode is None:
