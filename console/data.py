@@ -6,9 +6,10 @@ replays in one pipelined ZCOUNT per kind. A call's figures are its summary's, wr
 a replay is counted on its own, and the webhook-to-event latency counts only calls found by a webhook. Nothing here
 writes; the actions (replay, purge) are in console/app.py and call workers/dlq.py.
 
-Accounts (issue #26): a call's account is its summary's; a dead letter's is read from its payload (`account_of`:
-a job's receipt names it, a delivery's event carries it), so neither costs a read. `accounts` is what a page
-offers to filter by: the configured names (ACCOUNTS_FILE, read by name only) and any other the listed items hold.
+Accounts (issue #26): a call's account is its summary's; a dead letter's is read from its payload
+(workers/dlq.py `account_of`: a job's receipt names it, a delivery's event carries it), so neither costs a read.
+`accounts` is what a page offers to filter by: the configured names (ACCOUNTS_FILE, read by name only) and any
+other the listed items hold.
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from dataclasses import dataclass, field
 import msgspec
 from redis.asyncio import Redis
 
-from contract.accounts import DEFAULT
-from contract.jobs import DELIVER, FETCH_TRANSCRIPT, PROCESS_CALL
+from contract.jobs import DELIVER
 from contract.record import REPLAY_KINDS, CallSummary, calls_key, decode_summary, latency_ms, replays_key, summary_key
 from workers.deadletter import DeadLetter, entry
 
@@ -118,20 +118,6 @@ def destination_of(letter: DeadLetter) -> str:
     except msgspec.DecodeError:
         return ""
     return str(payload.get("destination", "")) if isinstance(payload, dict) else ""
-
-
-def account_of(letter: DeadLetter) -> str:
-    """The account of a call's dead letter: its job's receipt, or its delivery's event, names it (`default` when
-    written before accounts); "" for the letters of no one call's account (alerts, notes)."""
-    if letter.kind not in (DELIVER, PROCESS_CALL, FETCH_TRANSCRIPT):
-        return ""
-    try:
-        payload = msgspec.msgpack.decode(letter.payload)
-        if letter.kind == DELIVER and isinstance(payload, dict):
-            payload = msgspec.json.decode(payload.get("event", b"{}"))
-    except msgspec.DecodeError:
-        return ""
-    return str(payload.get("account") or DEFAULT) if isinstance(payload, dict) else ""
 
 
 def accounts(configured: Sequence[str], seen: Iterable[str]) -> list[str]:

@@ -12,11 +12,13 @@ The decisions are workers/dlq.py's, the CLI's own: `Filters` and `select` choose
 newest letter it counted (`upto`), so a letter that fails after the operator read the count is not touched by
 the click; the page after says how many were done of how many counted. Actions answer 403 unless
 CONSOLE_ALLOW_ACTIONS=1 and, like every POST, need the CSRF token. The account (issue #26) is read from each
-letter's payload (console/data.py `account_of`) and filtered here, after workers/dlq.py's selection.
+letter's payload (workers/dlq.py `account_of`) and is one of workers/dlq.py's filters, so the selection's cap
+counts only that account's letters.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -68,9 +70,10 @@ class Chosen(msgspec.Struct, kw_only=True):
         return ", ".join(said) or "no filter: every dead letter"
 
 
-def filters(chosen: Chosen, form: Form) -> dlq.Filters:
+def filters(chosen: Chosen, form: Form, accounts: Sequence[str]) -> dlq.Filters:
     return dlq.Filters(destination=chosen.destination.strip() or None, reason=chosen.reason.strip() or None,
                        kind=form.choice("type", chosen.type, KINDS) or None,
+                       account=form.choice("account", chosen.account.strip(), accounts) or None,
                        since_ms=form.time("since", chosen.since), until_ms=form.time("until", chosen.until))
 
 
@@ -88,12 +91,9 @@ async def matching(request: Request[Any, Any, Any], chosen: Chosen, form: Form) 
         except ResponseError:
             found = []
         return [entry(i, f) for i, f in found]
-    letters = await dlq.select(request.app.state.arq, settings.dead_letter_stream, filters(chosen, form), MAX_MATCH)
-    if chosen.upto:
-        letters = [d for d in letters if _order(d.id) <= _order(chosen.upto)]
-    account = form.choice("account", chosen.account.strip(), data.accounts(
-        request.app.state.account_names, (data.account_of(d) for d in letters)))
-    return [d for d in letters if data.account_of(d) == account] if account else letters
+    chosen_filters = filters(chosen, form, data.accounts(request.app.state.account_names, ()))
+    letters = await dlq.select(request.app.state.arq, settings.dead_letter_stream, chosen_filters, MAX_MATCH)
+    return [d for d in letters if _order(d.id) <= _order(chosen.upto)] if chosen.upto else letters
 
 
 @get("/dead-letters")
@@ -106,10 +106,10 @@ async def dead_letters_page(request: Request[Any, Any, Any], done: FromQuery[str
     letters = list(reversed(await matching(request, chosen, form)))
     shown = paging.paged(letters, form.whole("page", number, 1, 1, 10**6))
     names = sorted({*request.app.state.destination_names, *data.dead_per_destination(letters)})
-    accounts = data.accounts(request.app.state.account_names, (data.account_of(d) for d in letters))
+    accounts = data.accounts(request.app.state.account_names, (dlq.account_of(d) for d in letters))
     return page("dead_letters.html", request, form, letters=shown, link=paging.links(request), done=done,
                 chosen=chosen, kinds=KINDS, names=names, capped=len(letters) >= MAX_MATCH, clock=trace.clock,
-                destination_of=data.destination_of, account_of=data.account_of, accounts=accounts)
+                destination_of=data.destination_of, account_of=dlq.account_of, accounts=accounts)
 
 
 @get("/dead-letters/confirm")

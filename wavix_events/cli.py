@@ -95,7 +95,7 @@ def _dlq(args: argparse.Namespace) -> int:
     from workers.dlq import Filters, run
 
     try:
-        filters = Filters(destination=args.destination, reason=args.reason,
+        filters = Filters(destination=args.destination, reason=args.reason, account=args.account,
                           since_ms=parse_time(args.since) if args.since else None,
                           until_ms=parse_time(args.until) if args.until else None)
     except AdminError as e:
@@ -224,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     dlq.add_argument("--limit", type=_positive, help="at most this many, oldest first: list (default 100), replay "
                      "--all and purge (default: every letter selected)")
     dlq.add_argument("--destination", help="only deliveries to this destination")
+    dlq.add_argument("--account", help="only the letters of this account's calls (ACCOUNTS_FILE's names)")
     dlq.add_argument("--reason", help="only letters whose reason contains this text")
     dlq.add_argument("--since", help="written at or after: ISO 8601 time or an age (2h)")
     dlq.add_argument("--until", help="written at or before: ISO 8601 time or an age (30m)")

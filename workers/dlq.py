@@ -1,11 +1,12 @@
 """`wavix-events dlq`: what an operator does with dead letters: list, show, replay or purge them.
 
-    dlq list [--destination crm] [--reason 503] [--since 2h] [--until 2026-06-30T12:00Z] [--json]
+    dlq list [--destination crm] [--account beta] [--reason 503] [--since 2h] [--until 2026-06-30T12:00Z] [--json]
     dlq show ID                     every field, the payload decoded (a delivery's event as JSON)
     dlq replay ID... | --all [--limit N]   (the same filters narrow --all; --limit takes the N oldest)
     dlq purge [filters] [--limit N] [--yes]   deletes the letters selected, after a y/N question
 
-Filters: `--destination` keeps `deliver` letters for that destination (read from their payload); `--reason`
+Filters: `--destination` keeps `deliver` letters for that destination (read from their payload); `--account`
+the letters of one account's calls (their job's receipt or delivery's event names it: `account_of`); `--reason`
 is a case-insensitive substring of the reason; `--since`/`--until` bound the time the letter was written
 (ISO 8601 or an age such as `2h`), through the stream ids, so Redis reads only that range.
 
@@ -31,7 +32,8 @@ from arq.constants import job_key_prefix, result_key_prefix
 from redis.exceptions import ResponseError
 
 from contract import logs, redisurl
-from contract.jobs import DELIVER, JOB_FUNCTIONS
+from contract.accounts import DEFAULT
+from contract.jobs import DELIVER, FETCH_TRANSCRIPT, JOB_FUNCTIONS, PROCESS_CALL
 from contract.record import Entry
 from contract.settings import Settings
 from workers import record
@@ -54,11 +56,14 @@ class Filters:
     since_ms: int | None = None
     until_ms: int | None = None
     kind: str | None = None  # the letter's kind (deliver, process_call, slack_alert, ...): the console's "type"
+    account: str | None = None  # the account of the letter's call (issue #26)
 
     def keeps(self, letter: DeadLetter) -> bool:
         if self.reason and self.reason.lower() not in letter.reason.lower():
             return False
         if self.kind and letter.kind != self.kind:
+            return False
+        if self.account and account_of(letter) != self.account:
             return False
         return self.destination is None or destination_of(letter) == self.destination
 
@@ -71,6 +76,20 @@ def destination_of(letter: DeadLetter) -> str | None:
         return msgspec.msgpack.decode(letter.payload, type=Delivery).destination
     except msgspec.DecodeError:
         return None
+
+
+def account_of(letter: DeadLetter) -> str:
+    """The account of a call's dead letter: its job's receipt, or its delivery's event, names it (`default` when
+    written before accounts); "" for the letters of no one call's account (alerts, notes)."""
+    if letter.kind not in (DELIVER, PROCESS_CALL, FETCH_TRANSCRIPT):
+        return ""
+    try:
+        payload = msgspec.msgpack.decode(letter.payload)
+        if letter.kind == DELIVER and isinstance(payload, dict):
+            payload = msgspec.json.decode(payload.get("event", b"{}"))
+    except msgspec.DecodeError:
+        return ""
+    return str(payload.get("account") or DEFAULT) if isinstance(payload, dict) else ""
 
 
 async def select(redis: ArqRedis, stream: str, filters: Filters, limit: int) -> list[DeadLetter]:
