@@ -79,3 +79,16 @@ def test_alerts_cover_failing_destinations_growing_dead_letters_and_down_workers
     assert "increase(wavix_dead_letters_total[" in rules["WavixDeadLettersGrowing"]["expr"]
     assert rules["WavixWorkerDown"]["expr"].startswith("up{") and rules["WavixWorkerDown"]["for"] == "5m"
     assert {n for r in rules.values() for n in re.findall(r"\bwavix_[a-z0-9_]+", r["expr"])} <= _series()
+
+
+def test_every_commented_example_of_the_compose_routing_file_is_valid_once_uncommented() -> None:
+    """The examples an operator uncomments (brokers, a signed webhook with its retry, rate and disable_after,
+    an ops-event subscriber) load with the worker's own loader, each as it is written."""
+    shipped = (DEPLOY / "routing" / "sinks.yaml").read_text()
+    example = re.compile(r"^  # (- |  )")
+    uncommented = "\n".join(line.replace("# ", "", 1) if example.match(line) else line
+                            for line in shipped.splitlines())
+    names = {d.name: d for d in parse_destinations(uncommented, {"CRM_WEBHOOK_SECRET": "s" * 32}, source="sinks.yaml")}
+    assert sorted(names) == ["crm", "events", "jetstream", "ops", "rabbit"]
+    assert names["crm"].disable_after_s == 2 * 86_400 and names["crm"].max_per_second == 5
+    assert names["ops"].filter.types == ("wavix.ops.*",)
