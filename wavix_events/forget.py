@@ -21,7 +21,8 @@ from typing import Any
 
 from contract import accounts, logs, redisurl
 from contract.settings import Settings
-from workers.privacy.erase import Eraser, Report, Request, normal_number
+from workers.privacy.erase import Eraser, Report, Request
+from workers.privacy.erased import normal_number
 from workers.privacy.forming import key_of
 
 

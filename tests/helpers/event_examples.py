@@ -62,7 +62,7 @@ def real_events() -> list[tuple[str, CloudEvent]]:
 
 def erased_example() -> tuple[str, CloudEvent]:
     """(caption, event): `wavix.call.erased` of the first example's call, as `wavix-events forget` sends it."""
-    from workers.privacy.erase import erased_event
+    from workers.privacy.erased import erased_event
 
     return ("The call erased at an operator's request (`wavix-events forget`): delete your copies of its events",
             erased_event("7d1f4c2e-5a0b-4f6e-9c3d-2b8a1e6f0c94", NOW))

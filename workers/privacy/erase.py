@@ -39,12 +39,11 @@ from contract import logs, redisurl
 from contract.accounts import DEFAULT
 from contract.privacy import RedactKey
 from contract.settings import Settings
-from contract.values import party
 from workers.deliver import eventlog
 from workers.deliver.jobs import Delivery, now_ms, requeue
 from workers.deliver.route import Destination
 from workers.deliver.sinks.base import query_params, scheme_of, without_params
-from workers.privacy import callkeys, index, streams, tombstone
+from workers.privacy import callkeys, erased, index, streams, tombstone
 from workers.privacy.pgstore import PostgresStore, is_postgres
 
 log = logs.get("workers.privacy.erase")
@@ -141,7 +140,7 @@ class Eraser:
                                            streams.dead_letter_match(needles))
         windowed = request.since_ms is not None or request.until_ms is not None
         for call_id, body in found.log.bodies.items():
-            moment = _event_time_ms(body)
+            moment = erased.event_time_ms(body)
             if not windowed or (moment is not None and _within(moment, request)):
                 found.calls.setdefault(call_id, moment)
         for call_id in found.letters.calls if not windowed else ():  # a letter's call date is unknown
@@ -202,9 +201,9 @@ class Eraser:
                 found.calls.pop(call_id)
             else:
                 found.numbers |= await callkeys.numbers_in_summary(self.redis, self.prefix, call_id)
-                found.numbers |= _numbers_of(found.log.bodies.get(call_id, b"") if found.log else b"")
+                found.numbers |= erased.numbers_of(found.log.bodies.get(call_id, b"") if found.log else b"")
         logged = {c: e.account for c, body in (found.log.bodies.items() if found.log else ())
-                  if (e := _decoded(body)) is not None}
+                  if (e := erased.decoded(body)) is not None}
         found.accounts = await callkeys.accounts_of(self.redis, self.prefix, list(found.calls), self.accounts,
                                                     known={**found.accounts, **logged})
         return found
@@ -263,7 +262,7 @@ class Eraser:
         deliveries = []
         for call_id, names in sorted(told.items()):
             account = accounts.get(call_id, DEFAULT)
-            event = erased_event(call_id, datetime.now(UTC), account)
+            event = erased.erased_event(call_id, datetime.now(UTC), account)
             body = ev.encode_event(event)
             for name in sorted(names or self._of_account(account)):
                 deliveries.append(Delivery(destination=name, call_id=call_id, event_id=event.id, event=body,
@@ -289,21 +288,6 @@ class Eraser:
         return entry
 
 
-def erased_event(call_id: str, at: datetime, account: str = DEFAULT) -> ev.CallErasedEvent:
-    """`wavix.call.erased` for the call, of its account: its id is a function of the call, so a repeat is the same
-    event."""
-    ids = tuple(sorted(callkeys.event_ids(call_id)))
-    return ev.CallErasedEvent(id=callkeys.erased_event_id(call_id), subject=call_id, time=at, account=account,
-                              dataschema=ev.dataschema_for(ev.CallErased),
-                              data=ev.CallErased(call_id=call_id, erased_at=at, event_ids=ids, account=account))
-
-
-def normal_number(text: str) -> str | None:
-    """The number as E.164, or None when it is none."""
-    number = party(text).number
-    return number if number and number.startswith("+") else None
-
-
 def _moment(ms: int | None) -> datetime | None:
     return None if ms is None else datetime.fromtimestamp(ms / 1000, UTC)
 
@@ -311,26 +295,3 @@ def _moment(ms: int | None) -> datetime | None:
 def _within(moment: int, request: Request) -> bool:
     return (request.since_ms is None or moment >= request.since_ms) and (
         request.until_ms is None or moment <= request.until_ms)
-
-
-def _decoded(body: bytes) -> ev.CloudEvent | None:
-    try:
-        return ev.decode_event(body)
-    except ValueError:  # msgspec's errors are ValueErrors
-        return None
-
-
-def _event_time_ms(body: bytes) -> int | None:
-    """The call's date from an event of it (completed carries it), else when the event was built."""
-    event = _decoded(body)
-    if event is None:
-        return None
-    moment = getattr(event.data, "date", None) or event.time
-    return int(moment.timestamp() * 1000)
-
-
-def _numbers_of(body: bytes) -> set[str]:
-    event = _decoded(body)
-    if event is None or not isinstance(event.data, ev.CallEssentials):
-        return set()
-    return {n for n in (event.data.from_.number, event.data.to.number) if n}
