@@ -32,7 +32,9 @@ async def test_claim_all_answers_each_destination_as_claim_would_and_logs_the_ev
         await redis.hset(f"{prefix}destination:paused", "paused_ms", 1)
         event: CloudEvent = _Event()  # type: ignore[assignment]
         entry = eventlog.entry(prefix, event, b'{"id":"e1"}', retention_s=3600)
-        claims = await ledger.claim_all("e1", [("done", 0), ("busy", 0), ("paused", 0), ("free", 2.0)], log=entry)
+        claims, first = await ledger.claim_all("e1", [("done", 0), ("busy", 0), ("paused", 0), ("free", 2.0)],
+                                               log=entry)
+        assert first is None, "the first build"
         assert [c.delivered for c in claims] == [True, False, False, False]
         assert claims[1].busy_ms > 0 and claims[2].paused and claims[3].wait_ms == 0 and claims[3].busy_ms == 0
         assert await redis.pttl(f"{prefix}delivering:e1:free") > 0, "the free destination's lease is ours"

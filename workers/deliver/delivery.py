@@ -90,7 +90,10 @@ async def deliver_all(resources: Resources, event: CloudEvent, attempt: int) -> 
         return
     entry = eventlog.entry(settings.key_prefix, event, body, retention_s=settings.event_log_retention)
     ready = [d for d in wanted if d.name in resources.sinks]  # one without a sink is refused in attempt_once
-    claims = await resources.ledger.claim_all(event.id, [(d.name, d.max_per_second) for d in ready], log=entry)
+    claims, first = await resources.ledger.claim_all(event.id, [(d.name, d.max_per_second) for d in ready], log=entry)
+    if first is not None and first != body:  # a re-run rebuilt it differently: send the first build, as it was
+        log.info("event.first_build_kept", call_id=event.subject, event_id=event.id)
+        event, body = decode_event(first), first
     made = dict(zip([d.name for d in ready], claims, strict=True))
     await asyncio.gather(*(_first_attempt(resources, event, body, d, made.get(d.name)) for d in wanted))
 

@@ -96,21 +96,38 @@ return {0, math.ceil(wait)}
 end
 """
 # Every destination of one event in one round trip (4 keys and 2 arguments each, after the common ones), and
-# the event log's entry first when KEYS[1] is given (workers/deliver/eventlog.py): ARGV[1] the number of
-# destinations, ARGV[2..4] lease ms, mark TTL s, force; ARGV[5] the longest wait in place (ms); ARGV[6] the
-# log's MINID, ARGV[7..9] the entry's id, type and JSON. Answers {code, ms} per destination, in order.
+# the event log's entry first when KEYS[1] is given (workers/deliver/eventlog.py), unless KEYS[2] names the
+# event's first entry still in the log: then that entry's JSON is answered last, and the job sends it (first
+# build wins). ARGV[1] the number of destinations, ARGV[2..4] lease ms, mark TTL s, force; ARGV[5] the longest
+# wait in place (ms); ARGV[6] the log's MINID, ARGV[7..9] the entry's id, type and JSON, ARGV[10] the log's
+# retention (s). Answers {code, ms} per destination, in order, then the first build's JSON when there was one.
 _CLAIM = _NOW + _CLAIM_ONE + """
+local first = nil
 if KEYS[1] ~= '' then
-  redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[6], '*', 'id', ARGV[7], 'type', ARGV[8], 'event', ARGV[9])
+  local at = redis.call('GET', KEYS[2])
+  if at then
+    local found = redis.call('XRANGE', KEYS[1], at, at)
+    if #found > 0 then
+      local fields = found[1][2]
+      for j = 1, #fields - 1, 2 do
+        if fields[j] == 'event' then first = fields[j + 1] end
+      end
+    end
+  end
+  if not first then
+    local id = redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[6], '*', 'id', ARGV[7], 'type', ARGV[8], 'event', ARGV[9])
+    redis.call('SET', KEYS[2], id, 'EX', ARGV[10])
+  end
 end
 local out = {}
 for i = 0, tonumber(ARGV[1]) - 1 do
-  local k, a = 2 + 4 * i, 10 + 2 * i
+  local k, a = 3 + 4 * i, 11 + 2 * i
   local answer = claim({KEYS[k], KEYS[k + 1], KEYS[k + 2], KEYS[k + 3]},
                        {ARGV[a], ARGV[2], ARGV[3], ARGV[4], ARGV[a + 1], ARGV[5]})
   out[#out + 1] = answer[1]
   out[#out + 1] = answer[2]
 end
+if first then out[#out + 1] = first end
 return out
 """
 # One settle, a Lua function (as `claim` above), so a sink writing to this Redis runs it in its own script
@@ -187,24 +204,29 @@ class Ledger:
     async def claim(self, event: str, destination: str, *, force: bool = False, max_per_second: float = 0.0,
                     max_wait_s: float = ratelimit.MAX_SLEEP_S) -> Claim:
         """Takes the lease (and a rate slot), unless delivered (and not `force`), paused, busy or throttled."""
-        claims = await self.claim_all(event, [(destination, max_per_second)], force=force, max_wait_s=max_wait_s)
+        claims, _ = await self.claim_all(event, [(destination, max_per_second)], force=force, max_wait_s=max_wait_s)
         return claims[0]
 
     async def claim_all(self, event: str, destinations: Sequence[tuple[str, float]], *, force: bool = False,
-                        max_wait_s: float = ratelimit.MAX_SLEEP_S, log: LogEntry | None = None) -> list[Claim]:
+                        max_wait_s: float = ratelimit.MAX_SLEEP_S,
+                        log: LogEntry | None = None) -> tuple[list[Claim], bytes | None]:
         """`claim` for each (destination, max_per_second), in one round trip, after appending `log` (the event
-        log's entry) when given: a job's first attempts cost one script call whatever the destinations."""
-        keys: list[str] = [log.key if log is not None else ""]
+        log's entry) when given: a job's first attempts cost one script call whatever the destinations. Also
+        answers the event's first build (its logged JSON) when `log` is a later build of it, else None."""
+        keys: list[str] = [log.key, log.first] if log is not None else ["", ""]
         args: list[str | int | float | bytes] = [len(destinations), self._lease_ms, self._ttl_s, int(force),
-                                                 int(max_wait_s * 1000), *(log.args() if log else ("", "", "", ""))]
+                                                 int(max_wait_s * 1000), *(log.args() if log else ("", "", "", "", 0))]
         made: list[tuple[tuple[str, str], str, health.Keys]] = []
         for name, max_per_second in destinations:
             d, pair, token = health.keys(self._prefix, name), self.keys(event, name), uuid.uuid4().hex
             keys += [*pair, d.health, d.rate]
             args += [token, ratelimit.interval_ms(max_per_second)]
             made.append((pair, token, d))
-        answers = [int(x) for x in await _until_answered(self._claim, keys, args, "claim", event)]
-        return [_claim(pair, token, d, answers[2 * i], answers[2 * i + 1]) for i, (pair, token, d) in enumerate(made)]
+        answered = await _until_answered(self._claim, keys, args, "claim", event)
+        answers = [int(x) for x in answered[:2 * len(made)]]
+        first = bytes(answered[-1]) if len(answered) > 2 * len(made) else None
+        return [_claim(pair, token, d, answers[2 * i], answers[2 * i + 1])
+                for i, (pair, token, d) in enumerate(made)], first
 
     async def settle(self, claim: Claim, *, delivered: bool, event: str = "", reason: str = "",
                      first_at_ms: int = 0) -> None:

@@ -45,7 +45,7 @@ from contract.record import (
 )
 from contract.webhooks import webhooks_key
 from workers.alert.rules import note_keys, pending_keys
-from workers.deliver import health
+from workers.deliver import eventlog, health
 from workers.deliver.jobs import decode_delivery
 
 CALL_EVENTS = (COMPLETED, TRANSCRIBED, UNAVAILABLE)
@@ -68,7 +68,8 @@ def scoped_ids(call_id: str, accounts: Sequence[str] = ()) -> list[str]:
 def data_keys(prefix: str, call_id: str, accounts: Sequence[str] = ()) -> list[str]:
     """The call's keys that hold its data."""
     return [*(webhooks_key(prefix, k) for k in scoped_ids(call_id, accounts)), record_key(prefix, call_id),
-            summary_key(prefix, call_id), f"{prefix}transcript_state:{call_id}", f"{prefix}alert_ts:{call_id}"]
+            summary_key(prefix, call_id), f"{prefix}transcript_state:{call_id}", f"{prefix}alert_ts:{call_id}",
+            *(eventlog.first_key(prefix, eid) for eid in sorted(event_ids(call_id)))]
 
 
 def job_ids(prefix: str, call_id: str, destinations: Sequence[str], accounts: Sequence[str] = ()) -> list[str]:
