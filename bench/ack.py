@@ -39,7 +39,7 @@ def measure(seconds: float, rounds: int, connections: int) -> dict[str, Any]:
             env = {"REDIS_URL": primary.url, "WEBHOOK_TOKENS": TOKEN, "QUEUE_NAME": f"bench:ack:{mode}",
                    "LOG_LEVEL": "WARNING", "WEBHOOK_DEDUP_TTL": "900", "JOB_EXPIRY": "900",
                    "ACK_REPLICAS": mode[-1], "ACK_TIMEOUT_MS": "1000"}
-            bases[mode] = _serve(stack, "uvicorn", env) + "/webhooks/wavix/" + TOKEN
+            bases[mode] = _serve(stack, "uvicorn", env)[0] + "/webhooks/wavix/" + TOKEN
             wrk(bases[mode], 2, connections, f"{prefix}w{mode}")  # warm-up (and the replica in sync)
         for r in range(rounds):
             for mode in MODES:
