@@ -13,6 +13,10 @@ queues nothing. The function, atomic in Redis:
 The mark is written last: were a write ever to fail part-way, what remains is a queued job without its
 mark (a possible repeat, which the worker tolerates), never a call marked seen but not queued.
 
+Redis runs 8 commands for a new call's webhook (RPUSH, EXPIRE, three EXISTS, SET, ZADD, SET): the list is
+trimmed only once it holds more than WEBHOOKS_KEPT (RPUSH answers its length), and a stale result is deleted
+only for a transcript job (a call's result was just seen not to exist). 10 before; docs/benchmarks.md.
+
 A transcript job (`MODE_TRANSCRIPT`) shares ONE job id per call between Wavix's transcription webhook and
 the worker's own poll (`transcript_job_id`): when the poll already waits, the webhook pulls it forward to
 now (`ZADD XX LT`) instead of queueing a second job; when an earlier transcript job finished (its result
@@ -46,8 +50,7 @@ local function intake(k, a)
   local seen, job, result, queue, list, running, follow_up = k[1], k[2], k[3], k[4], k[5], k[6], k[7]
   local ttl, expiry, record, jid, now, receipt, mode = a[1], a[2], a[3], a[4], a[5], a[6], a[7]
   local function remember()
-    redis.call('RPUSH', list, receipt)
-    redis.call('LTRIM', list, -{WEBHOOKS_KEPT}, -1)
+    if redis.call('RPUSH', list, receipt) > {WEBHOOKS_KEPT} then redis.call('LTRIM', list, -{WEBHOOKS_KEPT}, -1) end
     redis.call('EXPIRE', list, ttl)
   end
   if mode ~= '{MODE_LISTED}' then remember() end
@@ -62,7 +65,7 @@ local function intake(k, a)
       redis.call('ZADD', queue, now, jid .. '{FOLLOW_UP_SUFFIX}')
     end
   elseif mode == '{MODE_TRANSCRIPT}' or redis.call('EXISTS', result) == 0 then
-    redis.call('DEL', result)
+    if mode == '{MODE_TRANSCRIPT}' then redis.call('DEL', result) end  -- a webhook's: just seen not to exist
     redis.call('SET', job, record, 'PX', expiry)
     redis.call('ZADD', queue, now, jid)
   end

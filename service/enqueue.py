@@ -55,8 +55,7 @@ MAX_BATCH = 128  # webhooks per ENQUEUE_MANY call: bounds the time Redis spends 
 
 # KEYS: webhook list. ARGV: receipt, ttl s.
 _RECORD = f"""
-redis.call('RPUSH', KEYS[1], ARGV[1])
-redis.call('LTRIM', KEYS[1], -{WEBHOOKS_KEPT}, -1)
+if redis.call('RPUSH', KEYS[1], ARGV[1]) > {WEBHOOKS_KEPT} then redis.call('LTRIM', KEYS[1], -{WEBHOOKS_KEPT}, -1) end
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 return 1
 """
