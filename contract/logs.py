@@ -81,6 +81,11 @@ def configure(level: str = "INFO", *, json_lines: bool | None = None) -> None:
     # aiormq logs a traceback for a dropped connection that the RabbitMQ sink already reports.
     for chatty, quiet in (("httpx", logging.WARNING), ("httpcore", logging.WARNING), ("aiormq", logging.ERROR)):
         logging.getLogger(chatty).setLevel(quiet)
+    # The formatters above print none of a record's caller, thread or process: the logging HOWTO's
+    # "Optimization" settings skip gathering them (a stack walk, `sys._getframe`, per line; the worker writes a
+    # few lines a call, and a py-spy profile of it put ~7% of its samples in logging).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
 
 
 def configure_command(level: str = "INFO", *, verbose: bool = False) -> None:

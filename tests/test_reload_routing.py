@@ -72,6 +72,8 @@ async def test_a_bad_routing_file_on_sighup_keeps_the_old_routing_and_a_good_one
 
         try:
             assert await wait_for(lambda: logged("worker.started")), lines[-5:]
+            started = next(line for line in lines if line.get("event") == "worker.started")
+            assert started["loop"] == "uvloop", started  # `wavix-events worker` runs on uvloop, as the receiver
             first = await call_reaches(old)
 
             sinks.write_text(routing(old).replace("filter:", "filtre:"))

@@ -28,6 +28,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, NoReturn
 
+import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -68,6 +69,9 @@ def _worker(args: argparse.Namespace) -> int:
         destinations_for(settings)  # a bad routing file stops here, naming its line, not inside arq
     except RouteError as e:
         raise SettingsError("SINKS_CONFIG", str(e)) from e
+    # uvloop, as the receiver runs: arq takes the current loop. Six alternating runs of 4,000 calls (2026-12-08):
+    # the worker's CPU per call 1.14 / 1.28 / 1.44 ms on asyncio's loop, 1.03 / 1.05 / 1.39 ms on uvloop.
+    asyncio.set_event_loop(uvloop.new_event_loop())
     worker = create_worker(settings, burst=args.burst)
     try:
         worker.run()

@@ -208,7 +208,8 @@ async def startup(ctx: dict[str, Any]) -> None:
         resources, lambda: destinations_for(settings), options,
         on_outcome=lambda ok: _reloaded(ok, resources))
     ctx["resources"], ctx["slack_http"] = resources, slack_http
-    log.info("worker.started", concurrency=settings.worker_concurrency, slack=slack is not None)
+    log.info("worker.started", concurrency=settings.worker_concurrency, slack=slack is not None,
+             loop=type(asyncio.get_running_loop()).__module__)  # uvloop when run by `wavix-events worker`
 
 
 def _reloaded(routing_ok: bool, resources: Resources) -> None:
