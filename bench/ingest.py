@@ -5,10 +5,11 @@ of body to each in alternating rounds (baseline, webhook, baseline, webhook, ...
 call id so the webhook does real work each time. The figure is the ratio of the medians of the rounds'
 throughputs: what our auth + atomic dedup/enqueue costs on top of serving a request at all.
 
-The server's CPU time (bench/cpu.py) is read before and after each round, so each route also gets its CPU
+The server's CPU time (bench/proc.py) is read before and after each round, so each route also gets its CPU
 per request (`cpu_us_per_webhook`, `cpu_us_per_baseline`, medians of the rounds) and `cpu_ratio`, their
 ratio: the same question as `ratio`, answered by what the process spent rather than by what it served in
-a wall-clock second, which is far steadier on a shared machine (wrk and Redis share its two cores).
+a wall-clock second, which is far steadier on a shared machine (wrk and Redis share its two cores). The
+server's resident memory after the last round is `rss_kib`.
 
 The server is `serve`'s default (uvicorn, chosen for its HTTP framing: service/serve.py). What that
 choice costs is measured in the same run: a second receiver process on the other server (Granian),
@@ -36,7 +37,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bench.cpu import cpu_ms
+from bench.proc import cpu_ms, rss_kib
 from bench.results import record
 from contract import redisurl
 from service.serve import SERVERS
@@ -111,9 +112,10 @@ def measure(
                 if compare:
                     other.append(wrk(other_base + "/webhooks/wavix/" + TOKEN, compare_seconds, connections,
                                      f"{prefix}{r}other"))
+            rss = rss_kib(pid)  # after the last round: what one receiver holds under this load
     finally:
         asyncio.run(_clean(redis_url, queue, prefix))
-    result = summarize(server, runs, seconds, connections)
+    result = summarize(server, runs, seconds, connections) | {"rss_kib": rss}
     if compare:
         result |= compared(compare, other, compare_seconds, result["webhook_rps"])
     return result

@@ -12,7 +12,7 @@
    the late growth (halfway -> end) is the leak check (the target's 50,000 -> 100,000 does not fit `make bench`).
 5. The floor job (bench/floor_worker.py: the GET and one script only) and the real job without
    `workers.observe` (bench/unobserved_worker.py), over as many jobs as the no-op job.
-6. CPU: the worker process's CPU time (bench/cpu.py) from the warm-up to the last job, over the jobs run in
+6. CPU: the worker process's CPU time (bench/proc.py) from the warm-up to the last job, over the jobs run in
    between: `cpu_ms_per_call` for each job of steps 1, 2 and 5, and `cpu_ratio` (no-op / real) and
    `cpu_floor_ratio` (floor / real), the throughput ratios' steadier twins.
 
@@ -30,13 +30,12 @@ import sys
 import time
 import uuid
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from arq.constants import result_key_prefix
 from redis.asyncio import Redis
 
-from bench.cpu import cpu_ms
+from bench.proc import cpu_ms, rss_kib
 from bench.results import record
 from contract import redisurl
 from contract.jobs import job_deserializer
@@ -92,13 +91,6 @@ async def fill(run: Run, calls: Sequence[SimCall]) -> list[str]:
         await asyncio.gather(*(enqueuer.enqueue(classify(b), b) for b in bodies[i : i + 2000]))
     await pipe.aclose()
     return [run.prefix + classify(b).dedup_key for b in bodies]
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 async def finished(redis: Redis, job_ids: Sequence[str]) -> list[dict[str, Any]]:

@@ -1,4 +1,4 @@
-"""CPU time of a benchmarked process and its children, from /proc: what a call costs, not how long it took.
+"""CPU time and memory of a benchmarked process, from /proc: what a call costs, not how long it took.
 
 Wall-clock throughput on this shared 2-core VM swings by tens of percent from one minute to the next; the CPU
 a process spends on a fixed amount of work moves far less (issue #29), so every per-call cost in
@@ -38,3 +38,12 @@ def cpu_ms(pid: int) -> float:
         return 0.0
     own = (int(fields[11]) + int(fields[12])) * _TICK_MS
     return own + sum(cpu_ms(child) for child in _children(pid))
+
+
+def rss_kib(pid: int) -> int:
+    """The process's resident memory now, KiB (0 for a process that is gone)."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return 0
+    return next((int(line.split()[1]) for line in lines if line.startswith("VmRSS:")), 0)
