@@ -7,7 +7,7 @@ from its concurrent jobs, through `register_script`, a drop-in for redis-py's (s
 loaded on every new connection, its text sent once if Redis answers NOSCRIPT after all).
 redis-py's `Redis.evalsha` costs ~53-64 µs of CPU per call here with 64 callers (pool checkout, a timer
 per read, response callbacks); the same commands written together, one write per batch and their replies
-read in order by hiredis, cost ~16 µs (bench/clients.py; docs/benchmarks.md has the run). So the only
+read in order by hiredis, cost ~16 µs (bench/clients.py; `make bench` prints it). So the only
 layer that is ours is the batching: `call()` queues a command and a future; one sender task takes every
 command queued so far, writes them packed by redis-py's hiredis serializer (`HiredisRespSerializer`, the
 one redis-py's own sync connection uses; 1.3 µs per webhook of an `ENQUEUE_MANY` batch against 8.1 µs for

@@ -14,7 +14,7 @@ so `record()` appends them with the small record script: still one round trip pe
 
 Batching: the webhooks that reach `enqueue()` while the previous batch is in Redis (at least those of one
 event-loop turn) go as ONE `ENQUEUE_MANY` call (the same seven keys and seven arguments per webhook, one
-answer each), not one `ENQUEUE_ONE` per webhook in a pipeline. Measured under wrk (docs/benchmarks.md):
+answer each), not one `ENQUEUE_ONE` per webhook in a pipeline. Measured under wrk (git history):
 Redis runs one script call instead of N, and the receiver packs one command and reads one reply per batch.
 The batch is atomic as a whole, in arrival order, so two deliveries of one call in a batch still queue once.
 A batch holds at most `MAX_BATCH` webhooks; an error reply fails every webhook of its batch (a 503 each).

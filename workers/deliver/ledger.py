@@ -22,7 +22,7 @@ says when one is free; `settle` also updates the destination's health and backlo
 `claim(force=True)` ignores the delivered mark: an operator's replay sends the event again on purpose.
 `claim_all` is `claim` for every destination of an event in one script call, with the event log's entry
 appended first (workers/deliver/eventlog.py): a job's first attempts cost one round trip before the sends,
-where an XADD and one claim per destination were made before (docs/benchmarks.md, worker section).
+where an XADD and one claim per destination were made before (docs/benchmarks.md of 2026-12-02, in git).
 
 **Settled with the write.** A destination on the ledger's own Redis (a Redis Stream there: the default
 EVENTS_STREAM) needs no settle call of its own: `offer` puts the try's delivered settle in a context variable

@@ -2,7 +2,7 @@
 
 The design card keeps httpx's API (client, timeouts, exceptions, `MockTransport` in tests); what carries
 the bytes is a library's choice, measured (bench/clients.py, GET of a 662-byte JSON body, 64 in flight,
-client CPU per request, medians of alternating rounds in one run; docs/benchmarks.md has every run):
+client CPU per request, medians of alternating rounds in one run; `make bench` prints them, earlier runs are in git):
 
     httpx's default transport (httpcore)   3.9 ms,  91 req/s at 100 ms server latency (ceiling 640/s)
     httpx + httpx-aiohttp                  0.44 ms, 592 req/s at 100 ms
