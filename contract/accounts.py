@@ -31,18 +31,19 @@ deployment without accounts (migrate by naming the existing account `default`).
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import yaml
 
+from contract import yamlfile
 from contract.errors import SettingsError
+from contract.yamlfile import Fields
 
 if TYPE_CHECKING:  # contract.settings imports (through privacy and jobs) this module
     from contract.settings import Settings
@@ -55,8 +56,6 @@ _DURATION = re.compile(r"^(\d+)\s*([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 FIELDS = ("name", "api_key_env", "sub_account", "token_env", "token_sha256", "api_url", "reconcile",
           "reconcile_interval", "transcripts", "alert_channel", "alert_webhook_env", "max_in_flight")
-_MISSING = object()
-Fields = dict[str, tuple[yaml.Node, yaml.Node]]
 
 
 class AccountsError(ValueError):
@@ -180,37 +179,23 @@ def names_at_start(settings: Settings) -> tuple[str, ...]:
 
 def load_accounts(path: str | Path, env: Mapping[str, str], *, master_key: bool = False) -> Accounts:
     """The file's accounts. `master_key`: whether WAVIX_MASTER_API_KEY is set (`sub_account` keys need it)."""
-    source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as e:
-        raise AccountsError(f"{source}: cannot read the accounts file ({e.strerror})") from e
-    return parse_accounts(text, env, source=source.name, master_key=master_key)
+    text, source = yamlfile.read(path, AccountsError, "accounts file")
+    return parse_accounts(text, env, source=source, master_key=master_key)
 
 
 def parse_accounts(text: str, env: Mapping[str, str], *, source: str = "accounts.yaml",
                    master_key: bool = False) -> Accounts:
     """Parses and checks the YAML `text`; every error is one line starting with `source:line:`."""
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        return Accounts(_Reader(loader, source, env, master_key).document(root), source=source)
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else 1
-        raise AccountsError(f"{source}:{line}: not valid YAML ({e.problem})") from e
-    finally:
-        loader.dispose()
+    return yamlfile.parse(text, source, AccountsError, lambda loader, root: Accounts(
+        _Reader(loader, source, env, master_key).document(root), source=source))
 
 
-class _Reader:
+class _Reader(yamlfile.NodeReader):
     """Walks the YAML node tree (not the plain data) so every error can name its line."""
 
     def __init__(self, loader: yaml.SafeLoader, source: str, env: Mapping[str, str], master_key: bool) -> None:
-        self._loader, self._source, self._env, self._master_key = loader, source, env, master_key
-
-    def fail(self, node: yaml.Node | None, where: str, problem: str) -> AccountsError:
-        line = node.start_mark.line + 1 if node is not None else 1
-        return AccountsError(f"{self._source}:{line}: {where}{problem}")
+        super().__init__(loader, source, AccountsError)
+        self._env, self._master_key = env, master_key
 
     def document(self, root: yaml.Node | None) -> list[Account]:
         if not isinstance(root, yaml.MappingNode) or [self.scalar(k) for k, _ in root.value] != ["accounts"]:
@@ -243,30 +228,6 @@ class _Reader:
                                         f'account "{subs[a.sub_account].name}"\'s')
                 subs[a.sub_account] = a
 
-    def scalar(self, node: yaml.Node) -> Any:
-        return self._loader.construct_object(node, deep=True) if isinstance(node, yaml.ScalarNode) else _MISSING
-
-    def mapping(self, node: yaml.Node, where: str) -> Fields:
-        if not isinstance(node, yaml.MappingNode):
-            raise self.fail(node, where, "expected a mapping of fields")
-        fields: Fields = {}
-        for key_node, value_node in node.value:
-            key = str(self.scalar(key_node))
-            if key not in FIELDS:
-                close = difflib.get_close_matches(key, FIELDS, n=1)
-                hint = f' (did you mean "{close[0]}"?)' if close else f" (known: {', '.join(FIELDS)})"
-                raise self.fail(key_node, where, f'unknown field "{key}"{hint}')
-            if key in fields:
-                raise self.fail(key_node, where, f'field "{key}" given twice')
-            fields[key] = (key_node, value_node)
-        return fields
-
-    def text(self, node: yaml.Node, where: str, name: str) -> str:
-        value = self.scalar(node)
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(node, where, f'"{name}" must be a non-empty string')
-        return value.strip()
-
     def variable(self, fields: Fields, name: str, where: str) -> str | None:
         """The value of the environment variable the field `name` names; None when the field is absent."""
         if name not in fields:
@@ -282,7 +243,7 @@ class _Reader:
         line = node.start_mark.line + 1
         named = [v for k, v in node.value if self.scalar(k) == "name"] if isinstance(node, yaml.MappingNode) else []
         where = f'account "{self.scalar(named[0])}": ' if named else f"account on line {line}: "
-        fields = self.mapping(node, where)
+        fields = self.mapping(node, where, FIELDS)
         if "name" not in fields:
             raise self.fail(node, where, 'missing "name"')
         name = self.text(fields["name"][1], where, "name")

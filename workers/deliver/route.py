@@ -58,17 +58,18 @@ from __future__ import annotations
 import difflib
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import yaml
 
+from contract import yamlfile
 from contract.events import EVENT_CLASSES, CallEssentials, CloudEvent
 from contract.ops import is_ops
 from contract.privacy import KEEP, Redaction, RulesError, parse_rules
+from contract.yamlfile import MISSING, Fields
 from workers.deliver.sinks.base import SinkError, check_url, redact
 from workers.retry import Schedule, parse_duration
 
@@ -81,9 +82,6 @@ _FILTER_FIELDS = (*_LIST_FIELDS, "min_duration_s", "max_duration_s")
 _DIRECTIONS = frozenset({"inbound", "outbound", "unknown"})
 EVENT_TYPES = tuple(str(kind.__struct_config__.tag) for kind in EVENT_CLASSES)  # what `types` can name
 _KNOWN = (*(t for t in EVENT_TYPES if not is_ops(t)), "wavix.ops.<incident>.opened", "wavix.ops.<incident>.resolved")
-_MISSING = object()
-
-Fields = dict[str, tuple[yaml.Node, yaml.Node]]  # field name -> (key node, value node), for line numbers
 
 
 class RouteError(ValueError):
@@ -113,9 +111,9 @@ class Filter:
             return False
         if not isinstance(data, CallEssentials):  # wavix.call.erased: no call data to filter on
             return self == Filter(types=self.types, accounts=self.accounts)
-        if not _among(self.disposition, getattr(data, "disposition", _MISSING)):
+        if not _among(self.disposition, getattr(data, "disposition", MISSING)):
             return False
-        if not _among(self.answered_by, getattr(data, "answered_by", _MISSING)):
+        if not _among(self.answered_by, getattr(data, "answered_by", MISSING)):
             return False
         if self.direction is not None and data.direction not in self.direction:
             return False
@@ -136,7 +134,7 @@ def _among(wanted: frozenset[str] | None, value: object) -> bool:
     """A list filter: None wants anything; an absent field never matches; null matches "unknown"."""
     if wanted is None:
         return True
-    if value is _MISSING:
+    if value is MISSING:
         return False
     return (str(value).lower() if value is not None else "unknown") in wanted
 
@@ -184,41 +182,23 @@ def load_destinations(
         if default_url is None:
             raise RouteError("no routing file and no default destination URL")
         return default_destinations(default_url)
-    source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as e:
-        raise RouteError(f"{source}: cannot read the routing file ({e.strerror})") from e
-    return parse_destinations(text, env, source=source.name, hash_key=hash_key)
+    text, source = yamlfile.read(path, RouteError, "routing file")
+    return parse_destinations(text, env, source=source, hash_key=hash_key)
 
 
 def parse_destinations(text: str, env: Mapping[str, str], *, source: str = "sinks.yaml",
                        hash_key: bool = True) -> tuple[Destination, ...]:
     """Parses and checks the YAML `text`; errors start with `source:line:`."""
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        reader = _Reader(loader, source, env, hash_key=hash_key)
-        return reader.document(root)
-    except yaml.MarkedYAMLError as e:
-        line = e.problem_mark.line + 1 if e.problem_mark else 1
-        raise RouteError(f"{source}:{line}: not valid YAML ({e.problem})") from e
-    finally:
-        loader.dispose()
+    return yamlfile.parse(text, source, RouteError,
+                          lambda loader, root: _Reader(loader, source, env, hash_key=hash_key).document(root))
 
 
-class _Reader:
+class _Reader(yamlfile.NodeReader):
     """Walks the YAML node tree (not the plain data) so every error can name its line."""
 
     def __init__(self, loader: yaml.SafeLoader, source: str, env: Mapping[str, str], *, hash_key: bool) -> None:
-        self._loader = loader
-        self._source = source
-        self._env = env
-        self._hash_key = hash_key
-
-    def fail(self, node: yaml.Node | None, where: str, problem: str) -> RouteError:
-        line = node.start_mark.line + 1 if node is not None else 1
-        return RouteError(f"{self._source}:{line}: {where}{problem}")
+        super().__init__(loader, source, RouteError)
+        self._env, self._hash_key = env, hash_key
 
     def document(self, root: yaml.Node | None) -> tuple[Destination, ...]:
         fields = self.mapping(root, "", ("destinations",))
@@ -233,31 +213,6 @@ class _Reader:
                 raise RouteError(f'{self._source}:{d.line}: destination "{d.name}": {problem}')
             seen[d.name] = d
         return tuple(destinations)
-
-    def mapping(self, node: yaml.Node | None, where: str, known: Sequence[str]) -> Fields:
-        """{key: (key node, value node)}, refusing non-mappings, unknown and repeated keys."""
-        if not isinstance(node, yaml.MappingNode):
-            raise self.fail(node, where, "expected a mapping of fields")
-        fields: Fields = {}
-        for key_node, value_node in node.value:
-            key = str(self._loader.construct_object(key_node))
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1)
-                hint = f' (did you mean "{close[0]}"?)' if close else f" (known: {', '.join(known)})"
-                raise self.fail(key_node, where, f'unknown field "{key}"{hint}')
-            if key in fields:
-                raise self.fail(key_node, where, f'field "{key}" given twice')
-            fields[key] = (key_node, value_node)
-        return fields
-
-    def scalar(self, node: yaml.Node) -> Any:
-        return self._loader.construct_object(node, deep=True) if isinstance(node, yaml.ScalarNode) else _MISSING
-
-    def text(self, node: yaml.Node, where: str, name: str) -> str:
-        value = self.scalar(node)
-        if not isinstance(value, str) or not value.strip():
-            raise self.fail(node, where, f'"{name}" must be a non-empty string')
-        return value.strip()
 
     def destination(self, node: yaml.Node) -> Destination:
         line = node.start_mark.line + 1
@@ -317,7 +272,7 @@ class _Reader:
     def duration(self, node: yaml.Node, where: str, name: str) -> float:
         value = self.scalar(node)
         try:
-            if value is _MISSING or isinstance(value, bool):
+            if value is MISSING or isinstance(value, bool):
                 raise ValueError("expected a duration (30m, 2h, 5d) or 0")
             return parse_duration(value)
         except ValueError as e:
