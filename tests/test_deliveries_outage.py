@@ -9,7 +9,6 @@ sits behind a TCP proxy that is cut for the outage; the webhook receiver answers
 from __future__ import annotations
 
 import heapq
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -18,15 +17,14 @@ from typing import Any
 
 import pytest
 from arq import Retry
-from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 from redis.asyncio import Redis
 
-from contract.jobs import job_deserializer, job_serializer
+from contract.jobs import job_deserializer
 from contract.settings import Settings
-from tests.conftest import REDIS_URL, forget
+from tests.helpers.resources import worker_resources
 from tests.helpers.sinks import NatsHarness, RabbitHarness, RedisHarness, TcpProxy, WebhookHarness, make_event
-from workers import context, process
+from workers import process
 from workers.deliver import health
 from workers.deliver.delivery import deliver_all
 
@@ -57,28 +55,15 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
         lines += [f"  - name: {name}", f"    url: {h.url(proxy.port if name == 'rabbit' else None)}"]
         lines += [f"    secret: {h.secret}"] if h.secret else []
     (tmp_path / "sinks.yaml").write_text("\n".join(lines) + "\n")
-    run = uuid.uuid4().hex
-    settings = Settings.from_env({
-        "REDIS_URL": REDIS_URL, "KEY_PREFIX": f"test:{run}:", "QUEUE_NAME": f"test:queue:{run}",
-        "DEAD_LETTER_STREAM": f"test:dead:{run}", "SINKS_CONFIG": str(tmp_path / "sinks.yaml"),
-        "WORKER_HEALTH_PORT": "0", "RECONCILE_INTERVAL": "0", "WAVIX_API_KEY": "unused",
-    })
-    redis = Redis.from_url(REDIS_URL)
-    arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=job_serializer,
-                   job_deserializer=job_deserializer)
-    ctx: dict[str, Any] = {"settings": settings, "redis": arq}
-    await context.startup(ctx)
-    await proxy.cut()
     try:
-        yield World(ctx, redis, settings, {k: harnesses[k] for k in ("events", "nats")},
-                    {k: harnesses[k] for k in ("rabbit", "crm")}, proxy)
+        async with worker_resources(tmp_path / "sinks.yaml") as (ctx, settings, redis):
+            await proxy.cut()
+            yield World(ctx, redis, settings, {k: harnesses[k] for k in ("events", "nats")},
+                        {k: harnesses[k] for k in ("rabbit", "crm")}, proxy)
     finally:
-        await context.shutdown(ctx)
         await proxy.cut()
         for h in harnesses.values():
             await h.cleanup()
-        await redis.aclose()
-        forget([settings.key_prefix], [settings.queue_name, settings.dead_letter_stream])
 
 
 async def queued_deliveries(w: World) -> list[tuple[float, str, Any]]:

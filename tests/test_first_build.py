@@ -11,15 +11,12 @@ from typing import Any
 
 import msgspec
 import pytest
-from arq.connections import ArqRedis
 from redis.asyncio import Redis
 
 from contract import events as ev
-from contract.jobs import job_deserializer, job_serializer
-from contract.settings import Settings
-from tests.conftest import REDIS_URL, forget
+from tests.conftest import REDIS_URL
+from tests.helpers.resources import worker_resources
 from tests.helpers.sinks import WebhookHarness, make_event
-from workers import context
 from workers.deliver import eventlog
 from workers.deliver.delivery import deliver_all
 from workers.deliver.ledger import Ledger
@@ -32,24 +29,11 @@ async def crm(tmp_path: Path) -> AsyncIterator[tuple[dict[str, Any], WebhookHarn
     await harness.setup()
     (tmp_path / "sinks.yaml").write_text(f"destinations:\n  - name: crm\n    url: {harness.url()}\n"
                                          f"    secret: {harness.secret}\n")
-    run = uuid.uuid4().hex
-    settings = Settings.from_env({
-        "REDIS_URL": REDIS_URL, "KEY_PREFIX": f"test:{run}:", "QUEUE_NAME": f"test:queue:{run}",
-        "DEAD_LETTER_STREAM": f"test:dead:{run}", "SINKS_CONFIG": str(tmp_path / "sinks.yaml"),
-        "WORKER_HEALTH_PORT": "0", "RECONCILE_INTERVAL": "0", "WAVIX_API_KEY": "unused",
-    })
-    redis = Redis.from_url(REDIS_URL)
-    arq = ArqRedis(connection_pool=redis.connection_pool, job_serializer=job_serializer,
-                   job_deserializer=job_deserializer)
-    ctx: dict[str, Any] = {"settings": settings, "redis": arq}
-    await context.startup(ctx)
     try:
-        yield ctx, harness, redis
+        async with worker_resources(tmp_path / "sinks.yaml") as (ctx, _, redis):
+            yield ctx, harness, redis
     finally:
-        await context.shutdown(ctx)
         await harness.cleanup()
-        await redis.aclose()
-        forget([settings.key_prefix], [settings.queue_name, settings.dead_letter_stream])
 
 
 async def test_a_rebuilt_event_is_sent_as_first_built(crm: tuple[dict[str, Any], WebhookHarness, Redis]) -> None:
