@@ -35,7 +35,7 @@ ROWS = (
     ("worker", "ratio", "real / no-op", ">= 0.5"),
     ("worker", "floor_calls_per_s", "floor job (the GET + one script) per second", None),
     ("worker", "floor_ratio", "real / floor", ">= 0.85"),
-    ("worker", "observe_cost_pct", "real job without / with workers.observe, % faster", None),
+    ("worker", "observe_cost_pct", "real job without / with workers.operate.observe, % faster", None),
     ("worker", "calls_per_s_at_20ms", "real calls per second, sandbox at 20 ms", None),
     ("worker", "calls_per_s_at_100ms", "real calls per second, sandbox at 100 ms", ">= 500"),
     ("worker", "cpu_ms_per_call", "worker CPU per call, ms (sandbox at 0 ms)", None),

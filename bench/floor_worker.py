@@ -18,7 +18,7 @@ from contract.jobs import PROCESS_CALL, receipt_from
 from contract.redisbatch import BatchedRedis
 from contract.settings import Settings
 from workers.fetch.wavix import WavixClient, create_http_client
-from workers.settings import create_worker
+from workers.runtime.settings import create_worker
 
 _PUBLISH = "return redis.call('XADD', KEYS[1], '*', 'call_id', ARGV[1])"
 

@@ -10,7 +10,7 @@ from arq import func
 from contract import logs
 from contract.jobs import PROCESS_CALL
 from contract.settings import Settings
-from workers.settings import create_worker
+from workers.runtime.settings import create_worker
 
 
 async def noop(ctx: dict[str, Any], arg: Any) -> str:

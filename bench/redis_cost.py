@@ -71,7 +71,7 @@ from workers.fetch.listed import ListedIntake
 from workers.fetch.reconcile import reconcile_pass
 from workers.fetch.wavix import WavixClient, create_http_client
 from workers.retry import RetryPolicy
-from workers.settings import create_worker
+from workers.runtime.settings import create_worker
 
 TOKEN = "bench-token-" + "r" * 24
 SEED = 2207

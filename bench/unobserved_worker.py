@@ -1,4 +1,4 @@
-"""The benchmark's real worker without the per-call record and tracing (`workers.observe`): what they cost.
+"""The benchmark's real worker without the per-call record and tracing (`workers.operate.observe`): what they cost.
 
 Same options as `create_worker(settings)` but not wrapped by `observe.options`; `worker.observe_cost_pct` is
 how much slower the real worker runs with them.
@@ -10,8 +10,8 @@ import sys
 
 from contract import logs
 from contract.settings import Settings
-from workers.settings import worker_options
-from workers.supervise import SupervisedWorker
+from workers.runtime.settings import worker_options
+from workers.runtime.supervise import SupervisedWorker
 
 
 def main() -> int:

@@ -11,7 +11,7 @@
 4. Memory: the worker's RSS after a warm-up of 1,000 calls, halfway and after all N (default 20,000) of step 1;
    the late growth (halfway -> end) is the leak check (the target's 50,000 -> 100,000 does not fit `make bench`).
 5. The floor job (bench/floor_worker.py: the GET and one script only) and the real job without
-   `workers.observe` (bench/unobserved_worker.py), over as many jobs as the no-op job.
+   `workers.operate.observe` (bench/unobserved_worker.py), over as many jobs as the no-op job.
 6. CPU: the worker process's CPU time (bench/proc.py) from the warm-up to the last job, over the jobs run in
    between: `cpu_ms_per_call` for each job of steps 1, 2 and 5, and `cpu_ratio` (no-op / real) and
    `cpu_floor_ratio` (floor / real), the throughput ratios' steadier twins.
@@ -150,7 +150,7 @@ async def work(run: Run, env: dict[str, str], module: str, job_ids: Sequence[str
 
 
 async def throughput(calls: int, latency_s: float, *, noop_calls: int = 0) -> dict[str, Any]:
-    """With `noop_calls`: the no-op job, the floor job and the real job without `workers.observe` over
+    """With `noop_calls`: the no-op job, the floor job and the real job without `workers.operate.observe` over
     `noop_calls` jobs each; then the real job over `calls`, same settings."""
     results: dict[str, Any] = {}
     async with spawn(sandbox_config(latency_s), calls=calls, startup_timeout_s=120) as wavix_url:

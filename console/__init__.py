@@ -9,7 +9,7 @@
     banner.py    what is wrong now, on every page: a destination failing, the queue stuck, events stopped
     search.py    a call by its id, one of its events' ids, or a phone number
     paging.py    pages of 50 for every list
-    letters.py   the dead-letters page: filters, replay or purge all matching after a count (workers/dlq.py)
+    letters.py   the dead-letters page: filters, replay or purge all matching after a count (workers/operate/dlq.py)
     attempts.py  a call's delivery attempts: HTTP status, response, payload scrubbed (workers/deliver/attempts.py)
     series.py    each destination's delivered and failed tries over time (SVG)
     data.py      its reads: the call index and summaries, the dead-letter stream
@@ -19,6 +19,6 @@
     templates/   Jinja templates; no JavaScript, nothing fetched from the internet
 
 It reads what the receiver and the workers write (contract/record.py) and replays dead letters through
-workers/dlq.py, pauses, resumes and replays destinations through workers/deliver/admin.py; nothing of
+workers/operate/dlq.py, pauses, resumes and replays destinations through workers/deliver/admin.py; nothing of
 ours imports it.
 """

@@ -45,7 +45,7 @@ def options_from(settings: Settings, tuning: Tuning | None = None) -> ConsoleOpt
 
 def destination_names(settings: Settings) -> tuple[str, ...]:
     """The configured destinations' names only: their URLs may hold passwords, so they never reach a page."""
-    from workers.context import destinations_for
+    from workers.runtime.context import destinations_for
 
     try:
         return tuple(d.name for d in destinations_for(settings))

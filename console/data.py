@@ -4,10 +4,10 @@ Each page costs a bounded number of round trips: the index range (ZREVRANGEBYSCO
 the summaries in one MGET, the dead letters in one XREVRANGE of at most `MAX_LETTERS`, the operators'
 replays in one pipelined ZCOUNT per kind. A call's figures are its summary's, written once (contract/record.py):
 a replay is counted on its own, and the webhook-to-event latency counts only calls found by a webhook. Nothing here
-writes; the actions (replay, purge) are in console/app.py and call workers/dlq.py.
+writes; the actions (replay, purge) are in console/app.py and call workers/operate/dlq.py.
 
 Accounts (issue #26): a call's account is its summary's; a dead letter's is read from its payload
-(workers/dlq.py `account_of`: a job's receipt names it, a delivery's event carries it), so neither costs a read.
+(workers/operate/dlq.py `account_of`: a job's receipt names it, a delivery's event carries it), so neither costs a read.
 `accounts` is what a page offers to filter by: the configured names (ACCOUNTS_FILE, read by name only) and any
 other the listed items hold.
 """

@@ -37,9 +37,9 @@ from console.data import dead_letters, dead_per_destination, now_ms
 from console.web import Form, page, refused
 from contract import logs
 from contract.settings import Settings
-from workers.context import destinations_for
 from workers.deliver import admin, health
 from workers.deliver.route import Destination
+from workers.runtime.context import destinations_for
 
 log = logs.get("console.destinations")
 

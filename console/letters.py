@@ -7,13 +7,13 @@
     POST /dead-letters/matching/{action}   replay or purge what the confirmation counted, and nothing newer
     POST /dead-letters/{id}/replay     one letter (a row's Purge goes through the confirmation, id=...)
 
-The decisions are workers/dlq.py's, the CLI's own: `Filters` and `select` choose, `replay` replays one letter
+The decisions are workers/operate/dlq.py's, the CLI's own: `Filters` and `select` choose, `replay` replays one letter
 (only where its event did not arrive: the ledger), `delete` purges. The confirmation carries the filters and the
 newest letter it counted (`upto`), so a letter that fails after the operator read the count is not touched by
 the click; the page after says how many were done of how many counted. Actions answer 403 unless
 CONSOLE_ALLOW_ACTIONS=1 and, like every POST, need the CSRF token. The account (issue #26) is read from each
-letter's payload (workers/dlq.py `account_of`) and is one of workers/dlq.py's filters, so the selection's cap
-counts only that account's letters.
+letter's payload (workers/operate/dlq.py `account_of`) and is one of dlq's filters, so the selection's
+cap counts only that account's letters.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from console.web import Form, PageNumber, page, refused
 from contract import logs
 from contract.jobs import JOB_FUNCTIONS
 from contract.settings import Settings
-from workers import dlq
 from workers.deadletter import DeadLetter, entry
+from workers.operate import dlq
 
 log = logs.get("console.letters")
 

@@ -1,6 +1,6 @@
 """Pagination for every list the console shows: calls, search results, dead letters (issue #23).
 
-A list is read bounded (console/data.py's MAX_CALLS, workers/dlq.py's select with a limit), filtered, then cut
+A list is read bounded (console/data.py's MAX_CALLS, workers/operate/dlq.py's select with a limit), filtered, then cut
 into pages of `PER_PAGE` here: `paged(items, number)` and, for the template, `links(request)`, which keeps
 every other query parameter (the filters) and changes only `page`. The page number is read like any query
 parameter (console/web.py's `Form`): a bad one is a form error, one past the end shows the last page.

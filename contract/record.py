@@ -8,7 +8,7 @@ RECORD_RETENTION (contract/settings.py; docs/keys.md):
                                  calls included. Nothing is added on the receiver's hot path.
     {prefix}record:{call_id}     the workers' half: a list of msgpack `Entry`, oldest first, trimmed to the
                                  newest `RECORD_KEPT`. A job batches its entries and writes them in one
-                                 pipelined round trip when it ends (workers/record.py).
+                                 pipelined round trip when it ends (workers/operate/record.py).
 
 and the index, written by the worker that first publishes `wavix.call.completed`, and never again:
 
@@ -21,7 +21,7 @@ History is immutable (issue #23): the summary and the call's place in the index 
 ZADD NX), so a call's first-seen time, its event's publish time and its latency never change after the
 fact. A later delivery of the same event (a retry to another destination, a dead letter replayed) adds
 rows to the record, never a summary; an operator's replay never writes one at all. A replay is its own
-step instead, written by the command that queues it (workers/record.py `replayed`), and counted apart:
+step instead, written by the command that queues it (workers/operate/record.py `replayed`), and counted apart:
 
     {prefix}replays:{kind}       a sorted set per kind (`destination`: `wavix-events replay`; `dead_letter`:
                                  `dlq replay`), one member per replayed delivery or letter, by its time (ms)

@@ -38,8 +38,8 @@ from tests.conftest import REDIS_URL, TOKEN, forget
 from workers.alert.outbox import dispatch_pending
 from workers.alert.rules import DeliveryPolicy
 from workers.alert.slack import sender_for
-from workers.dlq import replay
-from workers.settings import create_worker
+from workers.operate.dlq import replay
+from workers.runtime.settings import create_worker
 
 
 @dataclass

@@ -26,9 +26,9 @@ from contract.webhooks import Kind
 from tests.helpers.accounts import TwoAccounts, two_accounts
 from tests.pipeline import by_type
 from wavix_events.cli import build_parser
-from workers import dlq
 from workers.deadletter import dead_letter
 from workers.deliver.jobs import Delivery, encode_delivery
+from workers.operate import dlq
 
 TOKEN = "console-token-" + "c" * 20
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -138,7 +138,7 @@ async def test_dead_letters_show_and_filter_by_account(deployment: TwoAccounts) 
         unknown = await console.get("/dead-letters?account=zeta", headers=AUTH)
         assert unknown.status_code == 400 and "account: &#39;zeta&#39; is not one of" in unknown.text
 
-    # `wavix-events dlq list --account beta` selects the same letter, by the same reading (workers/dlq.py)
+    # `wavix-events dlq list --account beta` selects the same letter, by the same reading (workers/operate/dlq.py)
     beta_only = await dlq.select(d.p.redis, stream, dlq.Filters(account="beta"), 100)
     assert [letter.id for letter in beta_only] == [beta_letter]
     every_letter = await dlq.select(d.p.redis, stream, dlq.Filters(), 100)

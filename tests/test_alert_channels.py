@@ -24,7 +24,7 @@ from tests.test_alerts import make_alert
 from tests.test_slack import until
 from workers.alert.outbox import dispatch_pending, queue_alert, run_dispatcher
 from workers.alert.rules import DeliveryPolicy, pending_keys
-from workers.dlq import replay
+from workers.operate.dlq import replay
 from workers.retry import Schedule
 
 FAST_RETRY = Schedule(delays=(0.05, 0.2), jitter=0.0)

@@ -39,7 +39,7 @@ from workers.alert.rules import (
     thread_key,
 )
 from workers.alert.slack import BotSender, WebhookSender
-from workers.dlq import replay
+from workers.operate.dlq import replay
 from workers.retry import Schedule
 
 CHANNEL = "#alerts"

@@ -23,10 +23,10 @@ from contract.events import COMPLETED, encode_event
 from contract.jobs import DELIVER
 from sandbox.config import SandboxConfig
 from tests.pipeline import Pipeline, by_type, pipeline
-from workers import observe
 from workers.deadletter import dead_letter
 from workers.deliver.delivery import Delivery, encode_delivery
-from workers.settings import worker_options
+from workers.operate import observe
+from workers.runtime.settings import worker_options
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

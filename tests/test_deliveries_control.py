@@ -23,11 +23,11 @@ from contract.jobs import DELIVER
 from tests.conftest import REDIS_URL
 from tests.helpers.sinks import WebhookReceiver
 from tests.pipeline import routed
-from workers import dlq
 from workers.deadletter import dead_letter
 from workers.deliver import admin, health
 from workers.deliver.jobs import Delivery, decode_delivery, encode_delivery
 from workers.deliver.ledger import Ledger
+from workers.operate import dlq
 
 
 def webhook_ids(receiver: WebhookReceiver) -> list[str]:

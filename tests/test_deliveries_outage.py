@@ -1,7 +1,7 @@
 """A destination down for ten hours gets every event once when it is back; the others are never held up.
 
 Real Redis, RabbitMQ, NATS JetStream and a signed-webhook receiver; the worker's own resources (built by
-`workers.context.startup`) and its own `deliver` job step (`workers.process.deliver`). Time is simulated, not
+`workers.runtime.context.startup`) and its own `deliver` job step (`workers.process.deliver`). Time is simulated, not
 slept: each `arq.Retry` the step raises says how long arq would wait, and the test's clock jumps there. RabbitMQ
 sits behind a TCP proxy that is cut for the outage; the webhook receiver answers 503 until it is over.
 """

@@ -41,7 +41,7 @@ from service.app import create_app
 from tests.conftest import REDIS_URL, TOKEN, forget
 from tests.helpers.sinks import AnswerLoser
 from workers.deliver.ledger import LEASE_S
-from workers.settings import create_worker
+from workers.runtime.settings import create_worker
 
 CALLS = 6
 OUTAGE_S = 1.5

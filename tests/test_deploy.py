@@ -27,7 +27,7 @@ import yaml
 
 from contract.settings import Settings
 from service.metrics import ReceiverMetrics
-from workers.metrics import WorkerMetrics
+from workers.operate.metrics import WorkerMetrics
 
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"

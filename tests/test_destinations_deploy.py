@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from workers.deliver.route import parse_destinations
-from workers.metrics import WorkerMetrics
+from workers.operate.metrics import WorkerMetrics
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 

@@ -18,7 +18,7 @@ from contract.webhooks import Kind
 from tests.conftest import REDIS_URL
 from workers.deadletter import dead_letter
 from workers.deliver.delivery import Delivery, encode_delivery
-from workers.dlq import replay, run
+from workers.operate.dlq import replay, run
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from tests.pipeline import Pipeline, by_type, pipeline
 from workers import deadletter
 from workers.deadletter import dead_letter
 from workers.deliver import eventlog
-from workers.dlq import purge, replay
+from workers.operate.dlq import purge, replay
 
 
 def capped(p: Pipeline) -> dict[str, str]:

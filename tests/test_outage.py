@@ -10,7 +10,7 @@ from contract.events import COMPLETED
 from sandbox.config import SandboxConfig
 from tests.helpers.sinks import NatsHarness, RabbitHarness, TcpProxy
 from tests.pipeline import by_type, pipeline
-from workers.settings import create_worker
+from workers.runtime.settings import create_worker
 
 OUTAGE_S = 30.0
 

@@ -30,7 +30,7 @@ from tests.pipeline import Pipeline, by_type, pipeline
 from workers.fetch.listed import ListedIntake, with_retries
 from workers.fetch.reconcile import PassReport, reconcile_pass, run_once, take_turn
 from workers.fetch.wavix import WavixClient, create_http_client
-from workers.metrics import WorkerMetrics
+from workers.operate.metrics import WorkerMetrics
 from workers.retry import Backoff, RetryPolicy, Transient
 
 FAST = RetryPolicy(transient=Backoff(base=0.01, cap=0.02, max_attempts=20, floor=0.0), retry_after_cap=0.05,

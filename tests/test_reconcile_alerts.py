@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from workers.metrics import WorkerMetrics
+from workers.operate.metrics import WorkerMetrics
 
 RULES = Path(__file__).resolve().parent.parent / "deploy" / "prometheus" / "alerts.yaml"
 _SUFFIXES = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}

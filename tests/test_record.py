@@ -15,8 +15,8 @@ from sandbox.config import SandboxConfig
 from tests.conftest import REDIS_URL
 from tests.pipeline import Pipeline, by_type, pipeline
 from wavix_events.cli import main
-from workers import observe, record
-from workers.settings import worker_options
+from workers.operate import observe, record
+from workers.runtime.settings import worker_options
 
 
 async def _run_observed_worker(p: Pipeline) -> None:

@@ -1,6 +1,6 @@
 """A job's notes for the per-call record, and its delivery tries for the console, go out with the job's end: one
-script call for all (workers/supervise.py `_FINISH_RECORDED`), and a record Redis refuses never keeps the job from
-finishing."""
+script call for all (workers/runtime/supervise.py `_FINISH_RECORDED`), and a record Redis refuses never keeps
+the job from finishing."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from contract.jobs import PROCESS_CALL, job_deserializer, job_serializer
 from contract.record import decode_entry, record_key
 from contract.settings import Settings
 from tests.conftest import REDIS_URL, TOKEN, forget
-from workers import observe, record
 from workers.deliver import attempts
-from workers.settings import create_worker
+from workers.operate import observe, record
+from workers.runtime.settings import create_worker
 
 
 async def _run_one_job(prefix: str, queue: str, call_id: str, watcher: Redis) -> list[str]:

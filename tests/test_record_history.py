@@ -26,8 +26,8 @@ from contract.record import CallSummary, calls_key
 from tests.conftest import REDIS_URL, forget
 from tests.helpers.sinks import WebhookReceiver
 from tests.pipeline import Pipeline, routed
-from workers import record
 from workers.deliver import admin
+from workers.operate import record
 
 TOKEN = "console-token-" + "h" * 20
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

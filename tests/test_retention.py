@@ -15,7 +15,7 @@ from sandbox.config import SandboxConfig
 from tests.pipeline import pipeline
 from workers import deadletter
 from workers.deadletter import dead_letter
-from workers.dlq import replay
+from workers.operate.dlq import replay
 from workers.privacy.index import index_key
 
 

@@ -180,7 +180,7 @@ async def test_a_call_a_dying_primary_acknowledged_but_never_replicated_comes_ba
     replica does not know the call (the loss is real), and the next reconciliation pass finds it in Wavix's
     list and queues it: the call ends in its one completed event, `found_by: reconcile`."""
     from workers.fetch.reconcile import reconcile_now
-    from workers.settings import create_worker
+    from workers.runtime.settings import create_worker
 
     sandbox = Sandbox(SandboxConfig(seed=63, transcript_share=0.0))
     async with serve_sandbox(sandbox) as wavix_url:

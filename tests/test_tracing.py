@@ -18,8 +18,8 @@ from contract.jobs import PROCESS_CALL, Receipt
 from contract.webhooks import Kind
 from sandbox.config import SandboxConfig
 from tests.pipeline import Pipeline, by_type, pipeline
-from workers import observe
-from workers.settings import worker_options
+from workers.operate import observe
+from workers.runtime.settings import worker_options
 
 TRACE_ID = uuid.uuid4().hex
 PARENT = f"00-{TRACE_ID}-{'1' * 16}-01"

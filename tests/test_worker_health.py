@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from tests.helpers.servers import free_port
-from workers import health
-from workers.metrics import WorkerMetrics
+from workers.operate.metrics import WorkerMetrics
+from workers.runtime import health
 
 
 async def test_the_health_port_serves_liveness_and_metrics_with_values():

@@ -1,5 +1,5 @@
 """The supervised worker starts a poll's jobs in one script call, with arq's checks, and finishes each in one
-script call that leaves Redis as arq's own transaction does (workers/supervise.py).
+script call that leaves Redis as arq's own transaction does (workers/runtime/supervise.py).
 
 A job starts only if it is due, still queued and not running anywhere (no in-progress mark), and it starts
 holding a lease of LEASE_S; a busy worker starts the next job as soon as a slot frees, not a poll later.
@@ -22,8 +22,8 @@ from redis.asyncio import Redis
 from contract.jobs import PROCESS_CALL, job_deserializer, job_serializer
 from contract.settings import Settings
 from tests.conftest import REDIS_URL, TOKEN, forget
-from workers.settings import create_worker
-from workers.supervise import LEASE_S
+from workers.runtime.settings import create_worker
+from workers.runtime.supervise import LEASE_S
 
 
 async def test_a_poll_starts_due_jobs_that_run_nowhere_else_each_with_its_lease() -> None:

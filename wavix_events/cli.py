@@ -58,9 +58,9 @@ def _serve(args: argparse.Namespace) -> int:
 def _worker(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs.configure(settings.log_level)
-    from workers.context import destinations_for
     from workers.deliver.route import RouteError
-    from workers.settings import create_worker
+    from workers.runtime.context import destinations_for
+    from workers.runtime.settings import create_worker
 
     if not settings.wavix_api_key and not settings.accounts_file:
         raise SettingsError("WAVIX_API_KEY", "must be set for the workers to fetch CDRs")
@@ -96,7 +96,7 @@ def _dlq(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs.configure_command(settings.log_level, verbose=args.verbose)
     from workers.deliver.admin import AdminError, parse_time
-    from workers.dlq import Filters, run
+    from workers.operate.dlq import Filters, run
 
     try:
         filters = Filters(destination=args.destination, reason=args.reason, account=args.account,
@@ -129,9 +129,9 @@ def _backfill(args: argparse.Namespace) -> int:
 def _db(args: argparse.Namespace) -> int:
     settings = Settings.from_env()
     logs.configure_command(settings.log_level, verbose=args.verbose)
-    from workers.context import destinations_for
     from workers.deliver.route import RouteError
     from workers.deliver.sinks.postgres_schema import migrate_destinations
+    from workers.runtime.context import destinations_for
 
     try:
         destinations = destinations_for(settings)

@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 async def _erase(settings: Settings, request: Request, names: tuple[str, ...]) -> Report:
-    from workers.context import destinations_for
+    from workers.runtime.context import destinations_for
 
     redis = redisurl.client(settings.redis_url)
     try:

@@ -10,14 +10,19 @@
                 a ledger (ledger.py: delivered marks, one lease in flight), each on its own schedule, paced
                 (ratelimit.py), held (control.py), replayed from the event log (eventlog.py), watched
                 (health.py, admin.py), reloaded on SIGHUP (reload.py); one module a transport (sinks/)
-    alert/      Slack: what an alert says (rules.py), the paced outbox (outbox.py, gate.py), the transcript
-                reply in its thread (notes.py), the transport (slack.py), its policy (config.py), an
-                account's own channel (accounts.py)
+    alert/      what an alert says (rules.py; card.py before any service's format), who gets it (config.py,
+                alerting.py), one paced outbox for every channel (outbox.py, gate.py, channel.py) and the
+                channels (slack.py, teams.py, pagerduty.py, email.py), the transcript reply in its thread
+                (notes.py), keyword rules (keywords.py), the pipeline's incidents and their ops events
+                (incidents.py, ops.py), an account's own channel (accounts.py)
+    privacy/    redaction as each delivery is formed (forming.py), the number index (index.py), erasure of a
+                caller (erase.py, erased.py, callkeys.py, streams.py, pgstore.py) and its tombstone
 
 and around them the job's life: process.py (the jobs arq runs), retry.py (the only retry policy),
-deadletter.py (where work that failed for good lands), queue.py (follow-up jobs), observe.py and
-record.py (each call's steps, for `wavix-events trace` and the console), context.py (resources built
-at startup), settings.py and supervise.py (arq's worker, kept alive through Redis outages), metrics.py
-and health.py (numbers and probes), dlq.py (the operator's dead-letter commands).
+deadletter.py (where work that failed for good lands). The worker's own running is in runtime/ (settings.py
+and supervise.py: arq's worker, kept alive through Redis outages; context.py: resources built at startup;
+queue.py: the queue's connection and follow-up jobs; health.py: probes), and the operator's side in operate/
+(observe.py and record.py: each call's steps, for `wavix-events trace` and the console; metrics.py: numbers;
+dlq.py: the dead-letter commands).
 Modules import downwards only: no two import each other.
 """

@@ -2,7 +2,7 @@
 
 One Redis Stream (`DEAD_LETTER_STREAM`), one entry per failure: fields `kind` (which job or sink),
 `reason`, `attempts`, `call_id`, `payload` (the bytes needed to replay it), `failed_at_ms`.
-`wavix-events dlq` (workers/dlq.py) reads it back and replays it.
+`wavix-events dlq` (workers/operate/dlq.py) reads it back and replays it.
 
 A letter is kept DEAD_LETTER_RETENTION (a setting, 30 days by default: `retention_s`), then it ends unreplayed:
 each write trims the letters older than that (`XADD MINID`, exact: letters are few) and gives the stream that TTL,

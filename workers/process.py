@@ -20,9 +20,9 @@ Redis round trips per call (bench/redis_cost.py, post_call profile: 1.61 job run
 EVENTS_STREAM; commands clients sent, an EVALSHA as one): the worker 23.22 before issue #29, 18.36 after; the
 receiver 1.0 both. A job run is now arq's job read (one MULTI block), the call's reads, the ledger's claim, the
 stream's append with its settle (workers/deliver/ledger.py `offer`), and the finish script, which also writes the
-per-call record and the console's delivery tries (workers/supervise.py, workers/record.py); `process_call` adds
-the number index and the transcript poll's enqueue, the transcript job the transcript state. docs/benchmarks.md,
-"Redis round trips per call", has the list and what is left.
+per-call record and the console's delivery tries (workers/runtime/supervise.py, workers/operate/record.py);
+`process_call` adds the number index and the transcript poll's enqueue, the transcript job the transcript state.
+docs/benchmarks.md, "Redis round trips per call", has the list and what is left.
 
 One transcript outcome per call (`{KEY_PREFIX}transcript_state:{call_id}`, kept as long as the dedup mark):
 
@@ -52,11 +52,11 @@ from contract.jobs import DELIVER, FETCH_TRANSCRIPT, Receipt
 from contract.privacy import slim_body
 from contract.wavix import Cdr
 from contract.webhooks import Kind, webhooks_key
-from workers.context import Resources
 from workers.deliver.delivery import Delivery, deliver_all, keep_delivered, retry_delivery
 from workers.enrich import CallHints, completed_event, transcript_event, unavailable_event
 from workers.fetch.hints import announced_in, gather, receipts_of
 from workers.retry import Busy, CallError, GiveUp, NotProvisioned, TranscriptNotReady, Transient
+from workers.runtime.context import Resources
 
 log = logs.get("workers.process")
 

@@ -1,5 +1,6 @@
 """What the console's browser tests share: a logged-in Chromium page, screenshots, and calls written to the index
-exactly as the worker writes them (workers/record.py's Writer), for lists longer than a pipeline run makes quickly.
+exactly as the worker writes them (workers/operate/record.py's Writer), for lists longer than a pipeline run
+makes quickly.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from console.app import ConsoleOptions
 from contract.record import CallSummary
 from tests.pipeline import Pipeline
 from tests.test_console_browser import ARTIFACTS, CONSOLE_TOKEN, chromium, served
-from workers import record
+from workers.operate import record
 
 
 async def log_in(page: Page, url: str, path: str = "/") -> None:

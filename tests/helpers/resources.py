@@ -1,4 +1,4 @@
-"""A worker's own resources (`workers.context.startup`) over a routing file, in the test's process: for tests
+"""A worker's own resources (`workers.runtime.context.startup`) over a routing file, in the test's process: for tests
 that drive one stage (`deliver_all`, the `deliver` step) without running a worker. Names are the run's own."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from contract.jobs import job_deserializer, job_serializer
 from contract.settings import Settings
 from tests.conftest import REDIS_URL, forget
-from workers import context
+from workers.runtime import context
 
 
 @asynccontextmanager

@@ -6,7 +6,7 @@ An account of the accounts file (contract/accounts.py) with `alert_channel` (pos
 retried, threaded and dead-lettered exactly as the deployment's (workers/alert/outbox.py), apart from the
 others: one account's busy or broken channel never holds another's alerts. Accounts without either keep using
 SLACK_WEBHOOK_URL / SLACK_CHANNEL. Each outbox has one dispatcher task a worker (`AccountOutboxes`); a SIGHUP
-reload of ACCOUNTS_FILE (workers/context.py) starts the new accounts' and stops those of accounts whose channel
+reload of ACCOUNTS_FILE (workers/runtime/context.py) starts the new accounts' and stops those of accounts whose channel
 changed or went, so a channel is set, moved or dropped without a restart; the others' dispatchers run on.
 """
 

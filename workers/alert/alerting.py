@@ -5,7 +5,7 @@
     incidents.py (the pipeline's own) ───────────────> Alerting.incident ──> routes ──────> queue_alert(channel=)
                                          one outbox per channel, run here: dispatch ──> Teams, PagerDuty, e-mail
 
-Slack keeps its wiring in workers/context.py (its sender, an account's own Slack channel, the transcript replies
+Slack keeps its wiring in workers/runtime/context.py (its sender, an account's own Slack channel, the transcript replies
 in its threads); it asks `for_slack` which of a call's reasons the rules send it, and the alerts of the other
 kinds routed to `slack` are queued here into the deployment's Slack outbox. Alerts follow ALERT_REDACT before
 they are formed, on every channel, as Slack's always did.
@@ -95,7 +95,7 @@ class Alerting:
     """The rules (per account), the keyword rules and the channels of one worker process (built at startup)."""
 
     config: AlertsFile
-    channels: dict[str, Channel]  # Slack's is not here: workers/context.py sends to it
+    channels: dict[str, Channel]  # Slack's is not here: workers/runtime/context.py sends to it
     policy: DeliveryPolicy
     slack: bool = False  # a Slack channel is configured (the deployment's)
     console_url: str = ""
@@ -115,7 +115,7 @@ class Alerting:
         return name in self.channels or (name == SLACK and self.slack)
 
     def for_slack(self, event: CallCompletedEvent) -> list[str]:
-        """Which of a call's reasons go to Slack (workers/context.py sends them there)."""
+        """Which of a call's reasons go to Slack (workers/runtime/context.py sends them there)."""
         account = _account(event)
         return [reason for reason in event.data.alert_reasons if SLACK in self.channels_for(reason, account)]
 

@@ -55,7 +55,7 @@ from workers.alert.rules import (
 )
 from workers.alert.slack import slack_channel
 from workers.deadletter import dead_letter
-from workers.supervise import until_answered
+from workers.runtime.supervise import until_answered
 
 log = logs.get("workers.alert.outbox")
 

@@ -13,7 +13,7 @@ WEBHOOK_DEDUP_TTL, answers for the sink.) Times are ISO 8601 (UTC unless an offs
 `redeliver_failed` (the console's "Redeliver what failed since", console/destinations.py) is the other way:
 only the logged events the ledger has no delivered mark for, sent as ordinary tries, their dead letters cleared.
 Each queued replay is a `replay` step in its call's record and is counted apart on the console's overview
-(workers/record.py `replayed`); it never moves the call's own time, publish time or latency.
+(workers/operate/record.py `replayed`); it never moves the call's own time, publish time or latency.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ from contract import redisurl
 from contract.events import CloudEvent, decode_event
 from contract.record import Entry
 from contract.settings import Settings
-from workers import dlq, record
-from workers.context import destinations_for
 from workers.deadletter import DeadLetter
 from workers.deliver import control, eventlog, health, report
 from workers.deliver.jobs import Delivery, now_ms, requeued
 from workers.deliver.route import Destination
+from workers.operate import dlq, record
 from workers.retry import parse_duration
+from workers.runtime.context import destinations_for
 
 
 class AdminError(ValueError):

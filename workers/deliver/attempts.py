@@ -12,7 +12,7 @@
 The delivery step (workers/deliver/delivery.py `attempt_once`) opens a `Heard` with `listen()` before it
 publishes; a sink that speaks HTTP tells it what it heard (`heard(...)`: workers/deliver/sinks/webhook.py), in a
 context variable, so no sink signature changes; then the try is stored by ONE script: inside a job, the job's own
-record script at its end (workers/record.py: the try waits in the job's notes, and costs no round trip of its
+record script at its end (workers/operate/record.py: the try waits in the job's notes, and costs no round trip of its
 own), else (a first attempt that outlived its job) `write`, through the worker's batching client
 (contract/redisbatch.py), with the other commands of its loop turn. A try that never reached the destination
 (paused, busy, throttled, delivered before) writes nothing.
@@ -136,7 +136,7 @@ def series_key(prefix: str, destination: str, hour_ms: int) -> str:
 
 
 # One try's write, a Lua function, so the per-call record's script writes a job's tries with its notes at the
-# job's end (workers/record.py `WRITE`). KEYS: the attempts list, the series hash, the event key; ARGV: the
+# job's end (workers/operate/record.py `WRITE`). KEYS: the attempts list, the series hash, the event key; ARGV: the
 # attempt, KEPT, ttl s, the series field, SERIES_S, the event JSON ('' none).
 WRITE_ONE = """
 local function attempt(KEYS, ARGV)

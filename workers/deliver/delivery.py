@@ -40,17 +40,18 @@ from arq.constants import job_key_prefix, retry_key_prefix
 from contract import logs
 from contract.events import CloudEvent, decode_event, encode_event
 from contract.jobs import DELIVER
-from workers import deadletter, record
+from workers import deadletter
 from workers.deliver import attempts, control, eventlog, inflight
 from workers.deliver.jobs import Delivery, encode_delivery, now_ms
 from workers.deliver.jobs import job_id as _job_id
 from workers.deliver.ledger import ATTEMPT_LIMIT_S, LEASE_S, Claim
 from workers.deliver.route import Destination, route
 from workers.deliver.sinks.base import Sink, idempotency_key
+from workers.operate import record
 from workers.retry import CallError, GiveUp, Permanent, Schedule, Transient
 
 if TYPE_CHECKING:
-    from workers.context import Resources
+    from workers.runtime.context import Resources
 
 __all__ = ["Delivery", "deliver_all", "encode_delivery", "keep_delivered", "retry_delivery"]
 
@@ -154,7 +155,7 @@ async def _noted(resources: Resources, delivery: Delivery, event: CloudEvent, he
     settings, notes = resources.settings, record.current()
     if notes is not None and notes.hold(attempts.parts(settings.key_prefix, settings.webhook_dedup_ttl, attempt,
                                                        delivery.event)):
-        return  # written with the job's record at its end: no round trip of its own (workers/record.py)
+        return  # written with the job's record at its end: no round trip of its own (workers/operate/record.py)
     await attempts.write(resources.batch, settings.key_prefix, settings.webhook_dedup_ttl, attempt, delivery.event)
 
 

@@ -2,7 +2,7 @@
 
 An inline attempt slower than DELIVERY_INLINE_TIMEOUT is never abandoned (it may still land): it goes on
 in the background and is kept here until it ends, so the worker's shutdown can wait for it before the
-sinks close. Its own module so that the worker's wiring (workers/context.py) can wait for these tasks
+sinks close. Its own module so that the worker's wiring (workers/runtime/context.py) can wait for these tasks
 without importing the delivery code, which imports the wiring's types.
 """
 

@@ -18,7 +18,7 @@ from arq.constants import job_key_prefix, result_key_prefix
 from redis.asyncio import Redis
 
 from contract.jobs import DELIVER
-from workers.queue import FollowUps
+from workers.runtime.queue import FollowUps
 
 
 class Delivery(msgspec.Struct, frozen=True, kw_only=True):

@@ -29,7 +29,7 @@ EVENTS_STREAM) needs no settle call of its own: `offer` puts the try's delivered
 while the sink publishes, and the sink runs it in its append's script (`WITH_SETTLE`, `Offer.taken`). Entry,
 publish mark, delivered mark, health and the lease given back are then one atomic step, so a worker killed
 around it leaves all or nothing, and a try costs the claim and the append: one round trip less a delivery
-(workers/deliver/sinks/redis_stream.py). With the record's fold (workers/record.py), the worker's round trips
+(workers/deliver/sinks/redis_stream.py). With the record's fold (workers/operate/record.py), the worker's round trips
 per call went from 23.22 to 18.36 (bench/redis_cost.py; "Redis round trips per call" in docs/benchmarks.md).
 Every other sink leaves the offer, and `settle` runs after it as before. An append whose answer is lost fails the
 try as Transient (settled as failed); the retry's claim finds the delivered mark if the script ran, so the entry
@@ -61,7 +61,7 @@ from contract.events import COMPLETED, TRANSCRIBED, UNAVAILABLE, event_id
 from contract.redisbatch import Scripting
 from workers.deliver import health, ratelimit
 from workers.deliver.eventlog import LogEntry
-from workers.supervise import until_answered
+from workers.runtime.supervise import until_answered
 
 log = logs.get("workers.deliver.ledger")
 

@@ -30,7 +30,7 @@ _tasks: set[asyncio.Task[None]] = set()
 
 
 class Routed(Protocol):
-    """What a reload changes: the worker's resources (workers/context.py)."""
+    """What a reload changes: the worker's resources (workers/runtime/context.py)."""
 
     destinations: tuple[Destination, ...]
     sinks: dict[str, Sink]

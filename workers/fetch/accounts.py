@@ -35,7 +35,7 @@ from contract.settings import Settings
 from workers.fetch.hints import OwnNumbers
 from workers.fetch.http import Transport
 from workers.fetch.wavix import OnResponse, WavixClient, create_http_client
-from workers.metrics import WorkerMetrics
+from workers.operate.metrics import WorkerMetrics
 from workers.retry import Busy, Permanent, Transient
 
 log = logs.get("workers.fetch.accounts")

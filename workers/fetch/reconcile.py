@@ -47,7 +47,7 @@ from workers.fetch.accounts import AccountClients
 from workers.fetch.listed import ListedCall, ListedIntake, read_listed, with_retries
 from workers.fetch.subaccounts import AccountApi, refresh_keys
 from workers.fetch.wavix import WavixClient
-from workers.metrics import WorkerMetrics
+from workers.operate.metrics import WorkerMetrics
 from workers.retry import CallError, RetryPolicy
 
 log = logs.get("workers.fetch.reconcile")

@@ -5,7 +5,7 @@
 
 The one place a delivery takes its destination's form, for every way an event goes out: a first attempt, a
 `deliver` job's retry, an operator's replay of the event log or of a dead letter. It sits under the recording
-wrapper (workers/observe.py), so the call's record and the console's summary keep the event as built, whichever
+wrapper (workers/operate/observe.py), so the call's record and the console's summary keep the event as built, whichever
 destination received it first, and over the transport, so every transport sends the same redacted bytes.
 
 The rules are read at each publish from the worker's current destinations, so a routing reload (SIGHUP) that
@@ -25,7 +25,7 @@ from workers.deliver.sinks.base import Sink
 
 
 class Routed(Protocol):
-    """What forming reads: the worker's current destinations (workers/context.py's Resources)."""
+    """What forming reads: the worker's current destinations (workers/runtime/context.py's Resources)."""
 
     @property
     def destinations(self) -> Sequence[Destination]: ...

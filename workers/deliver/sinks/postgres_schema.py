@@ -9,11 +9,11 @@ else from libpq's PGPASSWORD or ~/.pgpass. `check_url` refuses a bad URL when th
 the error names its line (workers/deliver/route.py).
 
 Migrations are the numbered files beside this module, `postgres_migrations/NNNN_name.sql`, applied in order,
-each once, and recorded in `<schema>.schema_migrations (version, name, applied_at)`. `migrate` runs them at a
-sink's first connection (so at worker start: workers/context.py) and from `wavix-events db migrate`: it reads the
+each once, and recorded in `<schema>.schema_migrations (version, name, applied_at)`. `migrate` runs them at a sink's
+first connection (so at worker start: workers/runtime/context.py) and from `wavix-events db migrate`: it reads the
 version first, and only when it is behind takes `pg_advisory_xact_lock` on the schema's name and applies what is
-missing in that one transaction (DDL is transactional in PostgreSQL): two workers starting together apply each
-file once, and a failed file leaves the schema as it was. A schema newer than the files this worker has raises
+missing in that one transaction (DDL is transactional in PostgreSQL): two workers starting together apply each file
+once, and a failed file leaves the schema as it was. A schema newer than the files this worker has raises
 `SchemaTooNew`: the worker refuses to write into tables it does not know (its deliveries are dead-lettered,
 naming the destination) rather than guess.
 """

@@ -4,7 +4,7 @@ The server runs inside the worker's own event loop, so an answer proves the loop
 blocks it makes the probe time out, which is what a liveness probe is for). It does not ask Redis: a
 Redis outage should not get healthy workers restarted.
 
-The port is bound when the worker is made (`listen`, from workers/settings.py), before it touches Redis: a port
+The port is bound when the worker is made (`listen`, from workers/runtime/settings.py), before it touches Redis: a port
 already taken (9100 is also node_exporter's default) stops the worker with one line naming it (exit 1), where a
 worker running on without its probe would be restarted by the orchestrator, or never checked at all.
 WORKER_HEALTH_PORT=0 serves nothing.
@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from contract import logs
 
-log = logs.get("workers.health")
+log = logs.get("workers.runtime.health")
 
 Page = Callable[[], tuple[int, str, bytes]]
 

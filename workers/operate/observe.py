@@ -1,4 +1,4 @@
-"""Observe: how a job's steps reach the per-call record (workers/record.py) and the trace (contract/tracing.py)
+"""Observe: how a job's steps reach the per-call record (workers/operate/record.py) and the trace (contract/tracing.py)
 without the steps themselves knowing.
 
     observed(job function)   around each arq job: opens its notes and its span (child of the receipt's
@@ -6,7 +6,7 @@ without the steps themselves knowing.
     RecordedSink(sink)       around each destination: a `deliver <name>` span, the event's `traceparent` set to
                              it, and an entry per attempt with its result
     on_fetch(endpoint, ...)  the Wavix client's `on_response` hook: an entry and a span per CDR/transcript fetch
-    note_alert / note_dead   one line each in workers/context.py's `alert` and `dead_letter`
+    note_alert / note_dead   one line each in workers/runtime/context.py's `alert` and `dead_letter`
 
 `options(worker_options)` applies all of it to arq's options: each function `observed`, and `on_startup`
 followed by `instrument` (sinks wrapped, the Wavix client's hook chained): one call where the worker is built.
@@ -15,7 +15,7 @@ A job's outcome is what its function returned ("published", "dead_letter", ...),
 or the class of an exception that escaped (a bug: arq retries it). A retry notes when the next try runs
 (`next_ms`, arq's own defer) and why; one whose cause is expected (a CDR or transcript not there yet, a
 destination's rate limit or another attempt in flight, a follow-up waiting for the call's running job) is
-a wait, not a failure. A `deliver` job's tries are numbered as its destination counts them (workers/record.py).
+a wait, not a failure. A `deliver` job's tries are numbered as its destination counts them (workers/operate/record.py).
 """
 
 from __future__ import annotations
@@ -32,8 +32,8 @@ from arq import Retry
 
 from contract import tracing
 from contract.events import CloudEvent
-from workers import record
 from workers.deliver.delivery import Uncounted
+from workers.operate import record
 from workers.retry import CallError, NotYet, TranscriptNotReady
 
 JobFunction = Callable[[dict[str, Any], Any], Awaitable[str]]
@@ -133,7 +133,7 @@ def observed(function: JobFunction) -> JobFunction:
 
 async def _flush(ctx: dict[str, Any], notes: record.Notes) -> None:
     """The job's notes: left for the supervised worker to write with the job's end, in its finish script (one
-    round trip for both, workers/supervise.py), else written now."""
+    round trip for both, workers/runtime/supervise.py), else written now."""
     resources = ctx.get("resources")
     if resources is None or not notes.call_id:
         return

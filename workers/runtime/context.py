@@ -27,7 +27,6 @@ from contract.jobs import DELIVER
 from contract.privacy import RedactKey, redact_event
 from contract.redisbatch import BatchedRedis
 from contract.settings import Settings, environment
-from workers import health, observe, record
 from workers.alert.accounts import AccountOutboxes
 from workers.alert.alerting import Alerting, alert_for, slack_only
 from workers.alert.alerting import from_settings as alerting_from_settings
@@ -47,11 +46,13 @@ from workers.deliver.sinks.base import Sink, SinkOptions, build_sink, connect_ea
 from workers.fetch.accounts import AccountClients, reload_accounts
 from workers.fetch.reconcile import run_reconciler
 from workers.fetch.subaccounts import run_key_refresh
-from workers.metrics import WorkerMetrics
+from workers.operate import observe, record
+from workers.operate.metrics import WorkerMetrics
 from workers.privacy import forming, index
-from workers.queue import FollowUps
 from workers.retry import RetryPolicy
-from workers.supervise import REDIS_TIMEOUT_S
+from workers.runtime import health
+from workers.runtime.queue import FollowUps
+from workers.runtime.supervise import REDIS_TIMEOUT_S
 
 log = logs.get("workers")
 
@@ -96,7 +97,7 @@ class Resources:
 
     async def dead_letter(self, kind: str, payload: bytes, call_id: str, reason: str, attempts: int) -> None:
         self.metrics.dead_letters.labels(kind).inc()
-        observe.note_dead(kind, reason, attempts)  # the call's record (workers/record.py)
+        observe.note_dead(kind, reason, attempts)  # the call's record (workers/operate/record.py)
         await dead_letter(self.redis, self.settings.dead_letter_stream, kind=kind, reason=reason,
                           attempts=attempts, payload=payload, call_id=call_id,
                           retention_s=self.settings.dead_letter_retention)
@@ -178,7 +179,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     resources.sinks = forming.formed(sinks, resources, resources.redact_key)  # each destination's `redact:`
     resources.tasks.append(asyncio.create_task(connect_early(sinks.values())))  # PostgreSQL's migrations
     resources.health = await health.start(
-        ctx.get("health_socket"),  # bound by workers/settings.create_worker
+        ctx.get("health_socket"),  # bound by workers/runtime/settings.create_worker
         {"/healthz": lambda: (200, "text/plain", b"ok\n"), "/metrics": metrics.page, **ctx.get("health_pages", {})},
     )
     def dispatch(sender: Sender, policy: DeliveryPolicy) -> Coroutine[Any, Any, None]:

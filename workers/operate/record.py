@@ -3,7 +3,7 @@
 A job opens its `Notes` (`begin`), every step it takes adds an entry in memory (`note`: a msgpack encode,
 about 2 us, no I/O), so does every delivery try for the console (`Notes.hold`, workers/deliver/attempts.py),
 and at the end of the job they are all written in ONE script call: under the supervised worker, its finish
-script (workers/supervise.py), which ends the job and runs `WRITE` too, so neither the record nor the tries cost
+script (workers/runtime/supervise.py), which ends the job and runs `WRITE` too, so neither the record nor the tries cost
 a round trip of their own (two less a job run: "Redis round trips per call" in docs/benchmarks.md); elsewhere
 `Writer.flush`, through the worker's batching client (contract/redisbatch.py) with the other jobs' commands of
 the same loop turn:
@@ -20,10 +20,10 @@ job, the count its dead letter gives (workers/deliver/delivery.py). `replayed` i
 `replay` step a replay command adds to each call's record, and the replays index the overview counts.
 
 The notes travel in a context variable, so the steps that write them (fetch hook, sink wrapper, alerts,
-dead letters: workers/observe.py and workers/context.py) need no new argument; the tasks a job starts
+dead letters: workers/operate/observe.py and workers/runtime/context.py) need no new argument; the tasks a job starts
 (`asyncio.gather` of its deliveries) share its notes. Outside a job `note` does nothing.
 
-Its cost is measured by `make bench` (the worker with and without workers/observe.py, docs/benchmarks.md);
+Its cost is measured by `make bench` (the worker with and without workers/operate/observe.py, docs/benchmarks.md);
 the receiver's hot path gains no round trip at all.
 A record that cannot be written is logged and dropped: the record must never fail or retry a job.
 """
@@ -56,7 +56,7 @@ from contract.record import (
 from contract.redisbatch import Scripting
 from workers.deliver import attempts
 
-log = logs.get("workers.record")
+log = logs.get("workers.operate.record")
 
 
 def now_ms() -> int:
@@ -136,8 +136,8 @@ def summarize(event: CallCompletedEvent, at_ms: int, published_at_ms: int) -> Ca
 
 
 # One job's notes and delivery tries, a Lua function, so the supervised worker writes them in its finish script
-# (workers/supervise.py): K the record, the summary, the calls index, then 3 keys a try; ARGV from `o` + 1: ttl s,
-# RECORD_KEPT, the summary ('' none), its at_ms, the call id, the index's cut-off (ms), the number of tries, 6
+# (workers/runtime/supervise.py): K the record, the summary, the calls index, then 3 keys a try; ARGV from `o` + 1:
+# ttl s, RECORD_KEPT, the summary ('' none), its at_ms, the call id, the index's cut-off (ms), the number of tries, 6
 # arguments a try (workers/deliver/attempts.py `WRITE_ONE`), then the entries.
 WRITE = attempts.WRITE_ONE + """
 local function record(K, o)

@@ -11,7 +11,7 @@ is a case-insensitive substring of the reason; `--since`/`--until` bound the tim
 (ISO 8601 or an age such as `2h`), through the stream ids, so Redis reads only that range.
 
 A replay deletes its letter only once the work is queued again, and adds a `replay` step to its call's record
-(counted apart on the console's overview; workers/record.py `replayed`). A `deliver` letter is queued under the
+(counted apart on the console's overview; workers/operate/record.py `replayed`). A `deliver` letter is queued under the
 delivery's own job id, `{prefix}deliver:{event_id}:{destination}`, so several letters for one delivery
 queue one job; the others are refused by arq and kept, and the operator is told. Re-delivery goes only
 where the event did not arrive: every attempt consults the ledger (workers/deliver/ledger.py) first.
@@ -36,15 +36,15 @@ from contract.accounts import DEFAULT
 from contract.jobs import DELIVER, FETCH_TRANSCRIPT, JOB_FUNCTIONS, PROCESS_CALL
 from contract.record import Entry
 from contract.settings import Settings
-from workers import record
 from workers.alert.notes import queue_note
 from workers.alert.outbox import queue_alert
 from workers.alert.rules import DeliveryPolicy, decode_alert, decode_note
 from workers.deadletter import DEFAULT_RETENTION_S, DeadLetter, entry, past_retention, trim
 from workers.deliver.delivery import Delivery
-from workers.queue import connect
+from workers.operate import record
+from workers.runtime.queue import connect
 
-log = logs.get("workers.dlq")
+log = logs.get("workers.operate.dlq")
 
 
 @dataclass(frozen=True)
@@ -274,7 +274,7 @@ async def replay(redis: ArqRedis, stream: str, entry_id: str, *, queue_name: str
 
 
 def replay_step(letter: DeadLetter) -> Entry:
-    """The `replay` step a replayed letter adds to its call's record (workers/record.py): its kind, and for a
+    """The `replay` step a replayed letter adds to its call's record (workers/operate/record.py): its kind, and for a
     delivery its destination and event."""
     step = Entry(at_ms=time.time_ns() // 1_000_000, step="replay", what="dead_letter", job=letter.kind,
                  reason=letter.reason[:300])

@@ -22,8 +22,8 @@ outage no one ran them for five minutes. `SupervisedWorker` is arq's Worker with
   script (`_FINISH`, the commands of arq's `finish_job` transaction, atomically), and both scripts go
   through the batching client the jobs' own scripts use (contract/redisbatch.py): arq's transaction through
   redis-py cost ~82 µs of the worker's CPU a job, the script ~7-8 µs (64 concurrent callers, this
-  machine), about 5% of a real job's CPU. The job's notes for the per-call record (workers/record.py) ride in
-  the same script (`_FINISH_RECORDED`: workers/observe.py leaves them in `ctx["record_at_finish"]`), the
+  machine), about 5% of a real job's CPU. The job's notes for the per-call record (workers/operate/record.py) ride in
+  the same script (`_FINISH_RECORDED`: workers/operate/observe.py leaves them in `ctx["record_at_finish"]`), the
   record's part under pcall so a refused record never keeps a job from ending: one round trip a job run less.
 - **Start-up.** Redis unreachable at start is one error (the CLI prints one line, exit 1), not five
   retries and a traceback. `/readyz` on the worker's health port answers 503 during an outage (from the
@@ -53,9 +53,10 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from contract import logs, redisurl
 from contract.redisbatch import BatchedRedis
-from workers import queue, record
+from workers.operate import record
+from workers.runtime import queue
 
-log = logs.get("workers.supervise")
+log = logs.get("workers.runtime.supervise")
 T = TypeVar("T")
 
 # Errors that mean "Redis is not answering" (BusyLoadingError, a Redis loading its AOF, is a ConnectionError).
@@ -110,8 +111,8 @@ elseif ARGV[6] ~= '' then
 end
 if #gone > 0 then redis.call('DEL', unpack(gone)) end
 """
-# The job's end and its notes for the per-call record (workers/record.py `WRITE`: KEYS from 7, ARGV from 7) in one
-# call; the record's part under pcall, so a record Redis refuses never keeps a job from finishing (0: unwritten).
+# The job's end and its notes for the per-call record (workers/operate/record.py `WRITE`: KEYS from 7, ARGV from 7) in
+# one call; the record's part under pcall, so a record Redis refuses never keeps a job from finishing (0: unwritten).
 _FINISH_RECORDED = record.WRITE + _FINISH + """
 if pcall(record, {unpack(KEYS, 7)}, 6) then return 1 end
 return 0
@@ -170,8 +171,8 @@ class SupervisedWorker(Worker):
         self._finish = self._batch.register_script(_FINISH) if self._batch is not None else None
         self._recorded: dict[str, record.Parts] = {}  # job id -> its notes, written with its end (`finish_job`)
         if self._batch is not None:
-            self.ctx["batch"] = self._batch  # the jobs' scripts share it (workers/context.py); closed in `close`
-            self.ctx["record_at_finish"] = self._recorded  # workers/observe.py leaves a job's notes here
+            self.ctx["batch"] = self._batch  # the jobs' scripts share it (runtime/context.py); closed in `close`
+            self.ctx["record_at_finish"] = self._recorded  # workers/operate/observe.py leaves a job's notes here
             self._finish_recorded = self._batch.register_script(_FINISH_RECORDED)
             self._flush = self._batch.register_script(record.FLUSH)
         self.in_progress_timeout_s = LEASE_S

@@ -1,6 +1,6 @@
 """The arq worker's settings, built from our `Settings` (never from module-level globals).
 
-The worker is arq's, supervised (workers/supervise.py): it rides out Redis outages. Redis unreachable at
+The worker is arq's, supervised (workers/runtime/supervise.py): it rides out Redis outages. Redis unreachable at
 start fails at once (no connection retries: the CLI says so in one line and exits 1).
 """
 
@@ -12,8 +12,10 @@ from arq import func
 
 from contract.jobs import DELIVER, FETCH_TRANSCRIPT, PROCESS_CALL, job_deserializer, job_serializer
 from contract.settings import Settings
-from workers import context, health, observe, process
-from workers.supervise import SupervisedWorker
+from workers import process
+from workers.operate import observe
+from workers.runtime import context, health
+from workers.runtime.supervise import SupervisedWorker
 
 # arq fails a job past max_tries without running it (nothing would be dead-lettered), so arq's limit is set
 # out of reach: workers/process.py dead-letters a job past its own TRY_LIMIT before arq could drop it.
@@ -28,7 +30,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
             func(process.fetch_transcript, name=FETCH_TRANSCRIPT, max_tries=MAX_TRIES),
             func(process.deliver, name=DELIVER, max_tries=MAX_TRIES),
         ],
-        "redis_url": settings.redis_url,  # arq's pool and the batching client, any form (workers/supervise.py)
+        "redis_url": settings.redis_url,  # arq's pool and the batching client, any form (workers/runtime/supervise.py)
         "queue_name": settings.queue_name,
         "job_serializer": job_serializer,
         "job_deserializer": job_deserializer,
