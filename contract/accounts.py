@@ -241,12 +241,7 @@ class _Reader(yamlfile.NodeReader):
 
     def account(self, node: yaml.Node) -> Account:
         line = node.start_mark.line + 1
-        named = [v for k, v in node.value if self.scalar(k) == "name"] if isinstance(node, yaml.MappingNode) else []
-        where = f'account "{self.scalar(named[0])}": ' if named else f"account on line {line}: "
-        fields = self.mapping(node, where, FIELDS)
-        if "name" not in fields:
-            raise self.fail(node, where, 'missing "name"')
-        name = self.text(fields["name"][1], where, "name")
+        where, fields, name = self.named(node, "account", FIELDS)
         if not NAME.match(name):
             raise self.fail(fields["name"][1], where, "name: lower-case letters, digits, '_' and '-' only "
                             "(at most 63, starting with a letter or digit)")

@@ -71,6 +71,17 @@ class NodeReader:
             fields[key] = (key_node, value_node)
         return fields
 
+    def named(self, node: yaml.Node, kind: str, known: Sequence[str]) -> tuple[str, Fields, str]:
+        """One entry of the file's list (`kind`: "account", "destination"): what its errors start with (its name,
+        else its line), its fields, its name."""
+        line = node.start_mark.line + 1
+        named = [v for k, v in node.value if self.scalar(k) == "name"] if isinstance(node, yaml.MappingNode) else []
+        where = f'{kind} "{self.scalar(named[0])}": ' if named else f"{kind} on line {line}: "
+        fields = self.mapping(node, where, known)
+        if "name" not in fields:
+            raise self.fail(node, where, 'missing "name"')
+        return where, fields, self.text(fields["name"][1], where, "name")
+
     def text(self, node: yaml.Node, where: str, name: str) -> str:
         value = self.scalar(node)
         if not isinstance(value, str) or not value.strip():

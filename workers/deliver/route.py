@@ -216,12 +216,7 @@ class _Reader(yamlfile.NodeReader):
 
     def destination(self, node: yaml.Node) -> Destination:
         line = node.start_mark.line + 1
-        named = [v for k, v in node.value if self.scalar(k) == "name"] if isinstance(node, yaml.MappingNode) else []
-        where = f'destination "{self.scalar(named[0])}": ' if named else f"destination on line {line}: "
-        fields = self.mapping(node, where, _DESTINATION_FIELDS)
-        if "name" not in fields:
-            raise self.fail(node, where, 'missing "name"')
-        name = self.text(fields["name"][1], where, "name")
+        where, fields, name = self.named(node, "destination", _DESTINATION_FIELDS)
         if not NAME.match(name):
             raise self.fail(fields["name"][1], where, "name may hold only letters, digits, '_', '.' and '-'")
         if "url" not in fields:
