@@ -7,6 +7,10 @@ written under them (keys, streams, queue, arq's job and result keys) is deleted 
 
 from __future__ import annotations
 
+import asyncio
+import os
+import signal
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -15,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 from arq.connections import ArqRedis
 from litestar.testing import AsyncTestClient
@@ -35,6 +40,7 @@ from sandbox.state import Sandbox
 from sandbox.webhooks import Result, send_webhooks
 from service.app import create_app
 from tests.conftest import REDIS_URL, TOKEN, forget
+from tests.helpers.servers import free_port
 from workers.alert.outbox import dispatch_pending
 from workers.alert.rules import DeliveryPolicy
 from workers.alert.slack import sender_for
@@ -167,3 +173,32 @@ async def routed(
             yield p
     finally:
         await receiver.stop()
+
+
+@asynccontextmanager
+async def worker_process(p: Pipeline, log: Path, within_s: float = 30.0) -> AsyncIterator[None]:
+    """A real `wavix-events worker` process on the pipeline's settings (not in burst mode: retries are waited for
+    as they come), used once its health port answers, stopped with SIGTERM; its log goes to `log`."""
+    port = free_port()
+    env = {**os.environ, **p.env(), "WORKER_HEALTH_PORT": str(port)}
+    with log.open("wb") as sink:
+        worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "wavix_events.cli", "worker", env=env,
+                                                      stdout=asyncio.subprocess.DEVNULL, stderr=sink)
+        try:
+            async with httpx.AsyncClient() as http:
+                deadline = time.monotonic() + within_s
+                while not await _healthy(http, f"http://127.0.0.1:{port}/healthz"):
+                    assert worker.returncode is None, log.read_text()[-2000:]
+                    assert time.monotonic() < deadline, "the worker did not start"
+                    await asyncio.sleep(0.05)
+            yield
+        finally:
+            worker.send_signal(signal.SIGTERM)
+            await asyncio.wait_for(worker.wait(), 40)
+
+
+async def _healthy(http: httpx.AsyncClient, url: str) -> bool:
+    try:
+        return (await http.get(url, timeout=1.0)).status_code == 200
+    except httpx.TransportError:
+        return False

@@ -6,13 +6,9 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
-import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -33,8 +29,7 @@ from sandbox.slack import render_text
 from sandbox.webhooks import send_webhooks
 from service.reload import reload as reload_receiver
 from tests.conftest import REDIS_URL, forget
-from tests.helpers.servers import free_port
-from tests.pipeline import Pipeline, pipeline
+from tests.pipeline import Pipeline, pipeline, worker_process
 from wavix_events.accounts import connect, discover
 from workers.alert.outbox import dispatch_pending
 from workers.alert.rules import DeliveryPolicy
@@ -186,7 +181,7 @@ async def test_one_accounts_outage_does_not_delay_the_others(deployment) -> None
     p.sandbox.set_faults(Faults(server_error=1.0), account=MASTER)
     alpha, beta = p.sandbox.place(12, account=IDS["alpha"]), p.sandbox.place(8, account=IDS["beta"])
     await d.send(alpha, paths["alpha"])
-    async with _working(p, d.accounts_file.with_name("worker.log")):
+    async with worker_process(p, d.accounts_file.with_name("worker.log")):
         started = time.monotonic()
         await d.send(beta, paths["beta"])
         await _until(lambda evs: len(_of(evs, beta)) == len(beta), p, within=10.0)
@@ -215,41 +210,13 @@ async def test_a_token_of_one_account_cannot_reach_anothers_call(deployment) -> 
     await d.send([call], paths["alpha"])
     answers = [r.status for r in await send_webhooks([call], paths["alpha"], client=p.receiver, rate=500.0)]
     assert answers == [200]
-    async with _working(p, d.accounts_file.with_name("worker.log")):
+    async with worker_process(p, d.accounts_file.with_name("worker.log")):
         await _until(lambda evs: bool(_of(evs, [call])), p, within=15.0)
         await _requested(p, "GET cdr 404")  # beta's key was refused the call
     published = _of(await p.events(), [call])
     assert [e.account for e in published] == ["alpha"]
     unknown = await p.receiver.post("/webhooks/wavix/" + "x" * 32, json={"uuid": call.call_id})
     assert unknown.status_code == 404
-
-
-@asynccontextmanager
-async def _working(p: Pipeline, log: Path) -> AsyncIterator[None]:
-    """A real `wavix-events worker` process (not in burst mode: retries are waited for as they come), ready
-    once its health port answers, stopped with SIGTERM."""
-    port = free_port()
-    env = {**os.environ, **p.env(), "WORKER_HEALTH_PORT": str(port)}
-    with log.open("wb") as sink:
-        worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "wavix_events.cli", "worker", env=env,
-                                                      stdout=asyncio.subprocess.DEVNULL, stderr=sink)
-        try:
-            async with httpx.AsyncClient() as http:
-                deadline = time.monotonic() + 20
-                while not await _answers(http, f"http://127.0.0.1:{port}/healthz"):
-                    assert worker.returncode is None and time.monotonic() < deadline, log.read_text()[-2000:]
-                    await asyncio.sleep(0.05)
-            yield
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(worker.wait(), 40)
-
-
-async def _answers(http: httpx.AsyncClient, url: str) -> bool:
-    try:
-        return (await http.get(url, timeout=1.0)).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 async def _until(done: object, p: Pipeline, *, within: float) -> None:

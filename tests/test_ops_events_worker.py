@@ -10,23 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import os
-import signal
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-import httpx
-
 from contract.events import CloudEvent, decode_event
 from sandbox.config import SandboxConfig
 from tests.conftest import REDIS_URL
-from tests.helpers.servers import free_port
 from tests.helpers.sinks import WebhookReceiver
-from tests.pipeline import Pipeline, pipeline
+from tests.pipeline import Pipeline, pipeline, worker_process
 from workers.alert.alerting import slack_only
 from workers.alert.incidents import check_pipeline
 from workers.alert.ops import Teller, told_key
@@ -70,29 +64,6 @@ async def until(done: Callable[[], Awaitable[bool]], within: float, what: str) -
     while not await done():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         await asyncio.sleep(0.05)
-
-
-@asynccontextmanager
-async def worker_process(p: Pipeline, log: Path) -> AsyncIterator[None]:
-    """A real `wavix-events worker` (not in burst mode), ready once its health port answers, ended by SIGTERM."""
-    port = free_port()
-    env = {**os.environ, **p.env(), "WORKER_HEALTH_PORT": str(port)}
-    with log.open("wb") as sink:
-        worker = await asyncio.create_subprocess_exec(sys.executable, "-m", "wavix_events.cli", "worker", env=env,
-                                                      stdout=asyncio.subprocess.DEVNULL, stderr=sink)
-        try:
-            async with httpx.AsyncClient() as http:
-                async def answers() -> bool:
-                    assert worker.returncode is None, log.read_text()[-2000:]
-                    try:
-                        return (await http.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0)).status_code == 200
-                    except httpx.TransportError:
-                        return False
-                await until(answers, 30, "the worker to start")
-            yield
-        finally:
-            worker.send_signal(signal.SIGTERM)
-            await asyncio.wait_for(worker.wait(), 40)
 
 
 async def test_two_workers_tell_a_failing_destinations_incident_once_when_it_opens_and_once_when_it_resolves(
