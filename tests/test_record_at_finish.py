@@ -86,14 +86,9 @@ async def test_a_jobs_record_and_its_end_are_one_script_call() -> None:
         tries = [attempts.decode_attempt(raw) for raw in
                  await redis.lrange(attempts.attempts_key(prefix, f"event-{call_id}"), 0, -1)]
         assert [(t.destination, t.ok) for t in tries] == [("crm", True)]
-        assert await redis.exists(result_key_prefix + job_id) == 1
-        assert await redis.exists(job_key_prefix + job_id, in_progress_key_prefix + job_id) == 0
-        assert await redis.zcard(queue) == 0
+        await _ended(redis, queue, job_id)
     finally:
-        await redis.delete(result_key_prefix + f"{prefix}{call_id}")
-        await redis.aclose()
-        await watcher.aclose()
-        forget([prefix], [queue])
+        await _clean(redis, watcher, prefix, queue, call_id)
 
 
 async def test_a_record_redis_refuses_still_lets_the_job_finish() -> None:
@@ -107,11 +102,20 @@ async def test_a_record_redis_refuses_still_lets_the_job_finish() -> None:
         await _run_one_job(prefix, queue, call_id, watcher)
         job_id = f"{prefix}{call_id}"
         assert await redis.get(record_key(prefix, call_id)) == b"not a list"
-        assert await redis.exists(result_key_prefix + job_id) == 1
-        assert await redis.exists(job_key_prefix + job_id, in_progress_key_prefix + job_id) == 0
-        assert await redis.zcard(queue) == 0
+        await _ended(redis, queue, job_id)
     finally:
-        await redis.delete(result_key_prefix + f"{prefix}{call_id}")
-        await redis.aclose()
-        await watcher.aclose()
-        forget([prefix], [queue])
+        await _clean(redis, watcher, prefix, queue, call_id)
+
+
+async def _ended(redis: Redis, queue: str, job_id: str) -> None:
+    """The job ended as arq ends one: its result kept, its record and in-progress mark gone, its queue empty."""
+    assert await redis.exists(result_key_prefix + job_id) == 1
+    assert await redis.exists(job_key_prefix + job_id, in_progress_key_prefix + job_id) == 0
+    assert await redis.zcard(queue) == 0
+
+
+async def _clean(redis: Redis, watcher: Redis, prefix: str, queue: str, call_id: str) -> None:
+    await redis.delete(result_key_prefix + f"{prefix}{call_id}")
+    await redis.aclose()
+    await watcher.aclose()
+    forget([prefix], [queue])
