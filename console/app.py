@@ -162,14 +162,17 @@ async def logout(request: Request[Any, Any, Any]) -> Response[Any]:
 
 
 @get("/")
-async def overview_page(request: Request[Any, Any, Any], minutes: FromQuery[str] = "60") -> Template:
+async def overview_page(request: Request[Any, Any, Any], minutes: FromQuery[str] = "60",
+                        account: FromQuery[str] = "") -> Template:
     settings: Settings = request.app.state.settings
     form = Form()
     minutes_ = form.whole("minutes", minutes, 60, 5, 24 * 60)
-    view = await data.overview(request.app.state.redis, settings.key_prefix, settings.dead_letter_stream, minutes_)
+    accounts = data.accounts(request.app.state.account_names, ())
+    view = await data.overview(request.app.state.redis, settings.key_prefix, settings.dead_letter_stream, minutes_,
+                               account=form.choice("account", account.strip(), accounts))
     health = await destinations.rows(request.app.state.redis, settings, request.app.state.destination_names)
     return page("overview.html", request, form, view=view, p50=view.percentile(0.5), p95=view.percentile(0.95),
-                health=health, when=destinations.when,
+                health=health, when=destinations.when, accounts=accounts,
                 calls_chart=charts.per_minute_bars(view.per_minute, minutes_, data.now_ms()),
                 latency_chart=charts.latency_bars(view.latencies_ms), colours=charts.COLOURS)
 

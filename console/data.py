@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from contract.jobs import DELIVER
 from contract.record import REPLAY_KINDS, CallSummary, calls_key, decode_summary, latency_ms, replays_key, summary_key
 from workers.deadletter import DeadLetter, entry
+from workers.operate.dlq import account_of
 
 MAX_CALLS = 2000  # per page or chart: an hour of a busy account
 MAX_LETTERS = 1000
@@ -59,6 +60,7 @@ async def calls(redis: Redis, key_prefix: str, since_ms: int, limit: int = MAX_C
 @dataclass
 class Overview:
     minutes: int
+    account: str = ""  # only this account's calls and dead letters ("" every account's)
     calls: int = 0
     per_minute: dict[int, Counter[str]] = field(default_factory=dict)  # minute (epoch ms) -> outcome -> calls
     latencies_ms: list[int] = field(default_factory=list)
@@ -76,10 +78,14 @@ class Overview:
         return ordered[min(len(ordered) - 1, int(p * len(ordered)))]
 
 
-async def overview(redis: Redis, key_prefix: str, stream: str, minutes: int = 60) -> Overview:
+async def overview(redis: Redis, key_prefix: str, stream: str, minutes: int = 60, account: str = "") -> Overview:
+    """The last `minutes`: calls, latency, recoveries and alerts from the summaries; dead letters (of the newest
+    MAX_LETTERS when one `account` is asked for, their payloads naming it); replays, which no account owns."""
     start = now_ms() - minutes * 60_000
-    view = Overview(minutes=minutes)
+    view = Overview(minutes=minutes, account=account)
     for s in await calls(redis, key_prefix, start):
+        if account and s.account != account:
+            continue
         view.calls += 1
         view.per_minute.setdefault(s.at_ms // 60_000 * 60_000, Counter())[s.outcome] += 1
         latency = latency_ms(s)
@@ -88,7 +94,9 @@ async def overview(redis: Redis, key_prefix: str, stream: str, minutes: int = 60
         view.recovered += s.found_by != "webhook"
         view.alerted += s.alerted
     letters = await dead_letters(redis, stream)
-    view.dead_letters = await redis.xlen(stream)
+    if account:
+        letters = [d for d in letters if account_of(d) == account]
+    view.dead_letters = len(letters) if account else await redis.xlen(stream)
     view.dead_by_destination = dead_per_destination(letters)
     view.dead_by_kind = dict(Counter(d.kind for d in letters))
     view.replayed = await replays(redis, key_prefix, start)

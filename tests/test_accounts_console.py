@@ -88,6 +88,38 @@ async def test_the_calls_page_shows_each_calls_account_and_filters_by_it(deploym
         assert rows.get(alpha[0].call_id) == "alpha", found.text
 
 
+def card(html: str, name: str) -> str:
+    """An overview card's figure (`card-calls`, `card-dead`, ...)."""
+    found = re.search(rf'id="card-{name}"><b>([^<]*)</b>', html)
+    assert found, html
+    return found.group(1)
+
+
+async def test_the_overview_counts_one_accounts_calls_and_dead_letters(deployment: TwoAccounts) -> None:
+    """Three alpha calls, two beta calls and a dead letter of alpha's: the overview counts five calls and the
+    letter; `?account=beta` two calls and no letter, and says which account it shows; an unknown account is a
+    400 naming the configured ones, showing every account's figures."""
+    d = deployment
+    await d.send("alpha", 3)
+    await d.send("beta", 2)
+    await d.p.run_worker()
+    receipt = Receipt(kind=Kind.POST_CALL, call_id="CA-alpha-dead", event="", received_at_ms=int(time.time() * 1000),
+                      body=b"{}", account="alpha")
+    await dead_letter(d.p.redis, d.p.settings.dead_letter_stream, kind=PROCESS_CALL, reason="wavix: 500 (test)",
+                      attempts=5, payload=msgspec.msgpack.encode(receipt), call_id=receipt.call_id)
+    async with console_of(d) as console:
+        every = await console.get("/?minutes=600", headers=AUTH)
+        assert (card(every.text, "calls"), card(every.text, "dead")) == ("5", "1")
+        beta = await console.get("/?minutes=600&account=beta", headers=AUTH)
+        assert beta.status_code == 200 and (card(beta.text, "calls"), card(beta.text, "dead")) == ("2", "0")
+        assert "· account beta" in beta.text and '<option value="beta" selected' in beta.text
+        alpha = await console.get("/?minutes=600&account=alpha", headers=AUTH)
+        assert (card(alpha.text, "calls"), card(alpha.text, "dead")) == ("3", "1")
+        unknown = await console.get("/?minutes=600&account=zeta", headers=AUTH)
+        assert unknown.status_code == 400 and card(unknown.text, "calls") == "5"
+        assert "account: &#39;zeta&#39; is not one of alpha, beta" in unknown.text
+
+
 async def test_a_calls_page_and_trace_name_its_account(deployment: TwoAccounts) -> None:
     """A call's page names its account (beta's call: beta) and shows the webhook its account's token posted;
     `wavix-events trace CALL` says the account on its first line, and `trace --json` has it as `account`."""
