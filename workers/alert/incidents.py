@@ -289,7 +289,7 @@ async def run_incidents(redis: Redis, alerting: Alerting, destinations: Callable
     while not stop.is_set():
         try:
             current = destinations()
-            own = {d.name: d.disable_after_s for d in current if d.disable_after_s is not None}
+            own = {d.name: d.disables_after(disable_after_s) for d in current}
             await check_pipeline(redis, alerting, [d.name for d in current], prefix=prefix,
                                  failing_after_s=failing_after_s, disable_after_s=disable_after_s,
                                  disable_after=own, teller=teller)

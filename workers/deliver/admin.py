@@ -69,9 +69,8 @@ def named(settings: Settings, name: str) -> Destination:
 
 async def show(settings: Settings, redis: Redis, console: Console, *, as_json: bool = False) -> int:
     """Each destination's health: a table, a block each on a narrow console, or JSON (deliver/report.py)."""
-    default = settings.destination_disable_after  # a destination's own disable_after, else the deployment's
-    destinations = [d if d.disable_after_s is not None else replace(d, disable_after_s=default)
-                    for d in destinations_for(settings)]
+    default = settings.destination_disable_after
+    destinations = [replace(d, disable_after_s=d.disables_after(default)) for d in destinations_for(settings)]
     rows = await health.read(redis, settings.key_prefix, [d.name for d in destinations])
     if as_json:
         print(json.dumps(report.as_json(rows, destinations), indent=2))

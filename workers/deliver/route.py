@@ -153,6 +153,10 @@ class Destination:
     redact: Redaction = KEEP  # the form its events take (contract/privacy.py), applied as each is sent
     disable_after_s: float | None = None  # auto-disable after failing this long; None: DESTINATION_DISABLE_AFTER
 
+    def disables_after(self, default_s: float) -> float:
+        """Seconds of failing before it is paused: its own `disable_after`, else `default_s` (0: never)."""
+        return default_s if self.disable_after_s is None else self.disable_after_s
+
     @property
     def where(self) -> str:
         """The URL without credentials or query, fit for logs."""
