@@ -77,6 +77,12 @@ def filters(chosen: Chosen, form: Form, accounts: Sequence[str]) -> dlq.Filters:
                        since_ms=form.time("since", chosen.since), until_ms=form.time("until", chosen.until))
 
 
+def filterable(request: Request[Any, Any, Any]) -> list[str]:
+    """The accounts the letters can be filtered by, as the menu offers them: the configured ones (the filter
+    runs inside workers/operate/dlq.py's selection, before any letter is read)."""
+    return data.accounts(request.app.state.account_names, ())
+
+
 def _order(entry_id: str) -> tuple[int, int]:
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
@@ -91,7 +97,7 @@ async def matching(request: Request[Any, Any, Any], chosen: Chosen, form: Form) 
         except ResponseError:
             found = []
         return [entry(i, f) for i, f in found]
-    chosen_filters = filters(chosen, form, data.accounts(request.app.state.account_names, ()))
+    chosen_filters = filters(chosen, form, filterable(request))
     letters = await dlq.select(request.app.state.arq, settings.dead_letter_stream, chosen_filters, MAX_MATCH)
     return [d for d in letters if _order(d.id) <= _order(chosen.upto)] if chosen.upto else letters
 
@@ -106,7 +112,7 @@ async def dead_letters_page(request: Request[Any, Any, Any], done: FromQuery[str
     letters = list(reversed(await matching(request, chosen, form)))
     shown = paging.paged(letters, form.whole("page", number, 1, 1, 10**6))
     names = sorted({*request.app.state.destination_names, *data.dead_per_destination(letters)})
-    accounts = data.accounts(request.app.state.account_names, (dlq.account_of(d) for d in letters))
+    accounts = filterable(request)
     return page("dead_letters.html", request, form, letters=shown, link=paging.links(request), done=done,
                 chosen=chosen, kinds=KINDS, names=names, capped=len(letters) >= MAX_MATCH, clock=trace.clock,
                 destination_of=data.destination_of, account_of=dlq.account_of, accounts=accounts)
