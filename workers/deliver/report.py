@@ -104,5 +104,5 @@ def as_json(rows: Sequence[Health], destinations: Sequence[Destination]) -> list
         "delivered": h.delivered, "failed": h.failed, "dead_letters": h.dead_letters,
         "paused_since": iso(h.paused_since_ms), "backlog": h.backlog, "oldest": iso(h.oldest_ms), "parked": h.parked,
         "retry_schedule": d.retry.describe(), "max_per_second": d.max_per_second or None,
-        "disable_after_s": d.disable_after_s or None,
+        "disable_after_s": d.disable_after_s,  # 0: never
     } for h, d in zip(rows, destinations, strict=True)]
